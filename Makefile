@@ -1,0 +1,69 @@
+# AI Mass: `make demo` and `make test` work from a fresh clone.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+VAR ?= var
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+VENV_STAMP := $(VENV)/.aimass-installed
+SAMPLE_STAMP := $(VAR)/data/raw/.sample-ready
+
+.PHONY: help setup demo stop status test test-unit test-dags test-e2e lint lock clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV_STAMP) $(SAMPLE_STAMP) ## venv from the lock, aimass editable, sample data
+
+$(VENV_STAMP): requirements.lock pyproject.toml
+	@tools/check_java.sh
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "AI Mass needs Python 3.11, got " + sys.version.split()[0]' \
+	  || { echo "error: set PYTHON=/path/to/python3.11 (e.g. make setup PYTHON=~/.pyenv/versions/3.11.7/bin/python)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(SAMPLE_STAMP): $(VENV_STAMP)
+	$(BIN)/python -m aimass.cli fetch-sample --var-dir $(VAR)
+	@touch $@
+
+demo: setup ## start Airflow, MLflow and the model server, run the retraining DAG, print a summary
+	$(BIN)/python -m aimass.cli demo
+
+stop: ## stop the services that `make demo` started
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m aimass.cli stop; else echo "nothing to stop (no venv)"; fi
+
+status: ## show which demo services are running
+	$(BIN)/python -m aimass.cli status
+
+test: setup ## every test CI runs: unit, dags, integration, e2e
+	$(BIN)/python -m pytest
+
+test-unit: setup ## unit and DAG integrity tests only (fast)
+	$(BIN)/python -m pytest -m "unit or dags"
+
+test-e2e: setup ## end-to-end tests only
+	$(BIN)/python -m pytest -m e2e
+
+lint: setup ## ruff
+	$(BIN)/ruff check dags plugins jobs models src tests bench
+	$(BIN)/ruff format --check dags plugins jobs models src tests bench
+
+lock: ## re-resolve requirements.lock from requirements*.txt
+	uv pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  requirements.txt requirements-dev.txt -o requirements.lock
+
+clean: stop ## remove runtime state (lake, models, MLflow store, Airflow home), keep venv and sample data
+	rm -rf $(VAR)/lake $(VAR)/serving $(VAR)/mlflow $(VAR)/airflow $(VAR)/reports $(VAR)/runs $(VAR)/logs
+
+distclean: stop ## remove everything not in git
+	rm -rf $(VENV) $(VAR)

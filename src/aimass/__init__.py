@@ -1,0 +1,5 @@
+"""AI Mass: keep machine-learning models fresh in production."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
