@@ -1,0 +1,205 @@
+"""
+### Retrain a model from fresh data (`aimass_retrain`)
+
+Runs nightly and on demand. Each run works on one partition of one dataset
+(`ds`, the run's date unless set) and goes through five stages:
+
+1. **clean_data**: a Spark job (`jobs/clean/main.py`, connection `spark_default`) reads the raw CSV
+   with the spec's explicit schema, derives the label and writes Parquet to
+   `lake/clean/<dataset>/ds=<ds>`; rows it cannot use go to `lake/quarantine/...` with a reason.
+2. **validate_quality**: a Great Expectations suite generated from the spec; a critical failure stops
+   the run. The Data Docs link is in the task log.
+3. **train_model**: TensorFlow worker processes under `MultiWorkerMirroredStrategy`; the run is tracked
+   in MLflow and the SavedModel registered as a new version.
+4. **evaluate_candidate**: candidate and champion on the same holdout; the gate explains itself and
+   either goes on to **deploy_model** or to **reject_candidate**.
+5. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
+   `champion` move to it only after it loaded and answered.
+
+Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
+the number of epochs and workers, or a stricter AUC bar. The summary of every run is the
+return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.json`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib.util import find_spec
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param, get_current_context, task
+
+DAG_ID = "aimass_retrain"
+# The Spark job is named by path: the DAG never imports pyspark.
+CLEAN_JOB = find_spec("jobs.clean.main").origin  # type: ignore[union-attr]
+CTX = "ti.xcom_pull(task_ids='prepare_run')"
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Clean, validate, train, evaluate and deploy a model from fresh data",
+    doc_md=__doc__,
+    schedule="0 2 * * *",
+    # No start_date: the cron timetable waits for the next 02:00 instead of firing for the
+    # slot that just passed when the DAG first appears.
+    catchup=False,
+    max_active_runs=1,
+    tags=["aimass", "retrain"],
+    default_args={
+        "owner": "aimass",
+        "retries": 1,
+        "retry_delay": timedelta(seconds=30),
+    },
+    params={
+        "dataset": Param(
+            "chicago_taxi",
+            type="string",
+            pattern="^[a-z][a-z0-9_]*$",
+            title="Dataset spec",
+            description="Name of a dataset spec in conf/datasets (for example chicago_taxi).",
+        ),
+        "ds": Param(
+            "",
+            type="string",
+            pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
+            title="Partition date",
+            description="YYYY-MM-DD of the lake partition to write; empty means the run's date.",
+        ),
+        "input_path": Param(
+            "",
+            type="string",
+            title="Input file or folder",
+            description="Raw CSV file or folder to clean; empty means the spec's source. Must be under the var dir "
+            "or a folder listed in AIMASS_DATA_ROOTS.",
+        ),
+        "epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=200,
+            title="Epochs",
+            description="Training epochs; empty means the spec's value.",
+        ),
+        "workers": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=8,
+            title="Training workers",
+            description="TensorFlow worker processes (MultiWorkerMirroredStrategy) on this machine.",
+        ),
+        "min_auc": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Minimum AUC",
+            description="Override the spec's absolute AUC bar for this run; empty keeps the spec's.",
+        ),
+    },
+) as dag:
+
+    @task
+    def prepare_run() -> dict:
+        """Validate the params before any work and decide where this run reads and writes."""
+        from aimass.pipeline import prepare_run as prepare
+
+        context = get_current_context()
+        run = context["dag_run"]
+        return prepare(
+            dict(context["params"]),
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            run_date=run.logical_date or run.run_after,
+        )
+
+    clean_data = SparkSubmitOperator(
+        task_id="clean_data",
+        conn_id="spark_default",
+        application=CLEAN_JOB,
+        name="aimass-clean",
+        application_args=[
+            "--spec",
+            "{{ " + CTX + "['dataset'] }}",
+            "--input",
+            "{{ " + CTX + "['input_path'] }}",
+            "--ds",
+            "{{ " + CTX + "['ds'] }}",
+            "--out",
+            "{{ " + CTX + "['clean_dir'] }}",
+            "--quarantine",
+            "{{ " + CTX + "['quarantine_dir'] }}",
+            "--summary",
+            "{{ " + CTX + "['clean_summary'] }}",
+        ],
+        conf={
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.adaptive.enabled": "true",
+            "spark.ui.enabled": "false",
+        },
+        execution_timeout=timedelta(hours=1),
+    )
+
+    @task
+    def validate_quality(ctx: dict) -> dict:
+        """Great Expectations on the clean partition; critical failures stop the run."""
+        from aimass.pipeline import validate_quality as validate
+
+        return validate(ctx)
+
+    @task(execution_timeout=timedelta(hours=3))
+    def train_model(ctx: dict, checks: dict) -> dict:
+        """Train across worker processes, track in MLflow, register a version."""
+        from aimass.pipeline import train_model as train
+
+        return train(ctx, checks)
+
+    @task.branch
+    def evaluate_candidate(ctx: dict, model: dict) -> str:
+        """Candidate vs champion on the same holdout; deploy only if the gate passes."""
+        from aimass.pipeline import evaluate_candidate as evaluate
+
+        decision = evaluate(ctx, model)
+        get_current_context()["ti"].xcom_push(key="decision", value=decision)
+        return "deploy_model" if decision["passed"] else "reject_candidate"
+
+    @task
+    def deploy_model(ctx: dict, model: dict) -> dict:
+        """Roll out to the model server and make the candidate champion."""
+        from aimass.pipeline import deploy_model as deploy
+
+        return deploy(ctx, model)
+
+    @task
+    def reject_candidate() -> None:
+        """Say why the gate kept the candidate out; production stays as it was."""
+        import logging
+
+        decision = get_current_context()["ti"].xcom_pull(
+            task_ids="evaluate_candidate", key="decision"
+        )
+        log = logging.getLogger("aimass.gate")
+        log.warning(
+            "candidate version %s rejected; production unchanged", decision["candidate_version"]
+        )
+        for reason in decision["reasons"]:
+            log.warning("%s", reason)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def publish_summary(ctx: dict, checks: dict, model: dict) -> dict:
+        """Collect counts, quality, metrics, the decision and the deployment in one summary."""
+        from aimass.pipeline import publish_summary as publish
+
+        ti = get_current_context()["ti"]
+        decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
+        deployment = ti.xcom_pull(task_ids="deploy_model")
+        return publish(ctx, checks, model, decision, deployment)
+
+    ctx = prepare_run()
+    checks = validate_quality(ctx)
+    ctx >> clean_data >> checks
+    model = train_model(ctx, checks)
+    gate = evaluate_candidate(ctx, model)
+    deployed = deploy_model(ctx, model)
+    rejected = reject_candidate()
+    gate >> [deployed, rejected]
+    [deployed, rejected] >> publish_summary(ctx, checks, model)

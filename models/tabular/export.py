@@ -1,0 +1,123 @@
+"""SavedModel export with the serving contract, and a loader for predictions.
+
+Serving contract (docs/architecture.md, "Train"): the ``serving_default``
+signature takes one input per feature, named as the column, shape ``[None]``,
+dtype by spec type (double→float32, long→int64, string→string) and returns
+``{"probabilities": float32 [None]}``, the probability of the positive class.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from aimass.errors import ConfigError
+from aimass.spec import DatasetSpec
+from models.tabular.features import features
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_KEY = "serving_default"
+OUTPUT_KEY = "probabilities"
+
+
+def serving_input_signature(spec: DatasetSpec) -> dict[str, tf.TensorSpec]:
+    """The raw inputs of the serving signature: feature name -> ``TensorSpec([None], dtype)``."""
+    return {
+        f.name: tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(f.tf_dtype), name=f.name)
+        for f in features(spec)
+    }
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``, replacing an existing ``dst`` with as small a window as rename allows."""
+    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_saved_model(model: tf_keras.Model, spec: DatasetSpec, export_dir: Path) -> Path:
+    """Write ``model`` as a SavedModel with the serving contract to ``export_dir``.
+
+    The model is written to a temporary sibling folder and renamed into place, so
+    readers never see a half-written export and a rerun replaces its own export.
+
+    Returns:
+        ``export_dir``.
+    """
+    export_dir = Path(export_dir)
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    @tf.function(input_signature=[serving_input_signature(spec)])
+    def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        probabilities = model(inputs, training=False)
+        return {OUTPUT_KEY: tf.reshape(tf.cast(probabilities, tf.float32), [-1])}
+
+    tmp = export_dir.with_name(f".{export_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        model.save(
+            str(tmp), save_format="tf", include_optimizer=False, signatures={SIGNATURE_KEY: serve}
+        )
+        _replace_dir(tmp, export_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("exported SavedModel to %s", export_dir)
+    return export_dir
+
+
+def load_predict_fn(
+    export_dir: Path, *, batch_size: int = 8192
+) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """Load a SavedModel export and return ``predict(features) -> probabilities`` (float32, one per row).
+
+    ``features`` maps every signature input name to a 1-D array of raw values
+    (missing values as NaN / -1 / ""); extra keys are ignored. Rows are fed in
+    chunks of ``batch_size``.
+
+    Raises:
+        ConfigError: the folder is not a SavedModel with a ``serving_default`` signature.
+    """
+    export_dir = Path(export_dir)
+    if not (export_dir / "saved_model.pb").exists():
+        raise ConfigError(
+            f"{export_dir} is not a SavedModel (no saved_model.pb); pass the training run's export/ folder"
+        )
+    loaded = tf.saved_model.load(str(export_dir))
+    if SIGNATURE_KEY not in loaded.signatures:
+        raise ConfigError(
+            f"SavedModel {export_dir} has no '{SIGNATURE_KEY}' signature (has {list(loaded.signatures)}); "
+            "export it with models.tabular.export.export_saved_model"
+        )
+    fn = loaded.signatures[SIGNATURE_KEY]
+    input_specs: dict[str, tf.TensorSpec] = fn.structured_input_signature[1]
+
+    def predict(feats: dict[str, np.ndarray]) -> np.ndarray:
+        missing = sorted(set(input_specs) - set(feats))
+        if missing:
+            raise ConfigError(
+                f"features lack model inputs {missing}; the model expects {sorted(input_specs)}"
+            )
+        rows = len(feats[next(iter(input_specs))])
+        out: list[np.ndarray] = []
+        for start in range(0, rows, batch_size):
+            feed = {
+                name: tf.constant(
+                    np.asarray(feats[name][start : start + batch_size]), dtype=spec.dtype
+                )
+                for name, spec in input_specs.items()
+            }
+            out.append(fn(**feed)[OUTPUT_KEY].numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    # Keep `loaded` alive as long as `predict`: the signature needs its variables.
+    predict.loaded = loaded  # type: ignore[attr-defined]
+    return predict

@@ -1,0 +1,251 @@
+"""Input pipeline: a clean Parquet partition -> NumPy arrays or a ``tf.data.Dataset``.
+
+TensorFlow has no Parquet reader, so Arrow record batches are read with pyarrow
+and handed to tf.data one whole batch at a time (never row by row). Missing
+values get the wire fills from ``features`` (NaN / -1 / ""), the same values a
+serving client sends, so the model sees one encoding of "missing" everywhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from aimass.errors import ConfigError, DataQualityError
+from aimass.spec import DatasetSpec
+from models.tabular.features import Feature, features
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+SPLIT_COLUMN = "split"
+SPLITS = ("train", "holdout")
+
+Arrays = dict[str, np.ndarray]
+
+
+def _open(partition: Path) -> pads.Dataset:
+    partition = Path(partition)
+    if not partition.is_dir():
+        raise ConfigError(
+            f"clean partition {partition} does not exist or is not a folder; "
+            "run the clean stage for this date first or pass the right --data path"
+        )
+    files = sorted(
+        str(p)
+        for p in partition.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
+    )
+    if not files:
+        raise ConfigError(
+            f"clean partition {partition} holds no .parquet files; rerun the clean stage for it"
+        )
+    # A sorted file list keeps the row order identical on every worker, which DATA
+    # sharding relies on (each worker keeps every N-th batch of the same stream).
+    return pads.dataset(files, format="parquet")
+
+
+def _check_columns(dataset: pads.Dataset, partition: Path, needed: list[str]) -> None:
+    missing = [c for c in needed if c not in dataset.schema.names]
+    if missing:
+        raise ConfigError(
+            f"clean partition {partition} lacks columns {missing} (has {dataset.schema.names}); "
+            "rerun the clean stage with this spec, or fix the spec's features/label"
+        )
+
+
+def _split_filter(split: str | None) -> pc.Expression | None:
+    if split is None:
+        return None
+    if split not in SPLITS:
+        raise ConfigError(f"split '{split}' is unknown; use one of {SPLITS} or None for all rows")
+    return pc.field(SPLIT_COLUMN) == split
+
+
+def _columns(spec: DatasetSpec, split: str | None) -> list[str]:
+    cols = [f.name for f in features(spec)] + [spec.label_name]
+    return cols + [SPLIT_COLUMN] if split is not None else cols
+
+
+def _feature_array(feature: Feature, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if feature.spec_dtype == "double":
+        column = pc.fill_null(pc.cast(column, pa.float32()), pa.scalar(float("nan"), pa.float32()))
+    elif feature.spec_dtype == "long":
+        column = pc.fill_null(pc.cast(column, pa.int64()), -1)
+    else:
+        column = pc.fill_null(pc.cast(column, pa.string()), "")
+    values = column.to_numpy(zero_copy_only=False)
+    return values.astype(feature.np_dtype, copy=False)
+
+
+def _label_array(spec: DatasetSpec, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    nulls = column.null_count
+    if nulls:
+        raise DataQualityError(
+            f"label column '{spec.label_name}' has {nulls} null values; "
+            "the clean stage must drop or quarantine rows without a label"
+        )
+    return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
+    feats = {f.name: _feature_array(f, table.column(f.name)) for f in features(spec)}
+    return feats, _label_array(spec, table.column(spec.label_name))
+
+
+def count_rows(partition: Path, spec: DatasetSpec, split: str | None) -> int:
+    """Number of rows of ``split`` (all rows for None) in a clean partition."""
+    dataset = _open(partition)
+    _check_columns(dataset, partition, _columns(spec, split))
+    return int(dataset.count_rows(filter=_split_filter(split)))
+
+
+def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[Arrays, np.ndarray]:
+    """Read a clean partition into feature arrays and the label array.
+
+    Args:
+        partition: folder of Parquet files written by the clean stage.
+        spec: the dataset spec; its features and label name pick the columns.
+        split: ``"train"``, ``"holdout"`` or None for every row.
+
+    Returns:
+        ``({feature: array}, labels)``: float32 (NaN for missing) for double,
+        int64 (-1) for long, object arrays of ``str`` ("") for string; labels int64.
+
+    Raises:
+        ConfigError: the partition or a needed column is missing.
+        DataQualityError: a label is null.
+    """
+    dataset = _open(partition)
+    columns = _columns(spec, split)
+    _check_columns(dataset, partition, columns)
+    table = dataset.to_table(
+        columns=columns[: len(columns) - (split is not None)], filter=_split_filter(split)
+    )
+    return _to_arrays(spec, table)
+
+
+def _batches(
+    partition: Path,
+    spec: DatasetSpec,
+    *,
+    split: str | None,
+    batch_size: int,
+    shuffle: bool,
+    shuffle_buffer: int,
+    drop_remainder: bool,
+    rng: np.random.Generator,
+) -> Iterator[tuple[Arrays, np.ndarray]]:
+    dataset = _open(partition)
+    columns = _columns(spec, split)
+    _check_columns(dataset, partition, columns)
+    read_columns = columns[: len(columns) - (split is not None)]
+    fragments = list(dataset.get_fragments())
+    if shuffle:
+        fragments = [fragments[i] for i in rng.permutation(len(fragments))]
+    window = max(shuffle_buffer, batch_size) if shuffle else batch_size
+    split_filter = _split_filter(split)
+
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for fragment in fragments:
+        for record_batch in fragment.to_batches(columns=read_columns, filter=split_filter):
+            if not record_batch.num_rows:
+                continue
+            pending.append(record_batch)
+            pending_rows += record_batch.num_rows
+            if pending_rows >= window:
+                table = _maybe_permute(pa.Table.from_batches(pending), rng if shuffle else None)
+                full = (table.num_rows // batch_size) * batch_size
+                for start in range(0, full, batch_size):
+                    yield _encode(spec, table.slice(start, batch_size))
+                # The remainder (already permuted) joins the next window.
+                pending = table.slice(full).to_batches()
+                pending_rows = table.num_rows - full
+    if pending_rows:
+        table = _maybe_permute(pa.Table.from_batches(pending), rng if shuffle else None)
+        for start in range(0, table.num_rows, batch_size):
+            batch = table.slice(start, batch_size)
+            if batch.num_rows == batch_size or not drop_remainder:
+                yield _encode(spec, batch)
+
+
+def _maybe_permute(table: pa.Table, rng: np.random.Generator | None) -> pa.Table:
+    if rng is None:
+        return table
+    return table.take(pa.array(rng.permutation(table.num_rows)))
+
+
+def _encode(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
+    feats, labels = _to_arrays(spec, table)
+    return feats, labels.astype(np.float32)
+
+
+def make_dataset(
+    partition: Path,
+    spec: DatasetSpec,
+    *,
+    split: str | None,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    shuffle_buffer: int = 10_000,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Stream a clean partition as batches of ``({feature: [batch]}, label[batch] float32)``.
+
+    Arrow record batches are regrouped into batches of ``batch_size`` rows in
+    Python and each whole batch enters tf.data at once. With ``shuffle``, rows are
+    permuted within windows of ``shuffle_buffer`` rows and the file order is
+    permuted too; the order depends only on ``seed`` and the epoch number, so
+    every worker of a multi-worker job reads the same stream. The dataset sets
+    ``AutoShardPolicy.DATA``: under a distribution strategy each worker keeps its
+    share of every global batch (``batch_size`` is the global batch size).
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    partition = Path(partition)
+    # Fail here, in the caller, rather than inside the tf.data generator.
+    dataset = _open(partition)
+    _check_columns(dataset, partition, _columns(spec, split))
+    _split_filter(split)
+
+    epochs = itertools.count()
+
+    def generator() -> Iterator[tuple[Arrays, np.ndarray]]:
+        rng = np.random.default_rng([seed, next(epochs)])
+        yield from _batches(
+            partition,
+            spec,
+            split=split,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            shuffle_buffer=shuffle_buffer,
+            drop_remainder=drop_remainder,
+            rng=rng,
+        )
+
+    signature = (
+        {
+            f.name: tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(f.tf_dtype), name=f.name)
+            for f in features(spec)
+        },
+        tf.TensorSpec(shape=(None,), dtype=tf.float32, name=spec.label_name),
+    )
+    gen: Callable[[], Iterator[tuple[Arrays, np.ndarray]]] = generator
+    ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

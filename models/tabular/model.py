@@ -1,0 +1,169 @@
+"""Pure model builder: raw feature tensors in, probability of the positive class out.
+
+All preprocessing (missing-value imputation, normalization, vocabularies) is
+part of the Keras model, so the exported SavedModel takes raw values and
+training and serving cannot drift apart. Statistics and vocabularies are
+computed with NumPy from ``adapt_data`` (the training split) and baked into the
+layers as constants, so building needs no ``adapt()`` call and gives the same
+model on every worker of a multi-worker job.
+
+Uses legacy Keras (``tf_keras``, ``TF_USE_LEGACY_KERAS=1``): Keras 3 ``fit``
+fails under ``MultiWorkerMirroredStrategy`` with TF 2.21 (docs/architecture.md §9).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from aimass.errors import ConfigError
+from aimass.spec import DatasetSpec
+from models.tabular.features import CATEGORICAL, Feature, features, is_missing
+
+logger = logging.getLogger(__name__)
+
+NUM_OOV = 1
+
+
+@tf_keras.saving.register_keras_serializable(package="aimass")
+class Impute(tf_keras.layers.Layer):
+    """Cast a scalar feature to float32, replace missing values, return shape ``[batch, 1]``.
+
+    Missing means NaN, or ``sentinel`` when given (long columns use -1).
+    """
+
+    def __init__(self, fill_value: float, sentinel: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fill_value = float(fill_value)
+        self.sentinel = None if sentinel is None else float(sentinel)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(inputs, tf.float32)
+        missing = tf.math.is_nan(x)
+        if self.sentinel is not None:
+            missing = tf.logical_or(missing, tf.equal(x, self.sentinel))
+        x = tf.where(missing, tf.constant(self.fill_value, tf.float32), x)
+        return tf.expand_dims(x, -1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "fill_value": self.fill_value, "sentinel": self.sentinel}
+
+
+@tf_keras.saving.register_keras_serializable(package="aimass")
+class AsString(tf_keras.layers.Layer):
+    """Format numeric category codes as strings so one lookup layer type serves every categorical."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if inputs.dtype == tf.string:
+            return inputs
+        return tf.strings.as_string(inputs)
+
+
+def category_strings(values: np.ndarray) -> np.ndarray:
+    """The strings ``AsString`` produces for ``values`` (so vocabularies match the layer)."""
+    if values.dtype == object:
+        return values.astype(str)
+    as_str = tf.strings.as_string(tf.constant(values)).numpy()
+    return np.char.decode(as_str.astype(bytes), "utf-8")
+
+
+def vocabulary(values: np.ndarray, max_size: int) -> list[str]:
+    """The ``max_size`` most frequent category strings, most frequent first (ties by value)."""
+    strings = category_strings(values)
+    uniques, counts = np.unique(strings, return_counts=True)
+    order = sorted(range(len(uniques)), key=lambda i: (-int(counts[i]), str(uniques[i])))
+    return [str(uniques[i]) for i in order[:max_size]]
+
+
+def _numeric_stats(feature: Feature, values: np.ndarray) -> tuple[float, float]:
+    present = np.asarray(values, dtype=np.float64)[~is_missing(feature, values)]
+    if present.size == 0:
+        logger.warning(
+            "numeric feature %s has no values in the training data; it will be constant",
+            feature.name,
+        )
+        return 0.0, 1.0
+    return float(present.mean()), float(present.var())
+
+
+def build_model(
+    spec: DatasetSpec,
+    *,
+    adapt_data: dict[str, np.ndarray],
+    hidden_units: Sequence[int] | None = None,
+    learning_rate: float | None = None,
+) -> tf_keras.Model:
+    """Build and compile the classifier for ``spec``.
+
+    Args:
+        spec: dataset spec (features, types, ``training.max_vocab``).
+        adapt_data: training feature arrays as ``inputs.load_arrays`` returns them;
+            numeric means/variances and category vocabularies are computed from them.
+        hidden_units: sizes of the dense layers (default ``spec.training.hidden_units``).
+        learning_rate: Adam learning rate (default ``spec.training.learning_rate``).
+
+    Returns:
+        A compiled ``tf_keras.Model`` with one named scalar input per feature
+        (batch shape ``[None]``) and a sigmoid output of shape ``[None, 1]``.
+
+    Raises:
+        ConfigError: a feature is missing from ``adapt_data`` or the data is empty.
+    """
+    hidden_units = tuple(hidden_units or spec.training.hidden_units)
+    learning_rate = spec.training.learning_rate if learning_rate is None else learning_rate
+    feats = features(spec)
+    missing = [f.name for f in feats if f.name not in adapt_data]
+    if missing:
+        raise ConfigError(
+            f"adapt_data lacks features {missing}; pass the arrays from load_arrays(..., 'train')"
+        )
+    if len(adapt_data[feats[0].name]) == 0:
+        raise ConfigError(
+            "adapt_data is empty; the training split has no rows, check the clean partition"
+        )
+
+    inputs: dict[str, tf_keras.Input] = {}
+    encoded: list[tf.Tensor] = []
+    for feat in feats:
+        inp = tf_keras.Input(shape=(), dtype=feat.tf_dtype, name=feat.name)
+        inputs[feat.name] = inp
+        values = adapt_data[feat.name]
+        if feat.kind == CATEGORICAL:
+            vocab = vocabulary(values, spec.training.max_vocab)
+            as_str = AsString(name=f"{feat.name}_as_string")(inp)
+            lookup = tf_keras.layers.StringLookup(
+                vocabulary=vocab,
+                num_oov_indices=NUM_OOV,
+                output_mode="one_hot",
+                name=f"{feat.name}_lookup",
+            )
+            encoded.append(lookup(as_str))
+            logger.debug("categorical %s: %d categories + %d OOV", feat.name, len(vocab), NUM_OOV)
+        else:
+            mean, variance = _numeric_stats(feat, values)
+            sentinel = feat.fill if feat.spec_dtype == "long" else None
+            x = Impute(mean, sentinel, name=f"{feat.name}_impute")(inp)
+            norm = tf_keras.layers.Normalization(
+                mean=[mean], variance=[max(variance, 1e-12)], name=f"{feat.name}_norm"
+            )
+            encoded.append(norm(x))
+
+    x = tf_keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
+    for i, units in enumerate(hidden_units):
+        x = tf_keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+    output = tf_keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    model = tf_keras.Model(inputs=inputs, outputs=output, name=f"{spec.name}_classifier")
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=tf_keras.losses.BinaryCrossentropy(),
+        metrics=[
+            tf_keras.metrics.AUC(name="auc"),
+            tf_keras.metrics.BinaryAccuracy(name="accuracy"),
+        ],
+    )
+    return model

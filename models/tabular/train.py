@@ -1,0 +1,279 @@
+"""Training entry point for one worker: ``python -m models.tabular.train --spec ... --data ...``.
+
+Started once per worker by ``aimass.training.train``, each process with its own
+``TF_CONFIG``. Every worker builds the same model inside
+``MultiWorkerMirroredStrategy.scope()`` and trains on its share of each global
+batch; only the chief writes ``<run-dir>/export/`` and ``<run-dir>/metrics.json``.
+Other workers take part in the save (it runs collectives) but write to a
+temporary folder that is deleted afterwards.
+
+Needs ``TF_USE_LEGACY_KERAS=1`` (tf-keras): Keras 3 ``fit`` fails under
+``MultiWorkerMirroredStrategy`` with TF 2.21.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aimass.errors import AimassError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+EXPORT_DIR = "export"
+METRICS_FILE = "metrics.json"
+# Set by aimass.training to the launcher's pid (see _exit_with_parent).
+PARENT_PID_ENV = "AIMASS_TRAIN_PARENT_PID"
+
+
+@dataclass(frozen=True)
+class ClusterRole:
+    """This process's place in the cluster described by ``TF_CONFIG``."""
+
+    workers: int
+    task_type: str
+    index: int
+    is_chief: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.task_type} {self.index}"
+
+
+def cluster_role(environ: dict[str, str] | None = None) -> ClusterRole:
+    """Read ``TF_CONFIG``; without one this process is the only worker and the chief.
+
+    The chief is the ``chief`` task if the cluster has one, else worker 0.
+    """
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not raw.strip():
+        return ClusterRole(workers=1, task_type="worker", index=0, is_chief=True)
+    try:
+        config = json.loads(raw)
+        cluster = config["cluster"]
+        task_type = str(config["task"]["type"])
+        index = int(config["task"]["index"])
+        has_chief = bool(cluster.get("chief"))
+        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"TF_CONFIG={raw!r} is not valid ({exc}); it must look like "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+        ) from exc
+    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)
+    return ClusterRole(workers=workers, task_type=task_type, index=index, is_chief=is_chief)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m models.tabular.train", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--spec", required=True, help="dataset spec name or YAML path")
+    parser.add_argument("--data", required=True, type=Path, help="clean partition folder (Parquet)")
+    parser.add_argument(
+        "--run-dir",
+        required=True,
+        type=Path,
+        help="where the chief writes export/ and metrics.json",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: the spec's training.epochs"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="per-worker batch (default: spec)"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="default: the spec's training.learning_rate",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed for weights and shuffling (same on every worker)"
+    )
+    return parser.parse_args(argv)
+
+
+def _configure_logging(role: ClusterRole) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"%(asctime)s {role.task_type}-{role.index} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _history(history: dict[str, list[Any]]) -> dict[str, list[float]]:
+    return {name: [float(v) for v in values] for name, values in history.items()}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train on the train split, evaluate on holdout, export (chief only); return the metrics payload."""
+    role = cluster_role()
+    _configure_logging(role)
+
+    import tensorflow as tf
+
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise ConfigError(
+            "TF_USE_LEGACY_KERAS is not '1'; set it: Keras 3 fit fails under MultiWorkerMirroredStrategy"
+        )
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Several workers may share one GPU; don't let the first take all its memory.
+        tf.config.experimental.set_memory_growth(gpu, True)
+    # The strategy must exist before other TensorFlow ops run in this process.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    logger.info(
+        "%s of %d workers (chief=%s); visible devices: %s; replicas in sync: %d",
+        role.label,
+        role.workers,
+        role.is_chief,
+        [d.name for d in tf.config.list_physical_devices()],
+        strategy.num_replicas_in_sync,
+    )
+
+    import tf_keras
+
+    from aimass.spec import load_spec
+    from models.tabular.export import export_saved_model
+    from models.tabular.inputs import count_rows, load_arrays, make_dataset
+    from models.tabular.model import build_model
+
+    spec = load_spec(args.spec)
+    epochs = args.epochs if args.epochs is not None else spec.training.epochs
+    batch_size = args.batch_size if args.batch_size is not None else spec.training.batch_size
+    learning_rate = (
+        args.learning_rate if args.learning_rate is not None else spec.training.learning_rate
+    )
+    if epochs < 1 or batch_size < 1 or not 0 < learning_rate < 1:
+        raise ConfigError(
+            f"epochs={epochs}, batch_size={batch_size}, learning_rate={learning_rate}: "
+            "use epochs >= 1, batch_size >= 1 and 0 < learning_rate < 1"
+        )
+    global_batch = batch_size * role.workers
+
+    train_x, _ = load_arrays(args.data, spec, "train")
+    train_rows = len(next(iter(train_x.values())))
+    if train_rows == 0:
+        raise ConfigError(
+            f"clean partition {args.data} has no 'train' rows; check the clean stage's split"
+        )
+    holdout_rows = count_rows(args.data, spec, "holdout")
+    logger.info(
+        "train rows %d, holdout rows %d, global batch %d", train_rows, holdout_rows, global_batch
+    )
+
+    tf_keras.utils.set_random_seed(args.seed)
+    with strategy.scope():
+        model = build_model(
+            spec,
+            adapt_data=train_x,
+            hidden_units=spec.training.hidden_units,
+            learning_rate=learning_rate,
+        )
+    del train_x
+
+    train_ds = make_dataset(
+        args.data, spec, split="train", batch_size=global_batch, shuffle=True, seed=args.seed
+    )
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # No BackupAndRestore: with tf-keras 2.21 a non-chief worker's second backup fails
+    # (its workertemp_<i> folder is deleted after the first save). Reruns start over.
+    fit = model.fit(train_ds, epochs=epochs, verbose=2)
+
+    holdout: dict[str, float] = {}
+    if holdout_rows:
+        holdout_ds = make_dataset(args.data, spec, split="holdout", batch_size=global_batch)
+        holdout = {
+            k: float(v) for k, v in model.evaluate(holdout_ds, verbose=0, return_dict=True).items()
+        }
+        logger.info("holdout: %s", holdout)
+    else:
+        logger.warning(
+            "no holdout rows in %s; metrics.json will have an empty 'holdout'", args.data
+        )
+
+    payload = {
+        "history": _history(fit.history),
+        "holdout": holdout,
+        "params": {
+            "spec": spec.name,
+            "data": str(args.data),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "global_batch_size": global_batch,
+            "learning_rate": learning_rate,
+            "hidden_units": list(spec.training.hidden_units),
+            "max_vocab": spec.training.max_vocab,
+            "workers": role.workers,
+            "seed": args.seed,
+            "train_rows": train_rows,
+            "holdout_rows": holdout_rows,
+        },
+    }
+    if role.is_chief:
+        export_saved_model(model, spec, run_dir / EXPORT_DIR)
+        _write_json(run_dir / METRICS_FILE, payload)
+        logger.info("wrote %s and %s", run_dir / EXPORT_DIR, run_dir / METRICS_FILE)
+    else:
+        # Saving runs collectives, so every worker saves; only the chief's copy is kept.
+        scratch = Path(tempfile.mkdtemp(prefix=f"aimass-{role.task_type}-{role.index}-"))
+        try:
+            export_saved_model(model, spec, scratch / EXPORT_DIR)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return payload
+
+
+def _exit_with_parent(environ: dict[str, str] | None = None) -> None:
+    """Exit when the launcher that started us is gone, so a killed launcher leaves no orphan worker."""
+    raw = (os.environ if environ is None else environ).get(PARENT_PID_ENV, "")
+    if not raw.isdigit():
+        return
+    parent = int(raw)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                logger.error("launcher (pid %d) is gone; exiting", parent)
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one worker; exit 0 on success, 2 on a configuration/data error, 1 on anything else."""
+    args = parse_args(argv)
+    _exit_with_parent()
+    try:
+        run(args)
+    except AimassError as exc:
+        logger.error("training failed: %s", exc)
+        return 2
+    except Exception:
+        logger.exception("training failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

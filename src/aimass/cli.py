@@ -1,0 +1,171 @@
+"""The `aimass` command line: sample data, the demo services, and a run summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("aimass")
+
+
+def _cmd_fetch_sample(args: argparse.Namespace) -> int:
+    from aimass.sample_data import fetch_sample
+
+    files = fetch_sample(Path(args.var_dir).resolve(), force=args.force)
+    for name, path in files.items():
+        log.info("sample %s: %s", name, path)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from aimass import services
+    from aimass.airflow_api import AirflowClient
+    from aimass.config import Settings
+
+    settings = Settings.from_env()
+    services.prepare(settings)
+    services.start(settings)
+    services.wait_ready(settings)
+    client = AirflowClient(
+        f"http://{settings.host}:{settings.airflow_port}",
+        services.ADMIN_USER,
+        services.admin_password(settings),
+    )
+    dag_id = "aimass_retrain"
+    client.wait_for_dag(dag_id)
+    conf = {"workers": args.workers} if args.workers else {}
+    run_id = client.trigger(dag_id, conf, note="started by `make demo`")
+    log.info(
+        "waiting for %s run %s (follow it at http://%s:%d/dags/%s)",
+        dag_id,
+        run_id,
+        settings.host,
+        settings.airflow_port,
+        dag_id,
+    )
+    state = client.wait_for_run(dag_id, run_id, timeout_s=args.timeout)
+    print(render_summary(settings, client, dag_id, run_id, state))
+    return 0 if state == "success" else 1
+
+
+def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> str:  # type: ignore[no-untyped-def]
+    """The text `make demo` prints: what happened, and where to look next."""
+    from aimass import services
+
+    lines = [""]
+    lines.append(f"== AI Mass: {dag_id} run {run_id}: {state.upper()}")
+    summary = None
+    try:
+        summary = client.xcom(dag_id, run_id, "publish_summary")
+    except Exception as exc:  # a failed run has no summary; say where to look instead
+        log.debug("no summary: %s", exc)
+    if summary:
+        clean, quality = summary.get("clean") or {}, summary.get("quality") or {}
+        lines.append(
+            f"data     {summary['dataset']} ds={summary['ds']}: rows in {clean.get('rows_in')}, "
+            f"clean {clean.get('rows_clean')}, quarantined {clean.get('rows_quarantined')}"
+        )
+        lines.append(
+            f"quality  {'passed' if quality.get('success') else 'FAILED'}: {quality.get('passed')}/{quality.get('expectations')} "
+            f"expectations, {len(quality.get('warnings') or [])} warnings; Data Docs: {quality.get('data_docs')}"
+        )
+        model = summary.get("model") or {}
+        gate = summary.get("gate") or {}
+        cand = gate.get("candidate") or {}
+        lines.append(
+            f"model    registry version {model.get('registry_version')} trained on {model.get('workers')} worker(s) in "
+            f"{model.get('train_seconds')} s; holdout auc {cand.get('auc', float('nan')):.4f}, "
+            f"accuracy {cand.get('accuracy', float('nan')):.4f}, log loss {cand.get('log_loss', float('nan')):.4f}"
+        )
+        champ = gate.get("champion")
+        against = (
+            f"against champion v{gate.get('champion_version')} (auc {champ['auc']:.4f})"
+            if champ
+            else "no champion yet"
+        )
+        lines.append(f"gate     {'PASSED' if gate.get('passed') else 'REJECTED'} {against}")
+        lines.extend(f"           {c}" for c in gate.get("checks") or [])
+        dep = summary.get("deployment")
+        if dep:
+            lines.append(
+                f"deploy   serving version {dep['serving_version']} is 'stable' (previous {dep.get('previous_version')}), "
+                f"MLflow alias champion -> v{dep['registry_version']}"
+            )
+            lines.append(
+                f"predict  {dep.get('rest_instance')} -> {dep.get('rest_probabilities', [None])[0]}"
+            )
+        else:
+            lines.append("deploy   skipped: production unchanged")
+    else:
+        states = client.task_states(dag_id, run_id)
+        for task, st in states.items():
+            lines.append(f"  {task:20s} {st}")
+        lines.append(f"task logs: {services.airflow_home(settings) / 'logs'}")
+    lines.append("")
+    lines.append(
+        f"Airflow UI    http://{settings.host}:{settings.airflow_port}  (login {services.ADMIN_USER} / {services.admin_password(settings)})"
+    )
+    lines.append(f"MLflow UI     http://{settings.host}:{settings.mlflow_port}")
+    lines.append(
+        f"Model server  REST http://{settings.host}:{settings.serving_rest_port}/v1/models/<dataset>  "
+        f"gRPC {settings.host}:{settings.serving_grpc_port}"
+    )
+    lines.append(f"State         {settings.var_dir} (lake/, reports/, serving/, mlflow/, logs/)")
+    lines.append("Stop with `make stop`.")
+    return "\n".join(lines)
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from aimass import services
+    from aimass.config import Settings
+
+    stopped = services.stop(Settings.from_env())
+    log.info("stopped: %s", ", ".join(stopped) or "nothing was running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from aimass import services
+    from aimass.config import Settings
+
+    for name, pid in services.status(Settings.from_env()).items():
+        print(f"{name:24s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aimass", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fetch = sub.add_parser("fetch-sample", help="download the Chicago Taxi sample CSVs (tfx wheel)")
+    fetch.add_argument("--var-dir", default="var", help="runtime state folder (default: var)")
+    fetch.add_argument("--force", action="store_true", help="download again even if present")
+    fetch.set_defaults(func=_cmd_fetch_sample)
+
+    demo = sub.add_parser(
+        "demo", help="start the services, run the retraining DAG through Airflow, print a summary"
+    )
+    demo.add_argument(
+        "--workers", type=int, default=0, help="training workers (default: the DAG's)"
+    )
+    demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the run")
+    demo.set_defaults(func=_cmd_demo)
+    sub.add_parser("stop", help="stop the services that `demo` started").set_defaults(
+        func=_cmd_stop
+    )
+    sub.add_parser("status", help="show which services are running").set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

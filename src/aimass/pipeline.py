@@ -1,0 +1,321 @@
+"""The retraining stages as plain functions; DAG tasks are thin wrappers around these.
+
+Each function takes the run context made by :func:`prepare_run` (a JSON-able dict that
+travels through XCom), does one stage's work and returns a short JSON-able summary.
+Outputs are addressed by (dataset, ds) and the Airflow run id, so a retry or a rerun
+overwrites its own outputs instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aimass.config import Settings
+from aimass.errors import StageError
+
+log = logging.getLogger(__name__)
+
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.exists():
+        raise StageError(
+            f"{what} not found at {path}; did the previous stage run for this partition?"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def prepare_run(
+    params: dict[str, Any], *, dag_id: str, run_id: str, run_date: datetime
+) -> dict[str, Any]:
+    """Validate the params and lay out where every stage of this run reads and writes."""
+    from aimass.params import validate_params
+
+    settings = Settings.from_env()
+    p = validate_params(params, settings, run_date=run_date)
+    report_dir = settings.report_dir(p.dataset, p.ds)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    ctx = {
+        **p.to_dict(),
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "run_key": f"{dag_id}/{run_id}",
+        "clean_dir": str(settings.clean_partition(p.dataset, p.ds)),
+        "quarantine_dir": str(settings.quarantine_partition(p.dataset, p.ds)),
+        "report_dir": str(report_dir),
+        "clean_summary": str(report_dir / "clean_summary.json"),
+        "run_dir": str(settings.runs_dir / p.dataset / _safe(run_id)),
+    }
+    log.info("run %s: dataset=%s ds=%s input=%s", run_id, p.dataset, p.ds, p.input_path)
+    return ctx
+
+
+def validate_quality(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Check the clean partition with the spec's GX suite; a critical failure raises."""
+    from aimass.quality import raise_for_critical, validate_partition
+    from aimass.spec import load_spec
+
+    spec = load_spec(ctx["dataset"], Settings.from_env().conf_dir)
+    clean = _read_json(Path(ctx["clean_summary"]), "clean summary")
+    log.info(
+        "clean: %s rows in, %s clean, %s quarantined",
+        clean["rows_in"],
+        clean["rows_clean"],
+        clean["rows_quarantined"],
+    )
+    quality = validate_partition(spec, Path(ctx["clean_dir"]), Path(ctx["report_dir"]))
+    log.info("quality report (Data Docs): %s", quality.get("data_docs"))
+    raise_for_critical(quality)
+    return {"clean": clean, "quality": _quality_brief(quality)}
+
+
+def _quality_brief(quality: dict[str, Any]) -> dict[str, Any]:
+    results = quality.get("results", [])
+    return {
+        "success": bool(quality.get("success")),
+        "expectations": len(results),
+        "passed": sum(1 for r in results if r.get("success")),
+        "critical_failures": quality.get("critical_failures", []),
+        "warnings": quality.get("warnings", []),
+        "data_docs": quality.get("data_docs"),
+    }
+
+
+def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
+    """Train a candidate across worker processes, track it in MLflow and register a version."""
+    import mlflow
+
+    from aimass import tracking
+    from aimass.spec import load_spec
+    from aimass.training import train
+
+    settings = Settings.from_env()
+    spec = load_spec(ctx["dataset"], settings.conf_dir)
+    run_dir = Path(ctx["run_dir"])
+    if run_dir.exists():  # a retry starts from a clean slate
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+    exp_id = tracking.experiment_id(settings, spec.name)
+    tracking.client(settings)
+    started = time.monotonic()
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=f"train {spec.name} ds={ctx['ds']}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "aimass.dataset": spec.name,
+                "aimass.ds": ctx["ds"],
+                "aimass.partition": ctx["clean_dir"],
+                "aimass.run_key": ctx["run_key"],
+                "aimass.git_commit": git_commit(settings.root),
+                "aimass.quality": "passed" if checks["quality"]["success"] else "warnings",
+            }
+        )
+        result = train(
+            spec,
+            data=Path(ctx["clean_dir"]),
+            run_dir=run_dir,
+            workers=int(ctx["workers"]),
+            epochs=ctx.get("epochs"),
+        )
+        mlflow.log_params(
+            {**{k: v for k, v in result.params.items() if not isinstance(v, dict | list)}}
+        )
+        mlflow.log_params(
+            {"workers": result.workers, "input_path": ctx["input_path"], "ds": ctx["ds"]}
+        )
+        for metric, values in result.history.items():
+            for epoch, value in enumerate(values):
+                mlflow.log_metric(f"train_{metric}", float(value), step=epoch)
+        clean = checks["clean"]
+        mlflow.log_metrics(
+            {
+                "rows_in": clean["rows_in"],
+                "rows_clean": clean["rows_clean"],
+                "rows_quarantined": clean["rows_quarantined"],
+                "train_seconds": time.monotonic() - started,
+            }
+        )
+        mlflow.log_artifacts(str(result.saved_model_dir), artifact_path=tracking.MODEL_ARTIFACT)
+        mlflow.log_artifact(str(result.metrics_path), artifact_path="training")
+        mlflow.log_artifact(ctx["clean_summary"], artifact_path="data")
+        run_id = run.info.run_id
+    version = tracking.register_version(
+        settings,
+        spec.name,
+        run_id=run_id,
+        run_key=ctx["run_key"],
+        tags={
+            "aimass.ds": ctx["ds"],
+            "aimass.partition": ctx["clean_dir"],
+            "aimass.git_commit": git_commit(settings.root),
+            "aimass.quality": "passed" if checks["quality"]["success"] else "warnings",
+        },
+    )
+    url = tracking.run_url(settings, exp_id, run_id)
+    log.info(
+        "trained %s registry version %s in %.1fs; MLflow run %s",
+        spec.name,
+        version,
+        time.monotonic() - started,
+        url,
+    )
+    return {
+        "mlflow_run_id": run_id,
+        "experiment_id": exp_id,
+        "mlflow_run_url": url,
+        "registry_version": version,
+        "saved_model_dir": str(result.saved_model_dir),
+        "workers": result.workers,
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def evaluate_candidate(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """Score candidate and champion on the same holdout and decide with the gate."""
+    import mlflow
+
+    from aimass import tracking
+    from aimass.evaluation import evaluate
+    from aimass.gate import decide
+    from aimass.spec import load_spec
+    from models.tabular.inputs import load_arrays
+
+    settings = Settings.from_env()
+    spec = load_spec(ctx["dataset"], settings.conf_dir)
+    features, labels = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
+    candidate = evaluate(Path(model["saved_model_dir"]), features, labels)
+
+    champion_metrics = None
+    champion_version = None
+    champ = tracking.version_by_alias(settings, spec.name, tracking.CHAMPION)
+    if champ is not None and str(champ.version) != str(model["registry_version"]):
+        champion_version = str(champ.version)
+        champ_dir = tracking.download_version(settings, champ)
+        try:
+            champion_metrics = evaluate(champ_dir, features, labels)
+        finally:
+            shutil.rmtree(champ_dir, ignore_errors=True)
+    decision = decide(spec.gate, candidate, champion_metrics, min_auc=ctx.get("min_auc"))
+    for line in decision.summary().splitlines():
+        log.info("%s", line)
+
+    out = {
+        **decision.to_dict(),
+        "champion_version": champion_version,
+        "candidate_version": model["registry_version"],
+    }
+    report = Path(ctx["report_dir"]) / "gate_decision.json"
+    report.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    tracking.client(settings)
+    with mlflow.start_run(run_id=model["mlflow_run_id"]):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.items()})
+        if champion_metrics is not None:
+            mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in champion_metrics.items()})
+        mlflow.set_tag("aimass.gate", "passed" if decision.passed else "rejected")
+        mlflow.log_artifact(str(report), artifact_path="evaluation")
+    tracking.client(settings).set_model_version_tag(
+        spec.name,
+        model["registry_version"],
+        "aimass.gate",
+        "passed" if decision.passed else "rejected",
+    )
+    return out
+
+
+def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """Roll the candidate out to the model server as the next version and make it champion."""
+    from aimass import tracking
+    from aimass.rollout import rollout
+    from aimass.serving.client import ServingClient
+    from aimass.spec import load_spec
+    from models.tabular.inputs import load_arrays
+
+    settings = Settings.from_env()
+    spec = load_spec(ctx["dataset"], settings.conf_dir)
+    features, _ = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
+    sample = {name: values[:3] for name, values in features.items()}
+    client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        result = rollout(
+            settings,
+            client,
+            model_name=spec.name,
+            saved_model_dir=Path(model["saved_model_dir"]),
+            registry_version=str(model["registry_version"]),
+            sample=sample,
+        )
+    finally:
+        client.close()
+    previous = tracking.promote(settings, spec.name, str(model["registry_version"]))
+    tracking.client(settings).set_model_version_tag(
+        spec.name,
+        str(model["registry_version"]),
+        tracking.SERVING_VERSION_TAG,
+        str(result["serving_version"]),
+    )
+    return {**result, "registry_version": model["registry_version"], "previous_champion": previous}
+
+
+def publish_summary(
+    ctx: dict[str, Any],
+    checks: dict[str, Any] | None,
+    model: dict[str, Any] | None,
+    decision: dict[str, Any] | None,
+    deployment: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Collect the run's outcome in one place (XCom, a JSON file) for the UI and `make demo`."""
+    settings = Settings.from_env()
+    summary = {
+        "dataset": ctx["dataset"],
+        "ds": ctx["ds"],
+        "run_id": ctx["run_id"],
+        "clean": (checks or {}).get("clean"),
+        "quality": (checks or {}).get("quality"),
+        "model": model,
+        "gate": None
+        if decision is None
+        else {
+            "passed": decision["passed"],
+            "candidate": decision["candidate"],
+            "champion": decision["champion"],
+            "champion_version": decision.get("champion_version"),
+            "checks": [c["message"] for c in decision["checks"]],
+        },
+        "deployment": deployment,
+        "links": {
+            "mlflow_run": (model or {}).get("mlflow_run_url"),
+            "data_docs": ((checks or {}).get("quality") or {}).get("data_docs"),
+            "serving_rest": f"{settings.serving_rest_url}/v1/models/{ctx['dataset']}",
+        },
+    }
+    path = Path(ctx["report_dir"]) / "run_summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    log.info("run summary: %s", path)
+    return summary

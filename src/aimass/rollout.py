@@ -1,0 +1,217 @@
+"""Put a SavedModel into service: next integer version, load first, then move `stable`.
+
+The model server and the official TF Serving read the same layout
+(``<base>/<model>/<version>/``) and the same ``models.config``; this module only talks to
+the server through :class:`aimass.serving.client.ServingClient`, so the rollout is the
+same against either. Any failure puts the previous config back: ``stable`` keeps pointing
+at the version that was serving before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aimass.config import Settings
+from aimass.errors import ServingError
+from aimass.serving.config import (
+    ModelServerConfig,
+    find_model,
+    list_versions,
+    model_config,
+    next_version,
+    read_config,
+    write_config,
+)
+
+log = logging.getLogger(__name__)
+
+STABLE = "stable"
+MARKER = "aimass_version.json"
+
+
+def serving_config_path(settings: Settings) -> Path:
+    return settings.serving_base.parent / "models.config"
+
+
+def _current_config(path: Path) -> ModelServerConfig:
+    if path.exists():
+        return read_config(path)
+    cfg = ModelServerConfig()
+    cfg.model_config_list.SetInParent()
+    return cfg
+
+
+def _with_model(config: ModelServerConfig, model: Any) -> ModelServerConfig:
+    out = ModelServerConfig()
+    out.model_config_list.SetInParent()
+    for entry in config.model_config_list.config:
+        if entry.name != model.name:
+            out.model_config_list.config.append(entry)
+    out.model_config_list.config.append(model)
+    return out
+
+
+def _apply(client: Any, path: Path, config: ModelServerConfig) -> None:
+    """Persist the config (a restarted server comes back the same) and tell the server."""
+    write_config(path, config)
+    client.reload_config(config)
+
+
+def existing_version(base: Path, registry_version: str) -> int | None:
+    """The serving version already made from this registry version (a retried deploy reuses it)."""
+    for version in list_versions(base):
+        marker = base / str(version) / MARKER
+        if marker.exists() and json.loads(marker.read_text())["registry_version"] == str(
+            registry_version
+        ):
+            return version
+    return None
+
+
+def copy_version(saved_model_dir: Path, base: Path, registry_version: str) -> int:
+    """Copy a SavedModel in as the next version: into a hidden temp folder, then one rename.
+
+    A half-copied SavedModel can load and then fail on requests, so the server must never
+    see the version folder before it is complete.
+    """
+    if not (saved_model_dir / "saved_model.pb").exists():
+        raise ServingError(
+            f"{saved_model_dir} is not a SavedModel (no saved_model.pb); re-run train_model"
+        )
+    base.mkdir(parents=True, exist_ok=True)
+    version = next_version(base)
+    tmp = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=base))
+    try:
+        shutil.copytree(saved_model_dir, tmp, dirs_exist_ok=True)
+        (tmp / MARKER).write_text(json.dumps({"registry_version": str(registry_version)}))
+        tmp.rename(base / str(version))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("copied %s to %s", saved_model_dir, base / str(version))
+    return version
+
+
+def _json_rows(sample: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    n = len(next(iter(sample.values())))
+    rows = []
+    for i in range(n):
+        row = {}
+        for name, values in sample.items():
+            value = values[i].item() if hasattr(values[i], "item") else values[i]
+            if isinstance(value, bytes):
+                value = value.decode("utf-8")
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            row[name] = value
+        rows.append(row)
+    return rows
+
+
+def smoke(
+    client: Any, model: str, sample: dict[str, np.ndarray], **selector: Any
+) -> dict[str, Any]:
+    """One gRPC Predict and one REST predict; both must return probabilities in [0, 1]."""
+    grpc_out = client.predict_grpc(model, sample, **selector)
+    probs = np.asarray(grpc_out["probabilities"]).ravel()
+    rows = [r for r in _json_rows(sample) if None not in r.values()] or _json_rows(sample)[:1]
+    rest_out = client.predict_rest(
+        model,
+        [{k: (v if v is not None else float("nan")) for k, v in r.items()} for r in rows],
+        **selector,
+    )
+    rest_probs = np.asarray(rest_out, dtype=np.float64).ravel()
+    for where, values in (("gRPC", probs), ("REST", rest_probs)):
+        if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
+            raise ServingError(
+                f"{model} {selector}: {where} predict returned {values!r}, not probabilities"
+            )
+    return {
+        "grpc_probabilities": probs.round(4).tolist(),
+        "rest_probabilities": rest_probs.round(4).tolist(),
+        "rest_instance": rows[0],
+    }
+
+
+def rollout(
+    settings: Settings,
+    client: Any,
+    *,
+    model_name: str,
+    saved_model_dir: Path,
+    registry_version: str,
+    sample: dict[str, np.ndarray],
+    load_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Deploy ``saved_model_dir`` as the next version of ``model_name`` and label it ``stable``.
+
+    Steps: copy in atomically; load it beside the current ``stable`` (labels unchanged);
+    wait until AVAILABLE; predict over gRPC and REST by version; only then move ``stable``;
+    keep the previous ``stable`` loaded and unload older versions. On any failure the previous config is
+    restored and :class:`ServingError` raised.
+    """
+    path = serving_config_path(settings)
+    base = settings.serving_base / model_name
+    before = _current_config(path)
+    current = find_model(before, model_name)
+    stable = (
+        int(current.version_labels[STABLE])
+        if current is not None and STABLE in current.version_labels
+        else None
+    )
+    loaded = sorted(current.model_version_policy.specific.versions) if current is not None else []
+
+    version = existing_version(base, registry_version) or copy_version(
+        saved_model_dir, base, registry_version
+    )
+    if stable == version:
+        log.info("%s version %d is already stable; nothing to roll out", model_name, version)
+        return {
+            "serving_version": version,
+            "previous_version": None,
+            **smoke(client, model_name, sample, label=STABLE),
+        }
+    try:
+        with_candidate = sorted({*loaded, version})
+        labels = {STABLE: stable} if stable is not None else {}
+        _apply(
+            client,
+            path,
+            _with_model(before, model_config(model_name, base, with_candidate, labels)),
+        )
+        client.wait_available(model_name, version, timeout_s=load_timeout_s)
+        log.info("%s version %d loaded; smoke-testing it by version", model_name, version)
+        smoke(client, model_name, sample, version=version)
+
+        # The new stable and the one before it stay loaded (instant rollback); older ones go.
+        keep = sorted({version, *([stable] if stable is not None else [])})
+        _apply(
+            client,
+            path,
+            _with_model(before, model_config(model_name, base, keep, {STABLE: version})),
+        )
+        result = smoke(client, model_name, sample, label=STABLE)
+    except Exception as exc:
+        log.error(
+            "rollout of %s version %d failed (%s); restoring the previous config",
+            model_name,
+            version,
+            exc,
+        )
+        try:
+            _apply(client, path, before)
+        except Exception:  # the original error matters more; the restore failure is logged
+            log.exception("restoring the previous serving config failed")
+        raise ServingError(
+            f"rollout of {model_name} version {version} failed: {exc}; 'stable' stays at {stable}"
+        ) from exc
+    log.info("%s: label %s -> version %d (previous %s)", model_name, STABLE, version, stable)
+    return {"serving_version": version, "previous_version": stable, **result}

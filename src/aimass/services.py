@@ -1,0 +1,354 @@
+"""Start, check and stop the embedded services: Airflow, MLflow and the model server.
+
+Everything binds to the configured host (127.0.0.1 by default). Each service runs in its
+own process group with its log under ``<var>/logs`` and a pid file under ``<var>/run``,
+so `make stop` (and test fixtures) can stop exactly what was started, children included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aimass.config import Settings
+from aimass.errors import StageError
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "admin"
+SERVICES = (
+    "mlflow",
+    "model-server",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str | None = None
+
+
+def _bin(name: str) -> str:
+    """An executable from the interpreter's own venv (never whatever is first on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def run_dir(settings: Settings) -> Path:
+    return settings.var_dir / "run"
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.var_dir / "airflow"
+
+
+def _airflow_secrets(settings: Settings) -> dict[str, str]:
+    """Per-install secrets (JWT, API secret key, admin password), made once, kept 0600 under the var dir."""
+    home = airflow_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "aimass-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    values = {
+        "jwt_secret": secrets.token_urlsafe(64),
+        "secret_key": secrets.token_urlsafe(32),
+        "admin_password": secrets.token_urlsafe(12),
+    }
+    path.write_text(json.dumps(values), encoding="utf-8")
+    path.chmod(0o600)
+    return values
+
+
+def admin_password(settings: Settings) -> str:
+    return _airflow_secrets(settings)["admin_password"]
+
+
+def base_env(settings: Settings) -> dict[str, str]:
+    """Environment for every service and task: settings, the venv on PATH, Spark/TF defaults."""
+    env = dict(os.environ)
+    env.update(settings.env())
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.setdefault("TF_USE_LEGACY_KERAS", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Airflow's settings for this var dir: home, DAGs, SQLite DB, ports, secrets, connections."""
+    home = airflow_home(settings)
+    sec = _airflow_secrets(settings)
+    passwords = home / "simple_auth_manager_passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({ADMIN_USER: sec["admin_password"]}), encoding="utf-8")
+        passwords.chmod(0o600)
+    base_url = f"http://{settings.host}:{settings.airflow_port}"
+    env = base_env(settings)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW_CONFIG": str(settings.root / "airflow.cfg"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.root / "plugins"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": settings.host,
+            "AIRFLOW__API__PORT": str(settings.airflow_port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__API__SECRET_KEY": sec["secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
+        }
+    )
+    # Spark runs jobs in local mode by default; point this connection at spark://, yarn or k8s:// to scale out.
+    env.setdefault(
+        "AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"})
+    )
+    return env
+
+
+def serving_config_path(settings: Settings) -> Path:
+    return settings.serving_base.parent / "models.config"
+
+
+def definitions(settings: Settings) -> dict[str, Service]:
+    # The scheduler and triggerer would serve task logs on 0.0.0.0:8793; with a
+    # LocalExecutor the API server reads the log files directly, so they are told not to.
+    host = settings.host
+    af = airflow_env(settings)
+    airflow = _bin("airflow")
+    mlflow_dir = settings.var_dir / "mlflow"
+    return {
+        "mlflow": Service(
+            "mlflow",
+            [
+                _bin("mlflow"),
+                "server",
+                "--host",
+                host,
+                "--port",
+                str(settings.mlflow_port),
+                "--backend-store-uri",
+                f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(settings.mlflow_artifacts),
+                "--workers",
+                "1",
+            ],
+            base_env(settings),
+            f"http://{host}:{settings.mlflow_port}/health",
+        ),
+        "model-server": Service(
+            "model-server",
+            [
+                sys.executable,
+                "-m",
+                "aimass.serving.server",
+                "--model_config_file",
+                str(serving_config_path(settings)),
+                "--host",
+                host,
+                "--port",
+                str(settings.serving_grpc_port),
+                "--rest_api_port",
+                str(settings.serving_rest_port),
+            ],
+            base_env(settings),
+            f"http://{host}:{settings.serving_rest_port}/v1/models/__health__",
+        ),
+        "airflow-api-server": Service(
+            "airflow-api-server",
+            [
+                airflow,
+                "api-server",
+                "--host",
+                host,
+                "--port",
+                str(settings.airflow_port),
+                "--workers",
+                "1",
+            ],
+            af,
+            f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
+        ),
+        "airflow-scheduler": Service("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], af),
+        "airflow-dag-processor": Service("airflow-dag-processor", [airflow, "dag-processor"], af),
+        "airflow-triggerer": Service("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], af),
+    }
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return run_dir(settings) / f"{name}.pid"
+
+
+def pid_of(settings: Settings, name: str) -> int | None:
+    path = _pid_file(settings, name)
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def prepare(settings: Settings) -> None:
+    """One-off state: folders, the serving config, the Airflow DB schema."""
+    for folder in (
+        settings.var_dir,
+        settings.logs_dir,
+        run_dir(settings),
+        settings.serving_base,
+        settings.mlflow_artifacts,
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+    cfg = serving_config_path(settings)
+    if not cfg.exists():
+        from tensorflow_serving.config import model_server_config_pb2
+
+        from aimass.serving.config import write_config
+
+        empty = model_server_config_pb2.ModelServerConfig()
+        empty.model_config_list.SetInParent()
+        write_config(cfg, empty)
+    log.info("migrating the Airflow metadata DB under %s", airflow_home(settings))
+    proc = subprocess.run(
+        [_bin("airflow"), "db", "migrate"],
+        env=airflow_env(settings),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise StageError(f"`airflow db migrate` exited {proc.returncode}: {proc.stderr[-3000:]}")
+
+
+def start(settings: Settings, names: Iterable[str] = SERVICES) -> None:
+    """Start the named services that are not running yet (each in its own process group)."""
+    defs = definitions(settings)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if pid_of(settings, name):
+            log.info("%s already running (pid %s)", name, pid_of(settings, name))
+            continue
+        svc = defs[name]
+        logfile = open(settings.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            svc.argv,
+            env=svc.env,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=settings.root,
+            start_new_session=True,
+        )
+        logfile.close()
+        _pid_file(settings, name).write_text(str(proc.pid))
+        log.info("started %s (pid %d), log %s", name, proc.pid, settings.logs_dir / f"{name}.log")
+
+
+def wait_ready(
+    settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 180.0
+) -> None:
+    """Wait until each service with a health URL answers; fail with its log tail if it died."""
+    defs = definitions(settings)
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        url = defs[name].ready_url
+        while True:
+            if pid_of(settings, name) is None:
+                raise StageError(
+                    f"{name} exited during start-up; last log lines:\n{log_tail(settings, name)}"
+                )
+            if url is None or _answers(url):
+                log.info("%s is ready%s", name, f" at {url}" if url else "")
+                break
+            if time.monotonic() > deadline:
+                raise StageError(
+                    f"{name} did not answer {url} within {timeout_s:.0f}s; log:\n{log_tail(settings, name)}"
+                )
+            time.sleep(1.0)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def log_tail(settings: Settings, name: str, lines: int = 30) -> str:
+    path = settings.logs_dir / f"{name}.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def stop(settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 20.0) -> list[str]:
+    """SIGTERM each service's process group, then SIGKILL what is left. Returns the names stopped."""
+    stopped = []
+    for name in reversed(list(names)):
+        pid = pid_of(settings, name)
+        if pid is None:
+            continue
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        _signal_group(pid, signal.SIGKILL)
+        _pid_file(settings, name).unlink(missing_ok=True)
+        stopped.append(name)
+        log.info("stopped %s (pid %d)", name, pid)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def status(settings: Settings) -> dict[str, int | None]:
+    return {name: pid_of(settings, name) for name in SERVICES}

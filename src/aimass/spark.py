@@ -1,0 +1,63 @@
+"""Spark sessions tuned for a small machine (2 cores, a few GB of memory).
+
+pyspark is imported inside the function: DAG files import ``aimass`` and must stay
+cheap to parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# Defaults for small data on few cores: the stock 200 shuffle partitions would spend
+# more time scheduling empty tasks than computing.
+SMALL_MACHINE_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def get_session(app_name: str, master: str | None = "local[*]") -> SparkSession:
+    """Return a SparkSession for ``app_name`` tuned for a small machine.
+
+    Args:
+        app_name: Spark application name (shown in logs and in a cluster UI).
+        master: Spark master URL. ``None`` leaves it to ``spark-submit`` (``--master``),
+            which is how jobs started by the SparkSubmitOperator get their cluster.
+
+    Returns:
+        The active session if one exists (its static settings cannot change any more),
+        otherwise a new one.
+    """
+    from pyspark.sql import SparkSession
+
+    # Executors (local or remote) must run the same Python as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in SMALL_MACHINE_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    log.info(
+        "spark session %s on %s (spark %s)",
+        app_name,
+        session.sparkContext.master,
+        session.version,
+    )
+    return session

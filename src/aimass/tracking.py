@@ -1,0 +1,136 @@
+"""MLflow: one experiment per dataset, a run per training, a registry model per dataset.
+
+The registry is the source of truth for which model is in production: the alias
+``champion`` names the version that the serving label ``stable`` points at, and
+``previous`` the one before it, so rollback is an alias move.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aimass.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+RUN_KEY_TAG = "aimass.run_key"
+SERVING_VERSION_TAG = "aimass.serving_version"
+MODEL_ARTIFACT = "saved_model"
+
+
+def client(settings: Settings) -> Any:
+    """An MlflowClient on the configured tracking and registry store."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(
+        tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri
+    )
+
+
+def experiment_id(settings: Settings, dataset: str) -> str:
+    """The experiment ``aimass/<dataset>``, created on first use."""
+    mlc = client(settings)
+    name = f"aimass/{dataset}"
+    exp = mlc.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    # A local store keeps artifacts under the var dir (not ./mlruns in whatever the cwd is);
+    # an MLflow server decides for itself (proxied artifacts, S3, ...).
+    location = None
+    if not settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+        location = settings.mlflow_artifacts.as_uri()
+    return str(mlc.create_experiment(name, artifact_location=location))
+
+
+def ensure_registered_model(settings: Settings, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    mlc = client(settings)
+    try:
+        mlc.get_registered_model(name)
+    except MlflowException:
+        mlc.create_registered_model(
+            name,
+            description=f"AI Mass model for dataset '{name}'; alias '{CHAMPION}' is in production.",
+        )
+
+
+def versions_for_run_key(settings: Settings, name: str, run_key: str) -> list[Any]:
+    mlc = client(settings)
+    return [
+        v for v in mlc.search_model_versions(f"name='{name}'") if v.tags.get(RUN_KEY_TAG) == run_key
+    ]
+
+
+def register_version(
+    settings: Settings, name: str, *, run_id: str, run_key: str, tags: dict[str, str]
+) -> str:
+    """Register the run's SavedModel as a new version, or return the one this run key already made."""
+    existing = versions_for_run_key(settings, name, run_key)
+    if existing:
+        version = str(max(int(v.version) for v in existing))
+        log.info(
+            "registry: %s version %s already registered for %s; reusing it", name, version, run_key
+        )
+        return version
+    ensure_registered_model(settings, name)
+    mlc = client(settings)
+    run = mlc.get_run(run_id)
+    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    mv = mlc.create_model_version(
+        name, source=source, run_id=run_id, tags={**tags, RUN_KEY_TAG: run_key}
+    )
+    log.info(
+        "registry: registered %s version %s from run %s (%s)", name, mv.version, run_id, source
+    )
+    return str(mv.version)
+
+
+def version_by_alias(settings: Settings, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(settings).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def download_version(settings: Settings, version: Any, dst: Path | None = None) -> Path:
+    """Fetch a registered version's SavedModel to a local folder and return its path."""
+    import mlflow
+
+    client(settings)
+    dst = dst or Path(tempfile.mkdtemp(prefix=f"aimass-{version.name}-v{version.version}-"))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dst)))
+
+
+def promote(settings: Settings, name: str, version: str) -> str | None:
+    """Point ``champion`` at ``version``; the old champion becomes ``previous``. Returns the old one."""
+    mlc = client(settings)
+    old = version_by_alias(settings, name, CHAMPION)
+    old_version = str(old.version) if old is not None else None
+    if old_version is not None and old_version != str(version):
+        mlc.set_registered_model_alias(name, PREVIOUS, old_version)
+    mlc.set_registered_model_alias(name, CHAMPION, str(version))
+    log.info(
+        "registry: %s alias %s -> version %s (previous: %s)", name, CHAMPION, version, old_version
+    )
+    return old_version
+
+
+def run_url(settings: Settings, experiment: str, run_id: str) -> str:
+    """A link to the run in the MLflow UI."""
+    return f"http://{settings.host}:{settings.mlflow_port}/#/experiments/{experiment}/runs/{run_id}"

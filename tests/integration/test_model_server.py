@@ -1,0 +1,343 @@
+"""The local model server as a real subprocess, driven only through ServingClient and raw REST.
+
+Two versions of a tiny SavedModel (same contract as the taxi model: fare/company/
+trip_start_hour in, probabilities out) differ by a bias, so every answer says which
+version produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aimass.errors import ServingError
+from aimass.serving.client import ServingClient
+from aimass.serving.config import model_config, server_config, write_config
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+MODEL = "taxi"
+BIASES = {1: 0.0, 2: -2.0, 5: 1.5}
+FEATURES = {
+    "fare": np.array([10.0, 0.0, 42.5], dtype=np.float32),
+    "company": np.array([b"Flash Cab", b"", b"Other"], dtype=object),
+    "trip_start_hour": np.array([5, 23, -1], dtype=np.int64),
+}
+INSTANCES = [
+    {"fare": 10.0, "company": "Flash Cab", "trip_start_hour": 5},
+    {"fare": 0.0, "company": "", "trip_start_hour": 23},
+    {"fare": 42.5, "company": "Other", "trip_start_hour": -1},
+]
+
+
+def expected(version: int) -> np.ndarray:
+    fare = FEATURES["fare"].astype(np.float64)
+    hour = FEATURES["trip_start_hour"].astype(np.float64)
+    flash = (FEATURES["company"] == b"Flash Cab").astype(np.float64)
+    logit = 0.1 * fare + 0.01 * hour + flash + BIASES[version]
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def save_model(path: Path, bias: float, *, warmup_input: str | None = None) -> None:
+    import tensorflow as tf
+
+    class Tiny(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = tf.Variable(bias, dtype=tf.float32)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([None], tf.string),
+                tf.TensorSpec([None], tf.int64),
+            ]
+        )
+        def serve(self, fare: Any, company: Any, trip_start_hour: Any) -> dict[str, Any]:
+            logit = (
+                0.1 * fare
+                + 0.01 * tf.cast(trip_start_hour, tf.float32)
+                + tf.where(company == "Flash Cab", 1.0, 0.0)
+                + self.bias
+            )
+            return {"probabilities": tf.sigmoid(logit)}
+
+    module = Tiny()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    if warmup_input is not None:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.inputs[warmup_input].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        )
+        (path / "assets.extra").mkdir()
+        with tf.io.TFRecordWriter(str(path / "assets.extra" / "tf_serving_warmup_requests")) as w:
+            w.write(log.SerializeToString())
+
+
+@dataclass
+class Server:
+    client: ServingClient
+    rest_url: str
+    base: Path
+    config_path: Path
+    log_path: Path
+
+    def configure(self, versions: list[int], labels: dict[str, int]) -> None:
+        self.client.reload_config(server_config([model_config(MODEL, self.base, versions, labels)]))
+
+    def rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.rest_url}{path}", data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serving")
+    base = root / "models" / MODEL
+    save_model(base / "1", BIASES[1])
+    save_model(base / "2", BIASES[2])
+    config_path = write_config(
+        root / "models.config",
+        server_config([model_config(MODEL, base, [1, 2], {"stable": 1})]),
+    )
+    grpc_port, rest_port = free_port(), free_port()
+    log_path = root / "server.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aimass.serving.server",
+                f"--model_config_file={config_path}",
+                "--port",
+                str(grpc_port),
+                "--rest_api_port",
+                str(rest_port),
+                "--file_system_poll_wait_seconds",
+                "0.5",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"model server exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                client.wait_available(MODEL, 1, timeout_s=1)
+                client.wait_available(MODEL, 2, timeout_s=1)
+                break
+            except ServingError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"model server did not come up:\n{log_path.read_text()}")
+        yield Server(client, f"http://127.0.0.1:{rest_port}", base, config_path, log_path)
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            returncode = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            returncode = None
+    assert returncode == 0, f"SIGTERM did not stop the server cleanly:\n{log_path.read_text()}"
+
+
+def probabilities(server: Server, **spec: Any) -> np.ndarray:
+    return server.client.predict_grpc(MODEL, FEATURES, **spec)["probabilities"]
+
+
+def test_grpc_predict_answers_from_the_requested_version_or_label(server: Server) -> None:
+    server.configure([1, 2], {"stable": 1, "canary": 2})
+
+    np.testing.assert_allclose(probabilities(server, version=1), expected(1), rtol=1e-5)
+    np.testing.assert_allclose(probabilities(server, version=2), expected(2), rtol=1e-5)
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(1), rtol=1e-5)
+    np.testing.assert_allclose(probabilities(server, label="canary"), expected(2), rtol=1e-5)
+    np.testing.assert_allclose(probabilities(server), expected(2), rtol=1e-5)  # latest
+    with pytest.raises(ServingError, match="INVALID_ARGUMENT.*Unrecognized servable version label"):
+        probabilities(server, label="nightly")
+    with pytest.raises(ServingError, match="INVALID_ARGUMENT.*fare"):
+        server.client.predict_grpc(
+            MODEL, {**FEATURES, "fare": FEATURES["fare"].astype(np.float64)}, version=1
+        )
+
+
+def test_rest_predict_row_and_columnar_formats(server: Server) -> None:
+    server.configure([1, 2], {"stable": 1})
+
+    rows = server.client.predict_rest(MODEL, INSTANCES, version=2)
+    np.testing.assert_allclose(rows, expected(2), rtol=1e-5)
+    rows = server.client.predict_rest(MODEL, INSTANCES, label="stable")
+    np.testing.assert_allclose(rows, expected(1), rtol=1e-5)
+
+    columns = {key: [row[key] for row in INSTANCES] for key in INSTANCES[0]}
+    status, answer = server.rest(
+        "POST", f"/v1/models/{MODEL}/versions/1:predict", {"inputs": columns}
+    )
+    assert status == 200 and set(answer) == {"outputs"}
+    np.testing.assert_allclose(answer["outputs"], expected(1), rtol=1e-5)
+    np.testing.assert_allclose(
+        server.client.predict_columns(MODEL, FEATURES, version=2), expected(2), rtol=1e-5
+    )
+
+    status, answer = server.rest(
+        "POST", f"/v1/models/{MODEL}:predict", {"instances": [{"fare": 1.0, "company": "x"}]}
+    )
+    assert status == 400 and "trip_start_hour" in answer["error"]
+    status, answer = server.rest("POST", f"/v1/models/{MODEL}:predict", {"rows": INSTANCES})
+    assert status == 400 and "instances" in answer["error"]
+
+
+def test_model_status_and_metadata(server: Server) -> None:
+    server.configure([1, 2], {"stable": 1})
+
+    states = server.client.model_status(MODEL)
+    assert [(s["version"], s["state"], s["error_code"]) for s in states] == [
+        (2, "AVAILABLE", "OK"),
+        (1, "AVAILABLE", "OK"),
+    ]
+    status, answer = server.rest("GET", f"/v1/models/{MODEL}/versions/1")
+    assert status == 200
+    assert answer == {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    status, answer = server.rest("GET", f"/v1/models/{MODEL}/labels/stable")
+    assert status == 200 and answer["model_version_status"][0]["version"] == "1"
+
+    meta = server.client.metadata(MODEL, 2)
+    assert meta["model_spec"]["name"] == MODEL and meta["model_spec"]["version"] == "2"
+    signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert {key: value["dtype"] for key, value in signature["inputs"].items()} == {
+        "fare": "DT_FLOAT",
+        "company": "DT_STRING",
+        "trip_start_hour": "DT_INT64",
+    }
+    assert signature["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
+    assert signature["method_name"] == "tensorflow/serving/predict"
+    status, answer = server.rest("GET", f"/v1/models/{MODEL}/labels/stable/metadata")
+    assert status == 200 and answer["model_spec"]["version"] == "1"
+    signatures = server.client.metadata_grpc(MODEL, label="stable")
+    assert set(signatures.signature_def["serving_default"].inputs) == set(FEATURES)
+
+
+def test_reload_loads_a_version_then_moves_stable_then_unloads_the_old_one(server: Server) -> None:
+    server.configure([1], {"stable": 1})
+    states = {s["version"]: s["state"] for s in server.client.model_status(MODEL)}
+    assert (states[1], states[2]) == ("AVAILABLE", "END")
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        probabilities(server, version=2)
+
+    server.configure([1, 2], {"stable": 1})  # load first ...
+    server.client.wait_available(MODEL, 2, timeout_s=30)
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(1), rtol=1e-5)
+    server.configure([1, 2], {"stable": 2})  # ... then move the label
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(2), rtol=1e-5)
+    server.configure([2], {"stable": 2})  # ... then retire the old version
+    assert server.client.model_status(MODEL, 1)[0]["state"] == "END"
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        probabilities(server, version=1)
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(2), rtol=1e-5)
+
+
+def test_a_label_may_only_point_at_a_loaded_version(server: Server) -> None:
+    server.configure([1], {"stable": 1})
+
+    with pytest.raises(ServingError, match="FAILED_PRECONDITION.*not currently available"):
+        server.configure([1, 2], {"stable": 2})  # v2 is not loaded before this reload
+    with pytest.raises(ServingError, match="FAILED_PRECONDITION.*version 9"):
+        server.configure([1, 9], {"stable": 1, "canary": 9})
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(1), rtol=1e-5)
+    assert [
+        s["version"] for s in server.client.model_status(MODEL) if s["state"] == "AVAILABLE"
+    ] == [1]
+
+
+def test_a_broken_version_never_becomes_available(server: Server) -> None:
+    server.configure([1, 2], {"stable": 1})
+    truncated = server.base / "3"
+    shutil.copytree(server.base / "2", truncated)
+    pb = truncated / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    save_model(server.base / "4", 0.5, warmup_input="no_such_input")  # warm-up replay fails
+
+    server.configure([1, 2, 3, 4], {"stable": 1})
+    for version in (3, 4):
+        with pytest.raises(ServingError, match=f"version {version} failed to load"):
+            server.client.wait_available(MODEL, version, timeout_s=30)
+        state = server.client.model_status(MODEL, version)[0]
+        assert state["state"] == "END" and state["error_code"] != "OK"
+    assert "no_such_input" in server.client.model_status(MODEL, 4)[0]["error_message"]
+
+    np.testing.assert_allclose(probabilities(server), expected(2), rtol=1e-5)  # latest loaded
+    np.testing.assert_allclose(probabilities(server, label="stable"), expected(1), rtol=1e-5)
+    with pytest.raises(ServingError, match="FAILED_PRECONDITION"):
+        server.configure([1, 2, 3, 4], {"stable": 3})
+
+
+def test_unknown_model_is_not_found(server: Server) -> None:
+    with pytest.raises(ServingError, match="NOT_FOUND") as info:
+        server.client.predict_grpc("nope", FEATURES)
+    assert "model nope" in str(info.value)
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        server.client.model_status("nope")
+    for method, path, body in (
+        ("GET", "/v1/models/nope", None),
+        ("GET", "/v1/models/nope/metadata", None),
+        ("POST", "/v1/models/nope:predict", {"instances": INSTANCES}),
+        ("GET", f"/v1/models/{MODEL}/versions/77", None),
+    ):
+        status, answer = server.rest(method, path, body)
+        assert status == 404, (path, answer)
+        assert set(answer) == {"error"} and answer["error"]
+
+
+def test_rewriting_the_config_file_applies_it_without_grpc(server: Server) -> None:
+    save_model(server.base / "5", BIASES[5])
+    server.configure([1, 2], {"stable": 1})
+    write_config(
+        server.config_path, server_config([model_config(MODEL, server.base, [1, 5], {"stable": 1})])
+    )
+    server.client.wait_available(MODEL, 5, timeout_s=30)
+    write_config(
+        server.config_path, server_config([model_config(MODEL, server.base, [1, 5], {"stable": 5})])
+    )
+
+    deadline = time.monotonic() + 30
+    while not np.allclose(probabilities(server, label="stable"), expected(5), rtol=1e-5):
+        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+        time.sleep(0.2)
+    assert "label stable: version 1 -> 5" in server.log_path.read_text()

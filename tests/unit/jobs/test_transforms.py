@@ -1,0 +1,211 @@
+"""Clean-job transforms on tiny DataFrames built in the test (jobs/clean/transforms.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimass.spec import DatasetSpec
+
+pytestmark = pytest.mark.unit
+
+SPEC = DatasetSpec.from_dict(
+    {
+        "name": "tiny",
+        "source": {"format": "csv", "path": "unused.csv"},
+        "schema": {"fare": "double", "tips": "double", "hour": "long", "company": "string"},
+        "label": {"name": "big_tipper", "expression": "tips > 0.2 * fare"},
+        "features": {"numeric": ["fare"], "categorical": ["company", "hour"]},
+        "rules": [
+            {"name": "fare_not_negative", "expression": "fare >= 0"},
+            {"name": "hour_in_day", "expression": "hour BETWEEN 0 AND 23"},
+        ],
+        "split": {"holdout_percent": 20},
+    },
+    origin="test",
+)
+
+
+def raw_df(spark: Any, rows: list[tuple[str | None, ...]]) -> Any:
+    """Rows as the CSV reader gives them: 4 string fields + _corrupt_record."""
+    from jobs.clean.transforms import raw_csv_schema
+
+    return spark.createDataFrame(rows, schema=raw_csv_schema(SPEC))
+
+
+def reasons(quarantine: Any) -> dict[str, str]:
+    return {r["raw"]: r["reason"] for r in quarantine.collect()}
+
+
+def test_parse_rows_types_columns_and_treats_empty_fields_as_null(spark: Any) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.clean.transforms import parse_rows
+
+    df = raw_df(spark, [("12.5", "3", " 7 ", "Flash Cab", None), ("", None, "8.0", "", None)])
+    typed, quarantine = parse_rows(df, spec=SPEC)
+
+    types = {f.name: f.dataType for f in typed.schema.fields}
+    assert types["fare"] == T.DoubleType()
+    assert types["hour"] == T.LongType()
+    assert types["company"] == T.StringType()
+    rows = sorted(typed.collect(), key=lambda r: r["hour"])
+    assert (rows[0]["fare"], rows[0]["tips"], rows[0]["hour"], rows[0]["company"]) == (
+        12.5,
+        3.0,
+        7,
+        "Flash Cab",
+    )
+    # Empty fields are nulls, not errors; an integral "8.0" is a valid long.
+    assert (rows[1]["fare"], rows[1]["tips"], rows[1]["hour"], rows[1]["company"]) == (
+        None,
+        None,
+        8,
+        None,
+    )
+    assert quarantine.count() == 0
+
+
+def test_parse_rows_quarantines_malformed_rows_with_reasons(spark: Any) -> None:
+    from jobs.clean.transforms import parse_rows
+
+    df = raw_df(
+        spark,
+        [
+            ("1.0", "2", "3", "ok", None),
+            ("1.0", "2", None, None, "1.0,2"),  # wrong field count, as the reader marks it
+            ("abc", "2", "3", "x", None),
+            ("1.0", "2", "10.5", "x", None),
+            ("1.0", "2", "3", "Caf\ufffd", None),  # invalid UTF-8 decoded by Spark
+            ("1.0", "2", "3", 'Taxi "Q", Inc', None),
+        ],
+    )
+    typed, quarantine = parse_rows(df, spec=SPEC)
+
+    assert reasons(quarantine) == {
+        "1.0,2": "malformed: wrong field count",
+        "abc,2,3,x": "unparseable double in fare: 'abc'",
+        "1.0,2,10.5,x": "unparseable long in hour: '10.5'",
+        "1.0,2,3,Caf\ufffd": "malformed: bad encoding",
+    }
+    assert sorted(r["company"] for r in typed.collect()) == ["Taxi \"Q\", Inc", "ok"]
+    # Good rows carry their raw line (quoted like CSV) for later quarantine steps.
+    assert '1.0,2,3,"Taxi ""Q"", Inc"' in {r["raw"] for r in typed.collect()}
+
+
+def test_read_raw_marks_wrong_field_count_but_not_quoted_commas(spark: Any, tmp_path: Path) -> None:
+    from jobs.clean.main import read_raw
+    from jobs.clean.transforms import parse_rows
+
+    csv = tmp_path / "tiny.csv"
+    csv.write_bytes(
+        b"fare,tips,hour,company\n"
+        b'5,1,3,"Taxi, Inc"\n'
+        b"5,1\n"
+        b"5,1,3,x,extra\n"
+        b"5,1,3,Caf\xe9\n"
+    )
+    raw = read_raw(spark, str(csv), SPEC).cache()
+    typed, quarantine = parse_rows(raw, spec=SPEC)
+
+    assert reasons(quarantine) == {
+        "5,1": "malformed: wrong field count",
+        "5,1,3,x,extra": "malformed: wrong field count",
+        "5,1,3,Caf\ufffd": "malformed: bad encoding",
+    }
+    assert [r["company"] for r in typed.collect()] == ["Taxi, Inc"]
+    raw.unpersist()
+
+
+def test_apply_rules_quarantines_rule_breakers_by_rule_name(spark: Any) -> None:
+    from jobs.clean.transforms import apply_rules, parse_rows
+
+    df = raw_df(
+        spark,
+        [
+            ("10", "1", "3", "ok", None),
+            ("-1", "0", "3", "neg", None),
+            ("10", "1", "24", "late", None),
+            ("-1", "0", "99", "both", None),  # the first broken rule names the reason
+            ("10", "", "3", "no tips", None),  # null passes rules, but the label is null
+        ],
+    )
+    typed, _ = parse_rows(df, spec=SPEC)
+    ok, quarantine = apply_rules(typed, spec=SPEC)
+
+    assert [r["company"] for r in ok.collect()] == ["ok"]
+    assert reasons(quarantine) == {
+        "-1,0,3,neg": "rule fare_not_negative",
+        "10,1,24,late": "rule hour_in_day",
+        "-1,0,99,both": "rule fare_not_negative",
+        "10,,3,no tips": "null label big_tipper: tips > 0.2 * fare",
+    }
+
+
+def test_add_label_derives_int_zero_one_from_the_expression(spark: Any) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.clean.transforms import add_label
+
+    df = spark.createDataFrame([(10.0, 3.0), (10.0, 2.0), (10.0, 0.0)], "fare double, tips double")
+    labelled = add_label(df, spec=SPEC)
+
+    assert labelled.schema["big_tipper"].dataType == T.IntegerType()
+    assert [r["big_tipper"] for r in labelled.orderBy("tips").collect()] == [0, 0, 1]
+
+
+def test_add_split_is_deterministic_and_holds_out_the_spec_percent(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import add_split
+
+    rows = spark.range(4000).select(
+        (F.col("id") * 0.5).alias("fare"),
+        (F.col("id") % 7).cast("double").alias("tips"),
+        (F.col("id") % 24).alias("hour"),
+        F.concat(F.lit("c"), (F.col("id") % 13).cast("string")).alias("company"),
+    )
+    first = {tuple(r[:4]): r["split"] for r in add_split(rows, spec=SPEC).collect()}
+    # Another partitioning and row order must not change any row's split.
+    shuffled = rows.repartition(3).orderBy(F.rand(seed=1))
+    second = {tuple(r[:4]): r["split"] for r in add_split(shuffled, spec=SPEC).collect()}
+
+    assert first == second
+    assert set(first.values()) == {"train", "holdout"}
+    holdout = sum(v == "holdout" for v in first.values()) / len(first)
+    assert 0.16 < holdout < 0.24
+
+
+def test_clean_rows_conserves_rows_and_writes_the_contract_columns(spark: Any) -> None:
+    from jobs.clean.transforms import clean_rows, clean_schema, quarantine_schema
+
+    rows = [
+        ("10", "3", "1", "a", None),
+        ("10", "1", "2", "b", None),
+        ("x", "1", "2", "c", None),
+        ("-3", "1", "2", "d", None),
+        ("10", None, None, None, "10"),
+        ("", "1", "2", "e", None),  # fare null: rules pass, label null -> quarantine
+    ]
+    clean, quarantine = clean_rows(raw_df(spark, rows), spec=SPEC)
+
+    assert clean.count() + quarantine.count() == len(rows)
+    assert clean.count() == 2
+    assert clean.schema.simpleString() == clean_schema(SPEC).simpleString()
+    assert quarantine.schema.simpleString() == quarantine_schema().simpleString()
+    labels = {r["company"]: r["big_tipper"] for r in clean.collect()}
+    assert labels == {"a": 1, "b": 0}
+
+
+def test_reason_kind_drops_the_offending_value(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import reason_kind
+
+    df = spark.createDataFrame(
+        [("unparseable double in fare: 'a: 'b'",), ("rule fare_not_negative",)], "reason string"
+    )
+    kinds = [r[0] for r in df.select(reason_kind(F.col("reason"))).collect()]
+    assert kinds == ["unparseable double in fare", "rule fare_not_negative"]
