@@ -105,9 +105,10 @@ def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
 
 def count_rows(partition: Path, spec: DatasetSpec, split: str | None) -> int:
     """Number of rows of ``split`` (all rows for None) in a clean partition."""
+    split_filter = _split_filter(split)
     dataset = _open(partition)
     _check_columns(dataset, partition, _columns(spec, split))
-    return int(dataset.count_rows(filter=_split_filter(split)))
+    return int(dataset.count_rows(filter=split_filter))
 
 
 def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[Arrays, np.ndarray]:
@@ -126,11 +127,12 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
         ConfigError: the partition or a needed column is missing.
         DataQualityError: a label is null.
     """
+    split_filter = _split_filter(split)
     dataset = _open(partition)
     columns = _columns(spec, split)
     _check_columns(dataset, partition, columns)
     table = dataset.to_table(
-        columns=columns[: len(columns) - (split is not None)], filter=_split_filter(split)
+        columns=columns[: len(columns) - (split is not None)], filter=split_filter
     )
     return _to_arrays(spec, table)
 
@@ -218,9 +220,9 @@ def make_dataset(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     partition = Path(partition)
     # Fail here, in the caller, rather than inside the tf.data generator.
+    _split_filter(split)
     dataset = _open(partition)
     _check_columns(dataset, partition, _columns(spec, split))
-    _split_filter(split)
 
     epochs = itertools.count()
 

@@ -56,12 +56,15 @@ class Impute(tf_keras.layers.Layer):
 
 @tf_keras.saving.register_keras_serializable(package="aimass")
 class AsString(tf_keras.layers.Layer):
-    """Format numeric category codes as strings so one lookup layer type serves every categorical."""
+    """Format category codes as strings, shape ``[batch, 1]``, so one lookup layer type serves all.
+
+    The trailing axis matters: a one-hot lookup on a rank-1 input of one row
+    would return a rank-1 result, breaking batches of size 1.
+    """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        if inputs.dtype == tf.string:
-            return inputs
-        return tf.strings.as_string(inputs)
+        x = inputs if inputs.dtype == tf.string else tf.strings.as_string(inputs)
+        return tf.expand_dims(x, -1)
 
 
 def category_strings(values: np.ndarray) -> np.ndarray:

@@ -129,12 +129,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     role = cluster_role()
     _configure_logging(role)
 
-    import tensorflow as tf
+    from aimass.spec import load_spec
+    from models.tabular.inputs import count_rows, load_arrays
 
+    # Spec and data are checked with pyarrow before TensorFlow is even imported
+    # (~15 s), so a bad spec or partition fails in a second or two.
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         raise ConfigError(
             "TF_USE_LEGACY_KERAS is not '1'; set it: Keras 3 fit fails under MultiWorkerMirroredStrategy"
         )
+    spec = load_spec(args.spec)
+    epochs = args.epochs if args.epochs is not None else spec.training.epochs
+    batch_size = args.batch_size if args.batch_size is not None else spec.training.batch_size
+    learning_rate = (
+        args.learning_rate if args.learning_rate is not None else spec.training.learning_rate
+    )
+    if epochs < 1 or batch_size < 1 or not 0 < learning_rate < 1:
+        raise ConfigError(
+            f"epochs={epochs}, batch_size={batch_size}, learning_rate={learning_rate}: "
+            "use epochs >= 1, batch_size >= 1 and 0 < learning_rate < 1"
+        )
+    global_batch = batch_size * role.workers
+    train_x, _ = load_arrays(args.data, spec, "train")
+    train_rows = len(next(iter(train_x.values())))
+    if train_rows == 0:
+        raise ConfigError(
+            f"clean partition {args.data} has no 'train' rows; check the clean stage's split"
+        )
+    holdout_rows = count_rows(args.data, spec, "holdout")
+    logger.info(
+        "train rows %d, holdout rows %d, global batch %d", train_rows, holdout_rows, global_batch
+    )
+
+    import tensorflow as tf
+
     for gpu in tf.config.list_physical_devices("GPU"):
         # Several workers may share one GPU; don't let the first take all its memory.
         tf.config.experimental.set_memory_growth(gpu, True)
@@ -151,34 +179,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import tf_keras
 
-    from aimass.spec import load_spec
     from models.tabular.export import export_saved_model
-    from models.tabular.inputs import count_rows, load_arrays, make_dataset
+    from models.tabular.inputs import make_dataset
     from models.tabular.model import build_model
-
-    spec = load_spec(args.spec)
-    epochs = args.epochs if args.epochs is not None else spec.training.epochs
-    batch_size = args.batch_size if args.batch_size is not None else spec.training.batch_size
-    learning_rate = (
-        args.learning_rate if args.learning_rate is not None else spec.training.learning_rate
-    )
-    if epochs < 1 or batch_size < 1 or not 0 < learning_rate < 1:
-        raise ConfigError(
-            f"epochs={epochs}, batch_size={batch_size}, learning_rate={learning_rate}: "
-            "use epochs >= 1, batch_size >= 1 and 0 < learning_rate < 1"
-        )
-    global_batch = batch_size * role.workers
-
-    train_x, _ = load_arrays(args.data, spec, "train")
-    train_rows = len(next(iter(train_x.values())))
-    if train_rows == 0:
-        raise ConfigError(
-            f"clean partition {args.data} has no 'train' rows; check the clean stage's split"
-        )
-    holdout_rows = count_rows(args.data, spec, "holdout")
-    logger.info(
-        "train rows %d, holdout rows %d, global batch %d", train_rows, holdout_rows, global_batch
-    )
 
     tf_keras.utils.set_random_seed(args.seed)
     with strategy.scope():

@@ -37,6 +37,8 @@ class Settings:
     serving_grpc_port: int = 8500
     serving_rest_port: int = 8501
     mlflow_tracking_uri: str = ""
+    # Where the model server is reached; the host itself by default, a service name in docker/.
+    serving_host: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +52,7 @@ class Settings:
             mlflow_port=_port("AIMASS_MLFLOW_PORT", 5000),
             serving_grpc_port=_port("AIMASS_SERVING_GRPC_PORT", 8500),
             serving_rest_port=_port("AIMASS_SERVING_REST_PORT", 8501),
+            serving_host=os.environ.get("AIMASS_SERVING_HOST", os.environ.get("AIMASS_HOST", "127.0.0.1")),
             mlflow_tracking_uri=os.environ.get(
                 "AIMASS_MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}"
             ),
@@ -66,6 +69,7 @@ class Settings:
             "AIMASS_SERVING_GRPC_PORT": str(self.serving_grpc_port),
             "AIMASS_SERVING_REST_PORT": str(self.serving_rest_port),
             "AIMASS_MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "AIMASS_SERVING_HOST": self.serving_host or self.host,
         }
 
     @property
@@ -109,8 +113,8 @@ class Settings:
 
     @property
     def serving_grpc_target(self) -> str:
-        return f"{self.host}:{self.serving_grpc_port}"
+        return f"{self.serving_host or self.host}:{self.serving_grpc_port}"
 
     @property
     def serving_rest_url(self) -> str:
-        return f"http://{self.host}:{self.serving_rest_port}"
+        return f"http://{self.serving_host or self.host}:{self.serving_rest_port}"

@@ -122,6 +122,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
         }
     )
+    # Tasks record to the MLflow server started beside Airflow, unless a store was configured.
+    if "AIMASS_MLFLOW_TRACKING_URI" not in os.environ:
+        env["AIMASS_MLFLOW_TRACKING_URI"] = f"http://{settings.host}:{settings.mlflow_port}"
     # Spark runs jobs in local mode by default; point this connection at spark://, yarn or k8s:// to scale out.
     env.setdefault(
         "AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"})

@@ -37,7 +37,9 @@ def test_every_dag_has_tags_retries_docs_and_no_catchup(dagbag) -> None:  # type
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert "aimass" in dag.tags, f"{dag_id} lacks the 'aimass' tag"
-        assert dag.doc_md and len(dag.doc_md) > 100, f"{dag_id} has no doc_md (use the module docstring)"
+        assert dag.doc_md and len(dag.doc_md) > 100, (
+            f"{dag_id} has no doc_md (use the module docstring)"
+        )
         assert dag.catchup is False, f"{dag_id} must set catchup=False"
         for task in dag.tasks:
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from aimass.errors import ServingError
 from aimass.serving.client import ServingClient
 from aimass.serving.config import model_config, server_config, write_config
-from conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,17 @@ class Server:
     log_path: Path
 
     def configure(self, versions: list[int], labels: dict[str, int]) -> None:
+        """One HandleReloadConfigRequest."""
         self.client.reload_config(server_config([model_config(MODEL, self.base, versions, labels)]))
+
+    def reset(self, versions: list[int], labels: dict[str, int]) -> None:
+        """Reach this config from any state: load the versions first, then set the labels."""
+        states = self.client.model_status(MODEL)
+        loaded = [s["version"] for s in states if s["state"] == "AVAILABLE"]
+        self.configure(sorted(set(versions) | set(loaded)), {})
+        for version in versions:
+            self.client.wait_available(MODEL, version, timeout_s=30)
+        self.configure(versions, labels)
 
     def rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -146,13 +156,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
     client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180  # TF imports slowly on a busy box
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"model server exited with {proc.returncode}:\n{log_path.read_text()}")
             try:
-                client.wait_available(MODEL, 1, timeout_s=1)
-                client.wait_available(MODEL, 2, timeout_s=1)
+                client.wait_available(MODEL, 1, timeout_s=1, poll_s=0.2)
+                client.wait_available(MODEL, 2, timeout_s=1, poll_s=0.2)
                 break
             except ServingError:
                 if time.monotonic() > deadline:
@@ -175,7 +185,7 @@ def probabilities(server: Server, **spec: Any) -> np.ndarray:
 
 
 def test_grpc_predict_answers_from_the_requested_version_or_label(server: Server) -> None:
-    server.configure([1, 2], {"stable": 1, "canary": 2})
+    server.reset([1, 2], {"stable": 1, "canary": 2})
 
     np.testing.assert_allclose(probabilities(server, version=1), expected(1), rtol=1e-5)
     np.testing.assert_allclose(probabilities(server, version=2), expected(2), rtol=1e-5)
@@ -191,7 +201,7 @@ def test_grpc_predict_answers_from_the_requested_version_or_label(server: Server
 
 
 def test_rest_predict_row_and_columnar_formats(server: Server) -> None:
-    server.configure([1, 2], {"stable": 1})
+    server.reset([1, 2], {"stable": 1})
 
     rows = server.client.predict_rest(MODEL, INSTANCES, version=2)
     np.testing.assert_allclose(rows, expected(2), rtol=1e-5)
@@ -217,7 +227,7 @@ def test_rest_predict_row_and_columnar_formats(server: Server) -> None:
 
 
 def test_model_status_and_metadata(server: Server) -> None:
-    server.configure([1, 2], {"stable": 1})
+    server.reset([1, 2], {"stable": 1})
 
     states = server.client.model_status(MODEL)
     assert [(s["version"], s["state"], s["error_code"]) for s in states] == [
@@ -255,7 +265,7 @@ def test_model_status_and_metadata(server: Server) -> None:
 
 
 def test_reload_loads_a_version_then_moves_stable_then_unloads_the_old_one(server: Server) -> None:
-    server.configure([1], {"stable": 1})
+    server.reset([1], {"stable": 1})
     states = {s["version"]: s["state"] for s in server.client.model_status(MODEL)}
     assert (states[1], states[2]) == ("AVAILABLE", "END")
     with pytest.raises(ServingError, match="NOT_FOUND"):
@@ -274,7 +284,7 @@ def test_reload_loads_a_version_then_moves_stable_then_unloads_the_old_one(serve
 
 
 def test_a_label_may_only_point_at_a_loaded_version(server: Server) -> None:
-    server.configure([1], {"stable": 1})
+    server.reset([1], {"stable": 1})
 
     with pytest.raises(ServingError, match="FAILED_PRECONDITION.*not currently available"):
         server.configure([1, 2], {"stable": 2})  # v2 is not loaded before this reload
@@ -287,7 +297,7 @@ def test_a_label_may_only_point_at_a_loaded_version(server: Server) -> None:
 
 
 def test_a_broken_version_never_becomes_available(server: Server) -> None:
-    server.configure([1, 2], {"stable": 1})
+    server.reset([1, 2], {"stable": 1})
     truncated = server.base / "3"
     shutil.copytree(server.base / "2", truncated)
     pb = truncated / "saved_model.pb"
@@ -327,7 +337,7 @@ def test_unknown_model_is_not_found(server: Server) -> None:
 
 def test_rewriting_the_config_file_applies_it_without_grpc(server: Server) -> None:
     save_model(server.base / "5", BIASES[5])
-    server.configure([1, 2], {"stable": 1})
+    server.reset([1, 2], {"stable": 1})
     write_config(
         server.config_path, server_config([model_config(MODEL, server.base, [1, 5], {"stable": 1})])
     )

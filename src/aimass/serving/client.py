@@ -56,6 +56,11 @@ class ServingClient:
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                # Reconnect quickly to a server that is (re)starting, instead of gRPC's
+                # default backoff that grows to two minutes.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
             ],
         )
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)

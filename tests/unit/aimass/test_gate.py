@@ -21,7 +21,11 @@ def test_absolute_bar_failure_is_explained() -> None:
     decision = decide(GATE, {"auc": 0.55, "accuracy": 0.6}, None)
     assert not decision.passed
     assert len(decision.reasons) == 1
-    assert "min_auc" in decision.reasons[0] and "0.5500" in decision.reasons[0] and "0.6000" in decision.reasons[0]
+    assert (
+        "min_auc" in decision.reasons[0]
+        and "0.5500" in decision.reasons[0]
+        and "0.6000" in decision.reasons[0]
+    )
 
 
 def test_regression_against_champion_beyond_tolerance_rejects() -> None:

@@ -43,14 +43,18 @@ def test_defaults_resolve_spec_source_and_run_date(settings: Settings, raw_file:
         ({"input_path": "/etc/hostname"}, "outside the allowed data roots"),
     ],
 )
-def test_bad_params_are_rejected_with_a_fix(settings: Settings, raw_file: Path, params: dict, message: str) -> None:
+def test_bad_params_are_rejected_with_a_fix(
+    settings: Settings, raw_file: Path, params: dict, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_params(params, settings, run_date=RUN_DATE)
 
 
 def test_missing_input_inside_roots_is_rejected(settings: Settings, raw_file: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        validate_params({"input_path": str(settings.var_dir / "nothing.csv")}, settings, run_date=RUN_DATE)
+        validate_params(
+            {"input_path": str(settings.var_dir / "nothing.csv")}, settings, run_date=RUN_DATE
+        )
 
 
 def test_extra_data_roots_are_allowed(
@@ -60,5 +64,7 @@ def test_extra_data_roots_are_allowed(
     outside.parent.mkdir()
     outside.write_text("x\n", encoding="utf-8")
     monkeypatch.setenv("AIMASS_DATA_ROOTS", str(outside.parent))
-    p = validate_params({"input_path": str(outside), "ds": "2026-01-02", "workers": 2}, settings, run_date=RUN_DATE)
+    p = validate_params(
+        {"input_path": str(outside), "ds": "2026-01-02", "workers": 2}, settings, run_date=RUN_DATE
+    )
     assert p.input_path == str(outside.resolve()) and p.ds == "2026-01-02" and p.workers == 2

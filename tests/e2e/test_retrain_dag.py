@@ -1,0 +1,160 @@
+"""The whole retraining DAG through a running Airflow, with real Spark, GX, TF, MLflow and serving.
+
+Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server and the model
+server are started as in `make demo`, on free ports and a temporary var dir. The DAG is
+triggered through the REST API and the scheduler runs it. Two runs: the first has no
+champion and deploys version 1; the second is gated against the first's champion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_CSV, free_port
+
+from aimass import services
+from aimass.airflow_api import AirflowClient
+from aimass.config import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DAG_ID = "aimass_retrain"
+ROWS = 4000
+BAD_LINES = [
+    "not,enough,fields\n",
+    ",abc,5,19,6,1400269500,,,,,0.0,,,Cash,Flash Cab,300,,0.0\n",  # text in a numeric column
+    ",-7.5,5,19,6,1400269500,,,,,0.0,,,Cash,Flash Cab,300,,0.0\n",  # breaks fare_not_negative
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, AirflowClient]]:
+    var = tmp_path_factory.mktemp("e2e") / "var"
+    raw = var / "data" / "raw" / "chicago_taxi"
+    raw.mkdir(parents=True)
+    with open(SAMPLE_CSV, encoding="utf-8") as src:
+        lines = list(itertools.islice(src, ROWS + 1))
+    (raw / "data.csv").write_text("".join(lines + BAD_LINES), encoding="utf-8")
+
+    mp = pytest.MonkeyPatch()
+    env = {
+        "AIMASS_VAR_DIR": str(var),
+        "AIMASS_AIRFLOW_PORT": str(free_port()),
+        "AIMASS_MLFLOW_PORT": str(free_port()),
+        "AIMASS_SERVING_GRPC_PORT": str(free_port()),
+        "AIMASS_SERVING_REST_PORT": str(free_port()),
+    }
+    for key, value in env.items():
+        mp.setenv(key, value)
+    mp.delenv("AIMASS_MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings.from_env()
+    try:
+        services.prepare(settings)
+        services.start(settings)
+        services.wait_ready(settings, timeout_s=300)
+        client = AirflowClient(
+            f"http://{settings.host}:{settings.airflow_port}",
+            services.ADMIN_USER,
+            services.admin_password(settings),
+        )
+        client.wait_for_dag(DAG_ID, timeout_s=180)
+        yield settings, client
+    finally:
+        services.stop(settings)
+        mp.undo()
+
+
+def _run(client: AirflowClient, conf: dict) -> tuple[str, str, dict | None]:
+    run_id = client.trigger(DAG_ID, conf)
+    state = client.wait_for_run(DAG_ID, run_id, timeout_s=900)
+    summary = client.xcom(DAG_ID, run_id, "publish_summary") if state == "success" else None
+    return run_id, state, summary
+
+
+def _task_log_tail(settings: Settings, run_id: str) -> str:
+    logs = sorted((services.airflow_home(settings) / "logs").rglob("*.log"))
+    mine = [p for p in logs if run_id in str(p)]
+    return "\n".join(
+        f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in mine
+    )
+
+
+def test_two_runs_deploy_then_gate_against_the_champion(
+    stack: tuple[Settings, AirflowClient],
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings, client = stack
+    run_id, state, summary = _run(client, {"epochs": 3, "ds": "2026-11-01"})
+    assert state == "success", _task_log_tail(settings, run_id)
+    assert summary is not None
+
+    # clean: the partition exists and every row is accounted for
+    clean_dir = settings.clean_partition("chicago_taxi", "2026-11-01")
+    assert list(clean_dir.glob("*.parquet")), f"no parquet in {clean_dir}"
+    counts = summary["clean"]
+    assert counts["rows_in"] == ROWS + len(BAD_LINES)
+    assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
+    assert counts["rows_quarantined"] >= len(BAD_LINES)
+    assert list(settings.quarantine_partition("chicago_taxi", "2026-11-01").glob("*.parquet"))
+
+    # validate: the suite ran and its Data Docs exist
+    assert summary["quality"]["success"] is True
+    assert Path(summary["quality"]["data_docs"]).exists()
+
+    # train + registry: a version is registered and, with no champion, deployed as champion
+    first_version = summary["model"]["registry_version"]
+    assert summary["gate"]["passed"] is True and summary["gate"]["champion"] is None
+    tracking_uri = f"http://{settings.host}:{settings.mlflow_port}"
+    mlflow.set_tracking_uri(tracking_uri)
+    mlc = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    champion = mlc.get_model_version_by_alias("chicago_taxi", "champion")
+    assert champion.version == str(first_version)
+    run = mlc.get_run(champion.run_id)
+    assert run.data.metrics["holdout_auc"] == pytest.approx(summary["gate"]["candidate"]["auc"])
+    assert "epochs" in run.data.params or "train_loss" in run.data.metrics
+
+    # deploy: the model server answers for the new version over REST and gRPC
+    deployment = summary["deployment"]
+    assert deployment["serving_version"] == 1
+    from aimass.serving.client import ServingClient
+
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        statuses = sc.model_status("chicago_taxi")
+        assert {"version": 1, "state": "AVAILABLE"} in [
+            {"version": int(s["version"]), "state": s["state"]} for s in statuses
+        ]
+        rest = sc.predict_rest("chicago_taxi", [deployment["rest_instance"]], label="stable")
+        assert 0.0 <= float(np.ravel(rest)[0]) <= 1.0
+    finally:
+        sc.close()
+    summary_file = settings.report_dir("chicago_taxi", "2026-11-01") / "run_summary.json"
+    assert json.loads(summary_file.read_text())["model"]["registry_version"] == first_version
+
+    # a second run is gated against the first run's champion
+    run_id2, state2, summary2 = _run(client, {"epochs": 3, "ds": "2026-11-01"})
+    assert state2 == "success", _task_log_tail(settings, run_id2)
+    gate = summary2["gate"]
+    assert gate["champion"] is not None and gate["champion_version"] == str(first_version)
+    assert any("no_auc_regression" in line for line in gate["checks"])
+    if gate["passed"]:
+        assert summary2["deployment"]["serving_version"] == 2
+        assert (
+            mlc.get_model_version_by_alias("chicago_taxi", "champion").version
+            == summary2["model"]["registry_version"]
+        )
+        assert mlc.get_model_version_by_alias("chicago_taxi", "previous").version == str(
+            first_version
+        )
+    else:
+        assert summary2["deployment"] is None
+        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
+            first_version
+        )

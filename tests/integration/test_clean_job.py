@@ -1,0 +1,223 @@
+"""The clean job end to end: real spark-submit on a slice of the Chicago Taxi sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from aimass.config import REPO_ROOT, Settings
+from aimass.errors import ConfigError, StageError
+
+pytestmark = pytest.mark.integration
+
+DS = "2024-01-01"
+SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
+GOOD = "60,27.05,10,2,3,1380593700,41.836150155,-87.648787952,,,12.6,,,Cash,Taxi Affiliation Services,1380,,0.0"
+# Injected lines and the reason each one must be quarantined with.
+BAD_LINES: dict[bytes, str] = {
+    b"60,27.05,10,2,3": "malformed: wrong field count",
+    GOOD.replace("27.05", "abc").encode(): "unparseable double in fare: 'abc'",
+    GOOD.replace(",10,2,3,", ",1O,2,3,").encode(): "unparseable long in trip_start_month: '1O'",
+    GOOD.replace("27.05", "-4.5").encode(): "rule fare_not_negative",
+    GOOD.replace("Taxi Affiliation", "Caf\xe9").encode("latin-1"): "malformed: bad encoding",
+}
+
+
+def _args(settings: Settings, input_path: Path) -> list[str]:
+    return [
+        "--spec",
+        "chicago_taxi",
+        "--input",
+        str(input_path),
+        "--ds",
+        DS,
+        "--out",
+        str(settings.clean_partition("chicago_taxi", DS)),
+        "--quarantine",
+        str(settings.quarantine_partition("chicago_taxi", DS)),
+        "--summary",
+        str(settings.report_dir("chicago_taxi", DS) / "clean_summary.json"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def job(taxi_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real spark-submit run on the 3,000-row slice plus the injected bad lines."""
+    base = tmp_path_factory.mktemp("clean_job")
+    settings = Settings(root=REPO_ROOT, var_dir=base / "var")
+    landing = base / "landing"
+    landing.mkdir()
+    data = taxi_csv.read_bytes()
+    (landing / "trips.csv").write_bytes(data + b"\n".join(BAD_LINES) + b"\n")
+    env = {
+        **os.environ,
+        **settings.env(),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    cmd = [
+        str(SPARK_SUBMIT),
+        "--master",
+        "local[2]",
+        "jobs/clean/main.py",
+        *_args(settings, landing),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    summary_path = settings.report_dir("chicago_taxi", DS) / "clean_summary.json"
+    return {
+        "settings": settings,
+        "landing": landing,
+        "rows_in": data.count(b"\n") - 1 + len(BAD_LINES),
+        "summary": json.loads(summary_path.read_text()),
+        "stderr": proc.stderr,
+    }
+
+
+def test_summary_follows_the_contract_and_conserves_rows(job: dict[str, Any]) -> None:
+    summary = job["summary"]
+    assert {
+        "dataset",
+        "ds",
+        "input",
+        "rows_in",
+        "rows_clean",
+        "rows_quarantined",
+        "rows_train",
+        "rows_holdout",
+        "quarantine_reasons",
+    } <= set(summary)
+    assert (summary["dataset"], summary["ds"]) == ("chicago_taxi", DS)
+    assert summary["rows_in"] == job["rows_in"] == 3000 + len(BAD_LINES)
+    assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"]
+    assert summary["rows_quarantined"] == len(BAD_LINES)
+    assert summary["rows_train"] + summary["rows_holdout"] == summary["rows_clean"]
+    assert summary["quarantine_reasons"] == {
+        "malformed: wrong field count": 1,
+        "unparseable double in fare": 1,
+        "unparseable long in trip_start_month": 1,
+        "rule fare_not_negative": 1,
+        "malformed: bad encoding": 1,
+    }
+    print(job["stderr"][-3000:]); assert "read 3005 raw rows" in job["stderr"]
+
+
+def test_clean_partition_is_typed_labelled_and_split(job: dict[str, Any]) -> None:
+    partition = job["settings"].clean_partition("chicago_taxi", DS)
+    assert list(partition.glob("*.parquet"))
+    table = pq.read_table(partition)
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["fare"] == "double"
+    assert types["trip_start_hour"] == "int64"
+    assert types["company"] == "string"
+    assert types["big_tipper"] == "int32"
+    assert table.num_rows == job["summary"]["rows_clean"]
+    frame = table.to_pandas()
+    assert set(frame["big_tipper"].unique()) == {0, 1}
+    assert (frame["big_tipper"] == (frame["tips"] > 0.2 * frame["fare"]).astype(int)).all()
+    holdout = (frame["split"] == "holdout").mean()
+    assert set(frame["split"].unique()) == {"train", "holdout"}
+    assert 0.15 < holdout < 0.25
+    assert (frame["fare"] >= 0).all()
+
+
+def test_quarantine_keeps_the_raw_line_and_the_reason(job: dict[str, Any]) -> None:
+    partition = job["settings"].quarantine_partition("chicago_taxi", DS)
+    rows = pq.read_table(partition).to_pylist()
+    got = {r["raw"]: r["reason"] for r in rows}
+    expected = {
+        line.decode("utf-8", errors="replace"): reason for line, reason in BAD_LINES.items()
+    }
+    assert got == expected
+
+
+def test_rerun_replaces_its_partition_instead_of_duplicating_it(
+    job: dict[str, Any], spark: Any
+) -> None:
+    from jobs.clean.main import parse_args, run
+
+    settings = job["settings"]
+    partition = settings.clean_partition("chicago_taxi", DS)
+    before = sorted(p.name for p in partition.glob("*.parquet"))
+
+    summary = run(spark, parse_args(_args(settings, job["landing"])))
+
+    after = sorted(p.name for p in partition.glob("*.parquet"))
+    assert after and after != before  # new files, old ones gone
+    assert (
+        pq.read_table(partition).num_rows == summary["rows_clean"] == job["summary"]["rows_clean"]
+    )
+    assert pq.read_table(settings.quarantine_partition("chicago_taxi", DS)).num_rows == len(
+        BAD_LINES
+    )
+    # Nothing left behind next to the partitions (staging or old copies).
+    assert [p.name for p in partition.parent.iterdir()] == [partition.name]
+    # Reruns split identically.
+    assert summary["rows_holdout"] == job["summary"]["rows_holdout"]
+
+
+def test_failed_run_leaves_the_previous_partition_in_place(
+    job: dict[str, Any], spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jobs.clean.transforms as transforms
+    from jobs.clean.main import parse_args, run
+
+    settings = job["settings"]
+    partition = settings.clean_partition("chicago_taxi", DS)
+    before = sorted(p.name for p in partition.glob("*.parquet"))
+    real_clean_rows = transforms.clean_rows
+
+    def losing_rows(df: Any, *, spec: Any) -> Any:
+        clean, quarantine = real_clean_rows(df, spec=spec)
+        return clean.limit(10), quarantine
+
+    monkeypatch.setattr(transforms, "clean_rows", losing_rows)
+    with pytest.raises(StageError, match="rows are not conserved"):
+        run(spark, parse_args(_args(settings, job["landing"])))
+
+    assert sorted(p.name for p in partition.glob("*.parquet")) == before
+    assert [p.name for p in partition.parent.iterdir()] == [partition.name]
+
+
+def test_missing_input_names_the_path(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    from jobs.clean.main import parse_args, run
+
+    missing = tmp_path / "nowhere" / "trips.csv"
+    with pytest.raises(ConfigError, match=f"{missing}.*does not exist"):
+        run(spark, parse_args(_args(settings, missing)))
+
+
+def test_header_mismatch_names_the_columns(spark: Any, settings: Settings, tmp_path: Path) -> None:
+    from aimass.spec import load_spec
+    from jobs.clean.main import parse_args, run
+
+    columns = ["fare_amount" if c == "fare" else c for c in load_spec("chicago_taxi").columns]
+    csv = tmp_path / "renamed.csv"
+    csv.write_text(",".join(columns) + "\n" + GOOD + "\n")
+    with pytest.raises(
+        ConfigError, match=r"missing columns \['fare'\], unexpected columns \['fare_amount'\]"
+    ):
+        run(spark, parse_args(_args(settings, csv)))
+    assert not settings.clean_partition("chicago_taxi", DS).exists()
+
+
+def test_cli_rejects_a_ds_that_is_not_yyyy_mm_dd(
+    settings: Settings, taxi_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.clean.main import parse_args
+
+    argv = _args(settings, taxi_csv)
+    assert parse_args(argv).ds == DS
+    argv[argv.index(DS)] = "01/02/2024"
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "pass it as YYYY-MM-DD" in capsys.readouterr().err
