@@ -72,9 +72,14 @@ def _split_filter(split: str | None) -> pc.Expression | None:
     return pc.field(SPLIT_COLUMN) == split
 
 
-def _columns(spec: DatasetSpec, split: str | None) -> list[str]:
-    cols = [f.name for f in features(spec)] + [spec.label_name]
-    return cols + [SPLIT_COLUMN] if split is not None else cols
+def _columns(spec: DatasetSpec) -> list[str]:
+    """The columns read: every feature, then the label."""
+    return [f.name for f in features(spec)] + [spec.label_name]
+
+
+def _needed(spec: DatasetSpec, split: str | None) -> list[str]:
+    """The columns a partition must have: those read, plus ``split`` when filtering on it."""
+    return _columns(spec) + ([SPLIT_COLUMN] if split is not None else [])
 
 
 def _feature_array(feature: Feature, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -107,7 +112,7 @@ def count_rows(partition: Path, spec: DatasetSpec, split: str | None) -> int:
     """Number of rows of ``split`` (all rows for None) in a clean partition."""
     split_filter = _split_filter(split)
     dataset = _open(partition)
-    _check_columns(dataset, partition, _columns(spec, split))
+    _check_columns(dataset, partition, _needed(spec, split))
     return int(dataset.count_rows(filter=split_filter))
 
 
@@ -129,11 +134,8 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
     """
     split_filter = _split_filter(split)
     dataset = _open(partition)
-    columns = _columns(spec, split)
-    _check_columns(dataset, partition, columns)
-    table = dataset.to_table(
-        columns=columns[: len(columns) - (split is not None)], filter=split_filter
-    )
+    _check_columns(dataset, partition, _needed(spec, split))
+    table = dataset.to_table(columns=_columns(spec), filter=split_filter)
     return _to_arrays(spec, table)
 
 
@@ -149,9 +151,8 @@ def _batches(
     rng: np.random.Generator,
 ) -> Iterator[tuple[Arrays, np.ndarray]]:
     dataset = _open(partition)
-    columns = _columns(spec, split)
-    _check_columns(dataset, partition, columns)
-    read_columns = columns[: len(columns) - (split is not None)]
+    _check_columns(dataset, partition, _needed(spec, split))
+    read_columns = _columns(spec)
     fragments = list(dataset.get_fragments())
     if shuffle:
         fragments = [fragments[i] for i in rng.permutation(len(fragments))]
@@ -222,7 +223,7 @@ def make_dataset(
     # Fail here, in the caller, rather than inside the tf.data generator.
     _split_filter(split)
     dataset = _open(partition)
-    _check_columns(dataset, partition, _columns(spec, split))
+    _check_columns(dataset, partition, _needed(spec, split))
 
     epochs = itertools.count()
 

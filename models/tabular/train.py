@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from aimass.errors import AimassError, ConfigError
+from aimass.spec import load_spec
+from models.tabular.inputs import count_rows, load_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +130,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the train split, evaluate on holdout, export (chief only); return the metrics payload."""
     role = cluster_role()
     _configure_logging(role)
-
-    from aimass.spec import load_spec
-    from models.tabular.inputs import count_rows, load_arrays
 
     # Spec and data are checked with pyarrow before TensorFlow is even imported
     # (~15 s), so a bad spec or partition fails in a second or two.

@@ -164,6 +164,8 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
         )
         mlflow.log_artifacts(str(result.saved_model_dir), artifact_path=tracking.MODEL_ARTIFACT)
         mlflow.log_artifact(str(result.metrics_path), artifact_path="training")
+        if (run_dir / "spec.yaml").exists():
+            mlflow.log_artifact(str(run_dir / "spec.yaml"), artifact_path="training")
         mlflow.log_artifact(ctx["clean_summary"], artifact_path="data")
         run_id = run.info.run_id
     version = tracking.register_version(

@@ -158,10 +158,15 @@ def validate_partition(
         raise ConfigError(
             f"clean partition {partition} does not exist; run the clean stage for this ds first"
         )
-    # No usage statistics leave the machine.
+    # No usage statistics leave the machine, and GX's per-store INFO chatter stays out
+    # of task logs unless someone asked for it.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    gx_log = logging.getLogger("great_expectations")
+    if gx_log.level == logging.NOTSET:
+        gx_log.setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if spark is None:
         from aimass.spark import get_session
@@ -174,6 +179,8 @@ def validate_partition(
     for stale in (report_dir / "gx", docs_dir):
         shutil.rmtree(stale, ignore_errors=True)
     context = gx.get_context(mode="file", project_root_dir=str(report_dir))
+    # tqdm bars on stderr only clutter task logs.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     for site in list(context.get_config().data_docs_sites or {}):
         context.delete_data_docs_site(site)
     context.add_data_docs_site(
