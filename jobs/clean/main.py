@@ -192,7 +192,14 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     """Read -> clean -> write one partition pair and the summary; return the summary."""
     from pyspark.sql import functions as F
 
-    from jobs.clean.transforms import REASON_COLUMN, SPLIT_COLUMN, clean_rows, reason_kind
+    from jobs.clean.transforms import (
+        HOLDOUT,
+        REASON_COLUMN,
+        SPLIT_COLUMN,
+        TRAIN,
+        clean_rows,
+        reason_kind,
+    )
 
     spec = load_spec(args.spec)
     input_path = check_input(spec, str(args.input))
@@ -234,8 +241,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
             "rows_in": rows_in,
             "rows_clean": rows_clean,
             "rows_quarantined": rows_quarantined,
-            "rows_train": splits.get("train", 0),
-            "rows_holdout": splits.get("holdout", 0),
+            "rows_train": splits.get(TRAIN, 0),
+            "rows_holdout": splits.get(HOLDOUT, 0),
             "quarantine_reasons": reasons,
             "out": str(out),
             "quarantine": str(quarantine),
