@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 VENV_STAMP := $(VENV)/.aimass-installed
 SAMPLE_STAMP := $(VAR)/data/raw/.sample-ready
 
-.PHONY: help setup demo stop status test test-unit test-dags test-e2e lint lock clean distclean
+.PHONY: help setup demo stop status test test-unit test-e2e lint bench lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,12 @@ test-unit: setup ## unit and DAG integrity tests only (fast)
 
 test-e2e: setup ## end-to-end tests only
 	$(BIN)/python -m pytest -m e2e
+
+bench: setup ## every benchmark in bench/ (each writes bench/results/<name>.json)
+	@for f in bench/bench_*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(BIN)/python "$$f"; done
+
+bench-%: setup ## one benchmark: make bench-<name> runs bench/bench_<name>.py
+	$(BIN)/python bench/bench_$*.py
 
 lint: setup ## ruff
 	$(BIN)/ruff check dags plugins jobs models src tests bench

@@ -29,7 +29,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(name: str, *, ratios: dict[str, float], figures: dict[str, Any], params: dict[str, Any]) -> Path:
+def write(
+    name: str, *, ratios: dict[str, float], figures: dict[str, Any], params: dict[str, Any]
+) -> Path:
     """Print the ratios and write ``bench/results/<name>.json``."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -125,7 +125,9 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     from aimass.config import Settings
 
     settings = Settings.from_env()
-    return subprocess.call([services._bin("airflow"), *args.args], env=services.airflow_env(settings))
+    return subprocess.call(
+        [services._bin("airflow"), *args.args], env=services.airflow_env(settings)
+    )
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
@@ -163,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the run")
     demo.set_defaults(func=_cmd_demo)
-    af = sub.add_parser("airflow", help="run the airflow CLI against this install (e.g. `aimass airflow dags list`)")
+    af = sub.add_parser(
+        "airflow", help="run the airflow CLI against this install (e.g. `aimass airflow dags list`)"
+    )
     af.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the airflow CLI")
     af.set_defaults(func=_cmd_airflow)
     sub.add_parser("stop", help="stop the services that `demo` started").set_defaults(

@@ -21,7 +21,9 @@ def _port(name: str, default: int) -> int:
     try:
         port = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a port number; set it to an integer 1..65535") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a port number; set it to an integer 1..65535"
+        ) from None
     if not 0 < port < 65536:
         raise ConfigError(f"{name}={port} is out of range; set it to an integer 1..65535")
     return port
@@ -52,7 +54,9 @@ class Settings:
             mlflow_port=_port("AIMASS_MLFLOW_PORT", 5000),
             serving_grpc_port=_port("AIMASS_SERVING_GRPC_PORT", 8500),
             serving_rest_port=_port("AIMASS_SERVING_REST_PORT", 8501),
-            serving_host=os.environ.get("AIMASS_SERVING_HOST", os.environ.get("AIMASS_HOST", "127.0.0.1")),
+            serving_host=os.environ.get(
+                "AIMASS_SERVING_HOST", os.environ.get("AIMASS_HOST", "127.0.0.1")
+            ),
             mlflow_tracking_uri=os.environ.get(
                 "AIMASS_MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}"
             ),

@@ -38,11 +38,23 @@ def fetch_sample(var_dir: Path, *, force: bool = False) -> dict[str, Path]:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aimass-tfx-") as tmp:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--python-version", "3.11", "--disable-pip-version-check",
-            "-d", tmp, f"tfx=={TFX_VERSION}",
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            f"tfx=={TFX_VERSION}",
         ]
-        log.info("downloading tfx %s wheel from PyPI (sample data only; tfx is not installed)", TFX_VERSION)
+        log.info(
+            "downloading tfx %s wheel from PyPI (sample data only; tfx is not installed)",
+            TFX_VERSION,
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(

@@ -196,9 +196,13 @@ def definitions(settings: Settings) -> dict[str, Service]:
             af,
             f"http://{host}:{settings.airflow_port}/api/v2/monitor/health",
         ),
-        "airflow-scheduler": Service("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], af),
+        "airflow-scheduler": Service(
+            "airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], af
+        ),
         "airflow-dag-processor": Service("airflow-dag-processor", [airflow, "dag-processor"], af),
-        "airflow-triggerer": Service("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], af),
+        "airflow-triggerer": Service(
+            "airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], af
+        ),
     }
 
 

@@ -59,7 +59,9 @@ class TrainingSpec:
         if not 0 < self.learning_rate < 1:
             raise ConfigError(f"training.learning_rate must be in (0, 1), got {self.learning_rate}")
         if not self.hidden_units or any(u < 1 for u in self.hidden_units):
-            raise ConfigError(f"training.hidden_units must be positive integers, got {list(self.hidden_units)}")
+            raise ConfigError(
+                f"training.hidden_units must be positive integers, got {list(self.hidden_units)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -103,19 +105,29 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         where = f"dataset spec '{self.name}'"
         if not _NAME.match(self.name):
-            raise ConfigError(f"{where}: name must be lower_snake_case (it names lake folders and models)")
+            raise ConfigError(
+                f"{where}: name must be lower_snake_case (it names lake folders and models)"
+            )
         if self.source_format != "csv":
-            raise ConfigError(f"{where}: source.format '{self.source_format}' is not supported; use 'csv'")
+            raise ConfigError(
+                f"{where}: source.format '{self.source_format}' is not supported; use 'csv'"
+            )
         columns = [c for c, _ in self.schema]
         if len(set(columns)) != len(columns):
             raise ConfigError(f"{where}: schema has duplicate columns")
         for col, dtype in self.schema:
             if dtype not in DTYPES:
-                raise ConfigError(f"{where}: schema.{col} has type '{dtype}'; use one of {', '.join(DTYPES)}")
+                raise ConfigError(
+                    f"{where}: schema.{col} has type '{dtype}'; use one of {', '.join(DTYPES)}"
+                )
         if self.task not in TASKS:
-            raise ConfigError(f"{where}: label.task '{self.task}' is not supported; use one of {TASKS}")
+            raise ConfigError(
+                f"{where}: label.task '{self.task}' is not supported; use one of {TASKS}"
+            )
         if self.label_name in columns:
-            raise ConfigError(f"{where}: label.name '{self.label_name}' clashes with a schema column; pick another name")
+            raise ConfigError(
+                f"{where}: label.name '{self.label_name}' clashes with a schema column; pick another name"
+            )
         for feat in (*self.numeric_features, *self.categorical_features):
             if feat not in columns:
                 raise ConfigError(
@@ -123,11 +135,17 @@ class DatasetSpec:
                 )
         for feat in self.numeric_features:
             if self.dtype(feat) == "string":
-                raise ConfigError(f"{where}: numeric feature '{feat}' has type string; list it under features.categorical")
+                raise ConfigError(
+                    f"{where}: numeric feature '{feat}' has type string; list it under features.categorical"
+                )
         if not (self.numeric_features or self.categorical_features):
-            raise ConfigError(f"{where}: features lists no columns; add features.numeric or features.categorical")
+            raise ConfigError(
+                f"{where}: features lists no columns; add features.numeric or features.categorical"
+            )
         if not 1 <= self.holdout_percent <= 50:
-            raise ConfigError(f"{where}: split.holdout_percent must be 1..50, got {self.holdout_percent}")
+            raise ConfigError(
+                f"{where}: split.holdout_percent must be 1..50, got {self.holdout_percent}"
+            )
         for col in (*self.quality.not_null, *(r.column for r in self.quality.ranges)):
             if col not in columns and col != self.label_name:
                 raise ConfigError(f"{where}: quality refers to unknown column '{col}'")
@@ -159,7 +177,9 @@ class DatasetSpec:
             raise ConfigError(f"{where}: schema must map column names to types")
         quality_raw = raw.get("quality") or {}
         ranges = tuple(
-            Range(column=col, min=r.get("min"), max=r.get("max"), mostly=float(r.get("mostly", 1.0)))
+            Range(
+                column=col, min=r.get("min"), max=r.get("max"), mostly=float(r.get("mostly", 1.0))
+            )
             for col, r in (quality_raw.get("ranges") or {}).items()
         )
         try:
@@ -175,7 +195,9 @@ class DatasetSpec:
                 task=str(label.get("task", "binary")),
                 numeric_features=tuple(features.get("numeric") or ()),
                 categorical_features=tuple(features.get("categorical") or ()),
-                rules=tuple(Rule(name=r["name"], expression=r["expression"]) for r in raw.get("rules") or ()),
+                rules=tuple(
+                    Rule(name=r["name"], expression=r["expression"]) for r in raw.get("rules") or ()
+                ),
                 holdout_percent=int((raw.get("split") or {}).get("holdout_percent", 20)),
                 quality=QualitySpec(
                     min_rows=int(quality_raw.get("min_rows", 1)),
@@ -186,7 +208,9 @@ class DatasetSpec:
                 gate=GateSpec(**(raw.get("gate") or {})),
             )
         except TypeError as exc:  # unknown keys in training/gate
-            raise ConfigError(f"{where}: {exc}; check the field names against conf/datasets/chicago_taxi.yaml") from exc
+            raise ConfigError(
+                f"{where}: {exc}; check the field names against conf/datasets/chicago_taxi.yaml"
+            ) from exc
 
 
 def _with_tuples(raw: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +227,9 @@ def load_spec(name_or_path: str | Path, conf_dir: Path | None = None) -> Dataset
         path = conf_dir / "datasets" / f"{name_or_path}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
-        raise ConfigError(f"dataset spec '{name_or_path}' not found at {path}; known specs: {known or 'none'}")
+        raise ConfigError(
+            f"dataset spec '{name_or_path}' not found at {path}; known specs: {known or 'none'}"
+        )
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
     return DatasetSpec.from_dict(raw, origin=str(path))
