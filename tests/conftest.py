@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testkit import SAMPLE_CSV
 
-from aimass.config import REPO_ROOT, Settings
-from aimass.sample_data import raw_dir
-
-SAMPLE_CSV = raw_dir(REPO_ROOT / "var") / "data.csv"
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from aimass.config import Settings
 
 
 @pytest.fixture

@@ -262,7 +262,7 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
     features, _ = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
-    sample = {name: values[:3] for name, values in features.items()}
+    sample = smoke_sample(features)
     client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
         result = rollout(
@@ -283,6 +283,22 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
         str(result["serving_version"]),
     )
     return {**result, "registry_version": model["registry_version"], "previous_champion": previous}
+
+
+def smoke_sample(features: dict[str, Any], rows: int = 3) -> dict[str, Any]:
+    """A few holdout rows for smoke requests, complete ones first (JSON has no NaN)."""
+    import numpy as np
+
+    complete = np.ones(len(next(iter(features.values()))), dtype=bool)
+    for values in features.values():
+        if values.dtype.kind == "f":
+            complete &= ~np.isnan(values)
+        elif values.dtype.kind in "OUS":
+            complete &= values != ""
+    index = np.flatnonzero(complete)[:rows]
+    if index.size == 0:
+        index = np.arange(min(rows, complete.size))
+    return {name: values[index] for name, values in features.items()}
 
 
 def publish_summary(

@@ -106,7 +106,15 @@ def _json_rows(sample: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     for i in range(n):
         row = {}
         for name, values in sample.items():
-            value = values[i].item() if hasattr(values[i], "item") else values[i]
+            raw = values[i]
+            # float32 -> the shortest decimal that round-trips (12.45, not 12.449999809265137)
+            value = (
+                float(str(raw))
+                if isinstance(raw, np.floating)
+                else raw.item()
+                if hasattr(raw, "item")
+                else raw
+            )
             if isinstance(value, bytes):
                 value = value.decode("utf-8")
             if isinstance(value, float) and math.isnan(value):

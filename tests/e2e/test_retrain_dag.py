@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_CSV, free_port
+from testkit import SAMPLE_CSV, free_port
 
 from aimass import services
 from aimass.airflow_api import AirflowClient

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import free_port
+from testkit import free_port, save_tiny_model
 
 from aimass.errors import ServingError
 from aimass.serving.client import ServingClient
@@ -55,29 +55,7 @@ def expected(version: int) -> np.ndarray:
 def save_model(path: Path, bias: float, *, warmup_input: str | None = None) -> None:
     import tensorflow as tf
 
-    class Tiny(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bias = tf.Variable(bias, dtype=tf.float32)
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.float32),
-                tf.TensorSpec([None], tf.string),
-                tf.TensorSpec([None], tf.int64),
-            ]
-        )
-        def serve(self, fare: Any, company: Any, trip_start_hour: Any) -> dict[str, Any]:
-            logit = (
-                0.1 * fare
-                + 0.01 * tf.cast(trip_start_hour, tf.float32)
-                + tf.where(company == "Flash Cab", 1.0, 0.0)
-                + self.bias
-            )
-            return {"probabilities": tf.sigmoid(logit)}
-
-    module = Tiny()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    save_tiny_model(path, bias)
     if warmup_input is not None:
         from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 

@@ -10,59 +10,27 @@ import subprocess
 import sys
 import textwrap
 import time
-import zlib
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import psutil
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from testkit import TAXI_SPEC, write_partition
 
-from aimass.config import REPO_ROOT
 from aimass.errors import StageError
 from aimass.spec import DatasetSpec, load_spec
 from aimass.training import run_workers, spec_to_dict, train
 
 pytestmark = pytest.mark.integration
 
-SPEC_PATH = REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
-_PANDAS = {"double": "float64", "long": "Int64", "string": "string"}
-_ARROW = {"double": pa.float64(), "long": pa.int64(), "string": pa.string()}
-
-
-def _write_partition(csv: Path, out: Path, spec: DatasetSpec, *, label: bool = True) -> Path:
-    """A clean partition like the Spark job's: typed columns, label tips > 20% of fare, hashed split."""
-    frame = pd.read_csv(
-        csv, dtype={c: _PANDAS[t] for c, t in spec.schema}, keep_default_na=False, na_values=[""]
-    )
-    lines = csv.read_text(encoding="utf-8").splitlines()[1:]
-    buckets = np.array([zlib.crc32(line.encode()) % 100 for line in lines])
-    frame["split"] = np.where(buckets < spec.holdout_percent, "holdout", "train")
-    frame = frame[frame["fare"].notna() & frame["tips"].notna()].reset_index(drop=True)
-    fields = [(c, _ARROW[t]) for c, t in spec.schema]
-    if label:
-        frame[spec.label_name] = (frame["tips"] > 0.2 * frame["fare"]).astype("int32")
-        fields.append((spec.label_name, pa.int32()))
-    table = pa.Table.from_pandas(
-        frame, schema=pa.schema([*fields, ("split", pa.string())]), preserve_index=False
-    )
-    out.mkdir(parents=True)
-    half = table.num_rows // 2
-    pq.write_table(table.slice(0, half), out / "part-00000.parquet")
-    pq.write_table(table.slice(half), out / "part-00001.parquet")
-    return out
-
 
 @pytest.fixture(scope="module")
 def spec() -> DatasetSpec:
-    return load_spec(SPEC_PATH)
+    return load_spec(TAXI_SPEC)
 
 
 @pytest.fixture(scope="module")
 def partition(taxi_csv: Path, spec: DatasetSpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_partition(taxi_csv, tmp_path_factory.mktemp("clean") / "ds=2024-01-01", spec)
+    return write_partition(taxi_csv, tmp_path_factory.mktemp("clean") / "ds=2024-01-01", spec)
 
 
 def _our_workers() -> list[psutil.Process]:
@@ -136,7 +104,7 @@ def test_train_exports_a_model_and_metrics(
 def test_failing_workers_raise_stage_error(
     spec: DatasetSpec, taxi_csv: Path, tmp_path: Path
 ) -> None:
-    no_label = _write_partition(taxi_csv, tmp_path / "ds=2024-01-02", spec, label=False)
+    no_label = write_partition(taxi_csv, tmp_path / "ds=2024-01-02", spec, label=False)
     with pytest.raises(StageError) as info:
         train(spec, data=no_label, run_dir=tmp_path / "run", workers=2, epochs=1, timeout_s=300)
     message = str(info.value)
@@ -189,7 +157,7 @@ train(sys.argv[1], data=Path(sys.argv[2]), run_dir=Path(sys.argv[3]), workers=1,
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_no_worker_outlives_its_launcher(sig: int, partition: Path, tmp_path: Path) -> None:
     launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(SPEC_PATH), str(partition), str(tmp_path / "run")],
+        [sys.executable, "-c", LAUNCHER, str(TAXI_SPEC), str(partition), str(tmp_path / "run")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,0 +1,95 @@
+"""Helpers shared by the test suites (imported by name: tests/ is on sys.path via pyproject)."""
+
+from __future__ import annotations
+
+import socket
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aimass.config import REPO_ROOT
+from aimass.sample_data import raw_dir
+from aimass.spec import DatasetSpec
+
+SAMPLE_CSV = raw_dir(REPO_ROOT / "var") / "data.csv"
+TAXI_SPEC = REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
+
+_PANDAS = {"double": "float64", "long": "Int64", "string": "string"}
+_ARROW = {"double": pa.float64(), "long": pa.int64(), "string": pa.string()}
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def save_tiny_model(path: Path, bias: float) -> Path:
+    """A small SavedModel with the platform's serving contract, fast to save and to load.
+
+    Inputs ``fare`` float32, ``company`` string, ``trip_start_hour`` int64 (all shape [None]);
+    output ``probabilities`` = sigmoid(0.1 fare + 0.01 hour + [company == "Flash Cab"] + bias),
+    so tests can tell versions apart by their bias.
+    """
+    import tensorflow as tf
+
+    class Tiny(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = tf.Variable(bias, dtype=tf.float32)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([None], tf.string),
+                tf.TensorSpec([None], tf.int64),
+            ]
+        )
+        def serve(self, fare, company, trip_start_hour):  # type: ignore[no-untyped-def]
+            logit = (
+                0.1 * fare
+                + 0.01 * tf.cast(trip_start_hour, tf.float32)
+                + tf.where(company == "Flash Cab", 1.0, 0.0)
+                + self.bias
+            )
+            return {"probabilities": tf.sigmoid(logit)}
+
+    module = Tiny()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+def write_partition(
+    csv: Path, out: Path, spec: DatasetSpec, *, files: int = 3, label: bool = True
+) -> Path:
+    """Write ``csv`` as a clean partition shaped like the Spark job's output, without Spark.
+
+    Typed schema columns, the label (tips > 20% of fare; rows without fare or tips are
+    dropped, as the clean job quarantines them) unless ``label`` is False, and ``split``
+    from a hash of the raw line, spread over ``files`` Parquet files.
+    """
+    frame = pd.read_csv(
+        csv, dtype={c: _PANDAS[t] for c, t in spec.schema}, keep_default_na=False, na_values=[""]
+    )
+    lines = csv.read_text(encoding="utf-8").splitlines()[1:]
+    buckets = np.array([zlib.crc32(line.encode()) % 100 for line in lines])
+    frame["split"] = np.where(buckets < spec.holdout_percent, "holdout", "train")
+    frame = frame[frame["fare"].notna() & frame["tips"].notna()].reset_index(drop=True)
+    fields = [(c, _ARROW[t]) for c, t in spec.schema]
+    if label:
+        frame[spec.label_name] = (frame["tips"] > 0.2 * frame["fare"]).astype("int32")
+        fields.append((spec.label_name, pa.int32()))
+    table = pa.Table.from_pandas(
+        frame, schema=pa.schema([*fields, ("split", pa.string())]), preserve_index=False
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    step = -(-table.num_rows // files)
+    for i in range(files):
+        pq.write_table(table.slice(i * step, step), out / f"part-{i:05d}.parquet")
+    (out / "_SUCCESS").write_text("")
+    return out
