@@ -93,9 +93,7 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
                 f"deploy   serving version {dep['serving_version']} is 'stable' (previous {dep.get('previous_version')}), "
                 f"MLflow alias champion -> v{dep['registry_version']}"
             )
-            lines.append(
-                f"predict  {dep.get('rest_instance')} -> {dep.get('rest_probabilities', [None])[0]}"
-            )
+            lines.append(_live_prediction(settings, summary["dataset"], dep.get("rest_instance")))
         else:
             lines.append("deploy   skipped: production unchanged")
     else:
@@ -127,6 +125,26 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     return subprocess.call(
         [services._bin("airflow"), *args.args], env=services.airflow_env(settings)
+    )
+
+
+def _live_prediction(settings, model: str, instance: dict | None) -> str:  # type: ignore[no-untyped-def]
+    """Ask the model server now (REST, label stable) for one holdout row's probability."""
+    from aimass.serving.client import ServingClient
+
+    if not instance:
+        return "predict  (no example row)"
+    client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        answer = client.predict_rest(model, [instance], label="stable")
+    except Exception as exc:  # the summary still prints; the error says what went wrong
+        return f"predict  the model server did not answer: {exc}"
+    finally:
+        client.close()
+    shown = ", ".join(f"{k}={v!r}" for k, v in instance.items())
+    return (
+        f"predict  POST /v1/models/{model}/labels/stable:predict {{{shown}}}\n"
+        f"         -> probability {float(answer[0]):.4f}"
     )
 
 
