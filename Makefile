@@ -60,9 +60,10 @@ bench: setup ## every benchmark in bench/ (each writes bench/results/<name>.json
 bench-%: setup ## one benchmark: make bench-<name> runs bench/bench_<name>.py
 	$(BIN)/python bench/bench_$*.py
 
-lint: setup ## ruff
+lint: setup ## ruff (with the Airflow rules) and mypy
 	$(BIN)/ruff check dags plugins jobs models src tests bench
 	$(BIN)/ruff format --check dags plugins jobs models src tests bench
+	$(BIN)/mypy src/aimass jobs models dags plugins
 
 lock: ## re-resolve requirements.lock from requirements*.txt
 	uv pip compile --python-version 3.11 --python-platform x86_64-manylinux_2_28 \

@@ -31,7 +31,14 @@ from airflow.sdk import DAG, Param, get_current_context, task
 
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
-CLEAN_JOB = find_spec("jobs.clean.main").origin  # type: ignore[union-attr]
+_CLEAN_SPEC = find_spec("jobs.clean.main")
+if _CLEAN_SPEC is None or _CLEAN_SPEC.origin is None:
+    raise ImportError(
+        "cannot locate the Spark job module jobs.clean.main; install the aimass project "
+        "(pip install -e .) in the environment Airflow runs in",
+        name="jobs.clean.main",
+    )
+CLEAN_JOB: str = _CLEAN_SPEC.origin
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 
 with DAG(

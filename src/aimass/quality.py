@@ -16,11 +16,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aimass.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
+    from great_expectations.data_context.types.base import DataContextConfig
     from pyspark.sql import SparkSession
 
     from aimass.spec import DatasetSpec
@@ -181,7 +182,9 @@ def validate_partition(
     context = gx.get_context(mode="file", project_root_dir=str(report_dir))
     # tqdm bars on stderr only clutter task logs.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    for site in list(context.get_config().data_docs_sites or {}):
+    # A file context's typed config is its DataContextConfig.
+    project_config = cast("DataContextConfig", context.get_config())
+    for site in list(project_config.data_docs_sites or {}):
         context.delete_data_docs_site(site)
     context.add_data_docs_site(
         _SITE,
@@ -225,6 +228,10 @@ def validate_partition(
     by_description = {p.describe(): p for p in plan}
     for res in validation_result.results:
         config = res.expectation_config
+        if config is None:
+            raise RuntimeError(
+                f"Great Expectations returned a result without its expectation: {res}"
+            )
         planned = PlannedExpectation(
             config.type,
             {k: v for k, v in config.kwargs.items() if k != "batch_id"},

@@ -175,7 +175,9 @@ def rollout(
         if current is not None and STABLE in current.version_labels
         else None
     )
-    loaded = sorted(current.model_version_policy.specific.versions) if current is not None else []
+    loaded: list[int] = (
+        sorted(current.model_version_policy.specific.versions) if current is not None else []
+    )
 
     version = existing_version(base, registry_version) or copy_version(
         saved_model_dir, base, registry_version
@@ -189,7 +191,7 @@ def rollout(
         }
     try:
         with_candidate = sorted({*loaded, version})
-        labels = {STABLE: stable} if stable is not None else {}
+        labels: dict[str, int] = {STABLE: stable} if stable is not None else {}
         _apply(
             client,
             path,

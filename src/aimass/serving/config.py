@@ -13,12 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
 from aimass.errors import ConfigError
-
-ModelConfig = model_server_config_pb2.ModelConfig
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
 
 SAVED_MODEL_FILE = "saved_model.pb"
 

@@ -1024,6 +1024,7 @@ class ModelServer:
 
     def _poll_once(self) -> None:
         if self._config_file is not None:
+            text: bytes | None
             try:
                 text = self._config_file.read_bytes()
             except FileNotFoundError:
