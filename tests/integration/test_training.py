@@ -34,11 +34,16 @@ def partition(taxi_csv: Path, spec: DatasetSpec, tmp_path_factory: pytest.TempPa
 
 
 def _our_workers() -> list[psutil.Process]:
-    """Live descendants of this test process (zombies excluded)."""
+    """Live training workers among this test process's descendants (zombies excluded).
+
+    Other descendants (the session's Spark JVM, say) belong to other fixtures.
+    """
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
+            if child.status() != psutil.STATUS_ZOMBIE and "models.tabular.train" in " ".join(
+                child.cmdline()
+            ):
                 out.append(child)
         except psutil.NoSuchProcess:
             pass
@@ -183,6 +188,6 @@ def test_no_worker_outlives_its_launcher(sig: int, partition: Path, tmp_path: Pa
         else:
             assert launcher.returncode == -signal.SIGKILL  # the worker's parent watchdog did it
     finally:
-        for proc in psutil.Process().children(recursive=True):
+        for proc in [*_our_workers(), *([launcher] if launcher.poll() is None else [])]:
             proc.kill()
         launcher.wait()
