@@ -81,6 +81,42 @@ class GateSpec:
             )
 
 
+DRIFT_ACTIONS = ("fail", "flag")
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """How far the new batch may move from the champion's reference before it matters.
+
+    PSI (population stability index) per feature: below ``psi_warning`` is stable, from
+    ``psi_warning`` a warning, from ``psi_critical`` critical. ``null_share_change`` is the
+    largest allowed absolute change of a column's share of nulls. On a critical finding the
+    run fails (``on_critical: fail``) or goes on with the drift flagged (``flag``).
+    """
+
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+    null_share_change: float = 0.1
+    bins: int = 10
+    on_critical: str = "flag"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.psi_warning < self.psi_critical:
+            raise ConfigError(
+                f"drift.psi_warning ({self.psi_warning}) must be > 0 and below drift.psi_critical ({self.psi_critical})"
+            )
+        if not 0 < self.null_share_change <= 1:
+            raise ConfigError(
+                f"drift.null_share_change must be in (0, 1], got {self.null_share_change}"
+            )
+        if not 2 <= self.bins <= 100:
+            raise ConfigError(f"drift.bins must be 2..100, got {self.bins}")
+        if self.on_critical not in DRIFT_ACTIONS:
+            raise ConfigError(
+                f"drift.on_critical '{self.on_critical}' is not one of {DRIFT_ACTIONS}"
+            )
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """What a dataset looks like and how AI Mass cleans, checks and learns from it."""
@@ -97,10 +133,15 @@ class DatasetSpec:
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
+    # Columns that identify a record: rows repeating a key are duplicates (the first is kept).
+    dedupe_key: tuple[str, ...] = ()
+    # Columns whose values define evaluation slices.
+    slices: tuple[str, ...] = ()
     holdout_percent: int = 20
     quality: QualitySpec = field(default_factory=QualitySpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     gate: GateSpec = field(default_factory=GateSpec)
+    drift: DriftSpec = field(default_factory=DriftSpec)
 
     def __post_init__(self) -> None:
         where = f"dataset spec '{self.name}'"
@@ -142,6 +183,11 @@ class DatasetSpec:
             raise ConfigError(
                 f"{where}: features lists no columns; add features.numeric or features.categorical"
             )
+        for col in (*self.dedupe_key, *self.slices):
+            if col not in columns:
+                raise ConfigError(
+                    f"{where}: '{col}' (in dedupe_key or slices) is not in the schema; add it to schema or remove it"
+                )
         if not 1 <= self.holdout_percent <= 50:
             raise ConfigError(
                 f"{where}: split.holdout_percent must be 1..50, got {self.holdout_percent}"
@@ -198,6 +244,8 @@ class DatasetSpec:
                 rules=tuple(
                     Rule(name=r["name"], expression=r["expression"]) for r in raw.get("rules") or ()
                 ),
+                dedupe_key=tuple(raw.get("dedupe_key") or ()),
+                slices=tuple(raw.get("slices") or ()),
                 holdout_percent=int((raw.get("split") or {}).get("holdout_percent", 20)),
                 quality=QualitySpec(
                     min_rows=int(quality_raw.get("min_rows", 1)),
@@ -206,8 +254,9 @@ class DatasetSpec:
                 ),
                 training=TrainingSpec(**_with_tuples(raw.get("training") or {})),
                 gate=GateSpec(**(raw.get("gate") or {})),
+                drift=DriftSpec(**(raw.get("drift") or {})),
             )
-        except TypeError as exc:  # unknown keys in training/gate
+        except TypeError as exc:  # unknown keys in training/gate/drift
             raise ConfigError(
                 f"{where}: {exc}; check the field names against conf/datasets/chicago_taxi.yaml"
             ) from exc
