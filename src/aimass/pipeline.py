@@ -103,6 +103,10 @@ def _quality_brief(quality: dict[str, Any]) -> dict[str, Any]:
         "critical_failures": quality.get("critical_failures", []),
         "warnings": quality.get("warnings", []),
         "data_docs": quality.get("data_docs"),
+        "results": [
+            {k: r.get(k) for k in ("expectation", "column", "severity", "success", "observed")}
+            for r in results
+        ],
     }
 
 
@@ -167,6 +171,15 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
         if (run_dir / "spec.yaml").exists():
             mlflow.log_artifact(str(run_dir / "spec.yaml"), artifact_path="training")
         mlflow.log_artifact(ctx["clean_summary"], artifact_path="data")
+        report_dir = Path(ctx["report_dir"])
+        if (report_dir / "quality_summary.json").exists():
+            mlflow.log_artifact(str(report_dir / "quality_summary.json"), artifact_path="data")
+        if (report_dir / "data_docs").is_dir():
+            mlflow.log_artifacts(str(report_dir / "data_docs"), artifact_path="data/data_docs")
+        quality = checks["quality"]
+        mlflow.log_metrics(
+            {"quality_expectations": quality["expectations"], "quality_passed": quality["passed"]}
+        )
         run_id = run.info.run_id
     version = tracking.register_version(
         settings,
