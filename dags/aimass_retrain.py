@@ -2,18 +2,21 @@
 ### Retrain a model from fresh data (`aimass_retrain`)
 
 Runs nightly and on demand. Each run works on one partition of one dataset
-(`ds`, the run's date unless set) and goes through five stages:
+(`ds`, the run's date unless set) and goes through these stages:
 
 1. **clean_data**: a Spark job (`jobs/clean/main.py`, connection `spark_default`) reads the raw CSV
    with the spec's explicit schema, derives the label and writes Parquet to
    `lake/clean/<dataset>/ds=<ds>`; rows it cannot use go to `lake/quarantine/...` with a reason.
 2. **validate_quality**: a Great Expectations suite generated from the spec; a critical failure stops
    the run. The Data Docs link is in the task log.
-3. **train_model**: TensorFlow worker processes under `MultiWorkerMirroredStrategy`; the run is tracked
+3. **check_drift**: the new batch against the reference recorded with the champion (PSI per feature,
+   null shares, new/vanished categories, schema); an HTML report per run. Critical drift fails the run
+   or is flagged and the run goes on, as the spec's `drift.on_critical` says.
+4. **train_model**: TensorFlow worker processes under `MultiWorkerMirroredStrategy`; the run is tracked
    in MLflow and the SavedModel registered as a new version.
-4. **evaluate_candidate**: candidate and champion on the same holdout; the gate explains itself and
+5. **evaluate_candidate**: candidate and champion on the same holdout; the gate explains itself and
    either goes on to **deploy_model** or to **reject_candidate**.
-5. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
+6. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
    `champion` move to it only after it loaded and answered.
 
 Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
@@ -153,6 +156,13 @@ with DAG(
 
         return validate(ctx)
 
+    @task
+    def check_drift(ctx: dict) -> dict:
+        """New batch vs the champion's reference: PSI, null shares, schema; report in the log."""
+        from aimass.pipeline import check_drift as check
+
+        return check(ctx)
+
     @task(execution_timeout=timedelta(hours=3))
     def train_model(ctx: dict, checks: dict) -> dict:
         """Train across worker processes, track in MLflow, register a version."""
@@ -199,12 +209,16 @@ with DAG(
         ti = get_current_context()["ti"]
         decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
         deployment = ti.xcom_pull(task_ids="deploy_model")
-        return publish(ctx, checks, model, decision, deployment)
+        drift = ti.xcom_pull(task_ids="check_drift")
+        return publish(ctx, checks, model, decision, deployment, drift)
 
     ctx = prepare_run()
     checks = validate_quality(ctx)
     ctx >> clean_data >> checks
+    drift = check_drift(ctx)
+    checks >> drift
     model = train_model(ctx, checks)
+    drift >> model
     gate = evaluate_candidate(ctx, model)
     deployed = deploy_model(ctx, model)
     rejected = reject_candidate()

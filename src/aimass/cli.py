@@ -71,6 +71,15 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
             f"quality  {'passed' if quality.get('success') else 'FAILED'}: {quality.get('passed')}/{quality.get('expectations')} "
             f"expectations, {len(quality.get('warnings') or [])} warnings; Data Docs: {quality.get('data_docs')}"
         )
+        drift = summary.get("drift") or {}
+        if drift.get("status") == "skipped":
+            lines.append(f"drift    skipped: {drift.get('reason')}")
+        elif drift:
+            flagged = drift.get("critical_features", []) + drift.get("warning_features", [])
+            lines.append(
+                f"drift    {drift['status']} against champion v{drift.get('champion_version')}"
+                f"{' (' + ', '.join(flagged) + ')' if flagged else ''}; report: {drift.get('report_html')}"
+            )
         model = summary.get("model") or {}
         gate = summary.get("gate") or {}
         cand = gate.get("candidate") or {}

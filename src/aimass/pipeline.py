@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,9 @@ from aimass.config import Settings
 from aimass.errors import StageError
 
 log = logging.getLogger(__name__)
+
+REFERENCE_ARTIFACT = "reference"
+REFERENCE_PROFILE = "profile.json"
 
 
 def _safe(run_id: str) -> str:
@@ -110,6 +114,65 @@ def _quality_brief(quality: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Compare the new batch with the reference recorded for the champion (PSI, nulls, schema).
+
+    Returns the drift summary; raises when drift is critical and the spec says
+    ``drift.on_critical: fail``. With no champion (or an old one without a reference
+    profile) there is nothing to compare with, and the result says so.
+    """
+    import mlflow
+
+    from aimass import tracking
+    from aimass.drift import compare, load_profile, profile_partition, write_report, xcom_summary
+    from aimass.errors import DataQualityError
+    from aimass.spec import load_spec
+
+    settings = Settings.from_env()
+    spec = load_spec(ctx["dataset"], settings.conf_dir)
+    champ = tracking.version_by_alias(settings, spec.name, tracking.CHAMPION)
+    if champ is None:
+        log.info("drift: no champion yet, nothing to compare with")
+        return {"status": "skipped", "reason": "no champion yet"}
+    tracking.client(settings)
+    with tempfile.TemporaryDirectory(prefix="aimass-drift-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=champ.run_id,
+                artifact_path=f"{REFERENCE_ARTIFACT}/{REFERENCE_PROFILE}",
+                dst_path=tmp,
+            )
+        except (
+            Exception
+        ) as exc:  # an older champion without a profile: say so, do not block retraining
+            log.warning(
+                "drift: champion v%s has no reference profile (%s); skipping the comparison",
+                champ.version,
+                exc,
+            )
+            return {
+                "status": "skipped",
+                "reason": f"champion v{champ.version} has no reference profile",
+            }
+        reference = load_profile(Path(path))
+    current = profile_partition(Path(ctx["clean_dir"]), spec, edges_from=reference)
+    report = compare(reference, current, spec.drift)
+    paths = write_report(report, Path(ctx["report_dir"]) / "drift")
+    for line in report.summary().splitlines():
+        log.info("drift: %s", line)
+    log.info("drift report: %s", paths["html"])
+    summary = {
+        **xcom_summary(report, paths),
+        "champion_version": str(champ.version),
+    }
+    if report.action == "fail":
+        raise DataQualityError(
+            f"critical drift against champion v{champ.version} in {summary['critical_features'] or summary['schema_changes']}; "
+            f"see {paths['html']}. Fix the feed, or set drift.on_critical: flag in the spec to retrain anyway"
+        )
+    return summary
+
+
 def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     """Train a candidate across worker processes, track it in MLflow and register a version."""
     import mlflow
@@ -172,6 +235,16 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
             mlflow.log_artifact(str(run_dir / "spec.yaml"), artifact_path="training")
         mlflow.log_artifact(ctx["clean_summary"], artifact_path="data")
         report_dir = Path(ctx["report_dir"])
+        # The reference the next runs' drift check compares against, kept with this model.
+        from aimass.drift import profile_partition, save_profile
+
+        profile = save_profile(
+            profile_partition(Path(ctx["clean_dir"]), spec, split="train"),
+            run_dir / REFERENCE_PROFILE,
+        )
+        mlflow.log_artifact(str(profile), artifact_path=REFERENCE_ARTIFACT)
+        if (report_dir / "drift").is_dir():
+            mlflow.log_artifacts(str(report_dir / "drift"), artifact_path="drift")
         if (report_dir / "quality_summary.json").exists():
             mlflow.log_artifact(str(report_dir / "quality_summary.json"), artifact_path="data")
         if (report_dir / "data_docs").is_dir():
@@ -320,6 +393,7 @@ def publish_summary(
     model: dict[str, Any] | None,
     decision: dict[str, Any] | None,
     deployment: dict[str, Any] | None,
+    drift: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Collect the run's outcome in one place (XCom, a JSON file) for the UI and `make demo`."""
     settings = Settings.from_env()
@@ -329,6 +403,7 @@ def publish_summary(
         "run_id": ctx["run_id"],
         "clean": (checks or {}).get("clean"),
         "quality": (checks or {}).get("quality"),
+        "drift": drift,
         "model": model,
         "gate": None
         if decision is None
@@ -343,6 +418,7 @@ def publish_summary(
         "links": {
             "mlflow_run": (model or {}).get("mlflow_run_url"),
             "data_docs": ((checks or {}).get("quality") or {}).get("data_docs"),
+            "drift_report": (drift or {}).get("report_html"),
             "serving_rest": f"{settings.serving_rest_url}/v1/models/{ctx['dataset']}",
         },
     }

@@ -56,7 +56,17 @@ def test_every_param_is_a_documented_form_field(dagbag) -> None:  # type: ignore
 
 
 def test_task_ids_are_verbs(dagbag) -> None:  # type: ignore[no-untyped-def]
-    verbs = ("prepare", "clean", "validate", "train", "evaluate", "deploy", "reject", "publish")
+    verbs = (
+        "prepare",
+        "clean",
+        "validate",
+        "check",
+        "train",
+        "evaluate",
+        "deploy",
+        "reject",
+        "publish",
+    )
     dag = dagbag.dags["aimass_retrain"]
     for task_id in dag.task_ids:
         assert task_id.split("_")[0] in verbs, f"task id {task_id} should start with a verb"

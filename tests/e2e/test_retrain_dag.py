@@ -108,6 +108,9 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert summary["quality"]["success"] is True
     assert Path(summary["quality"]["data_docs"]).exists()
 
+    # drift: nothing to compare with before the first champion
+    assert summary["drift"] == {"status": "skipped", "reason": "no champion yet"}
+
     # train + registry: a version is registered and, with no champion, deployed as champion
     first_version = summary["model"]["registry_version"]
     assert summary["gate"]["passed"] is True and summary["gate"]["champion"] is None
@@ -141,6 +144,10 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     # a second run is gated against the first run's champion
     run_id2, state2, summary2 = _run(client, {"epochs": 3, "ds": "2026-11-01"})
     assert state2 == "success", _task_log_tail(settings, run_id2)
+    # the same data again: no drift against the champion's reference, and a report to prove it
+    assert summary2["drift"]["status"] == "ok", summary2["drift"]
+    assert summary2["drift"]["champion_version"] == str(first_version)
+    assert Path(summary2["drift"]["report_html"]).exists()
     gate = summary2["gate"]
     assert gate["champion"] is not None and gate["champion_version"] == str(first_version)
     assert any("no_auc_regression" in line for line in gate["checks"])
