@@ -1,4 +1,4 @@
-"""Clean job: raw CSV -> typed clean partition + quarantine partition + summary JSON.
+"""Clean job: raw CSV or Parquet -> typed clean partition + quarantine partition + summary.
 
 Run by the Airflow SparkSubmitOperator (or by hand)::
 
@@ -10,6 +10,19 @@ Run by the Airflow SparkSubmitOperator (or by hand)::
 Both partitions are written to hidden sibling folders and renamed into place once the
 row-conservation check has passed, so a failed run leaves the previous partitions as
 they were and a rerun replaces its own partitions (see docs/architecture.md, section 10).
+
+What the job does with bad input (tests/integration/test_bad_inputs.py):
+
+- bad rows (wrong field count, bad encoding, unparseable values, broken rules, null
+  label) go to quarantine with a reason, even when every row is bad: the job succeeds
+  with an empty clean partition and a warning, and the quality suite's ``min_rows``
+  stops the run;
+- a CSV with a header and no rows is a valid empty batch: empty partitions, ``rows_in``
+  0 and a warning in the summary (again ``min_rows`` decides whether the run goes on);
+- a missing input, an empty (0-byte) file, a CSV header or Parquet schema that lacks
+  spec columns (or, for CSV, renames or adds columns), a folder that mixes formats and a
+  rule or label expression that does not compile on the schema are errors raised before
+  anything is written, so the previous partitions stay.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import os
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +64,17 @@ def _ds(value: str) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="jobs/clean/main.py",
-        description="Clean one raw CSV batch into a typed partition and a quarantine partition.",
+        description="Clean one raw batch (CSV or Parquet) into a typed partition and a "
+        "quarantine partition.",
     )
     parser.add_argument(
         "--spec", required=True, help="dataset spec name (conf/datasets/<name>.yaml) or path"
     )
-    parser.add_argument("--input", required=True, help="CSV file or folder of CSV files")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="CSV or Parquet file, or a folder of them (format by extension, else the spec's)",
+    )
     parser.add_argument("--ds", required=True, type=_ds, help="logical date, YYYY-MM-DD")
     parser.add_argument("--out", required=True, type=Path, help="clean partition directory")
     parser.add_argument(
@@ -81,11 +100,25 @@ def _local_path(path: str) -> Path:
     return Path(path.removeprefix("file://"))
 
 
-def _csv_files(input_path: Path) -> list[Path]:
+CSV = "csv"
+PARQUET = "parquet"
+_EXTENSIONS = {".csv": CSV, ".parquet": PARQUET}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The input of one run: where it is, its format and (when local) its files."""
+
+    path: str
+    format: str
+    files: tuple[Path, ...] = ()
+
+
+def _input_files(input_path: Path) -> list[Path]:
     if not input_path.exists():
         raise ConfigError(
-            f"input {input_path} does not exist; pass --input a CSV file or a folder of CSV files "
-            "(for the sample data run `make setup`)"
+            f"input {input_path} does not exist; pass --input a CSV or Parquet file or a folder "
+            "of them (for the sample data run `make setup`)"
         )
     if input_path.is_file():
         return [input_path]
@@ -94,9 +127,29 @@ def _csv_files(input_path: Path) -> list[Path]:
     )
     if not files:
         raise ConfigError(
-            f"input folder {input_path} holds no files; drop CSV files into it or fix --input"
+            f"input folder {input_path} holds no files; drop CSV or Parquet files into it or "
+            "fix --input"
         )
     return files
+
+
+def input_format(spec: DatasetSpec, names: list[str], where: str) -> str:
+    """``parquet`` or ``csv`` from the file extensions, else ``spec.source_format``.
+
+    Raises:
+        ConfigError: the files mix CSV and Parquet.
+    """
+    found: dict[str, str] = {}
+    for name in names:
+        fmt = _EXTENSIONS.get(Path(name).suffix.lower())
+        if fmt is not None:
+            found.setdefault(fmt, name)
+    if len(found) > 1:
+        raise ConfigError(
+            f"input {where} mixes CSV and Parquet files ({sorted(found.values())}); one run "
+            "reads one format: put each format in its own folder and pass that to --input"
+        )
+    return next(iter(found), spec.source_format)
 
 
 def check_header(path: Path, spec: DatasetSpec) -> None:
@@ -120,20 +173,83 @@ def check_header(path: Path, spec: DatasetSpec) -> None:
     )
 
 
-def check_input(spec: DatasetSpec, input_path: str) -> str:
-    """Check that a local input exists and its CSV headers match the spec; return the path.
+def check_parquet_schema(path: Path, spec: DatasetSpec) -> None:
+    """Raise ConfigError unless ``path`` is a Parquet file holding every spec column."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise ConfigError(
+            f"{path} is not a readable Parquet file ({exc}); re-export it or remove it from "
+            "the input"
+        ) from exc
+    missing = [c for c in spec.columns if c not in names]
+    if missing:
+        raise ConfigError(
+            f"Parquet file {path} lacks the columns {missing} of spec '{spec.name}' (it has "
+            f"{names}); fix the export or the spec's schema (conf/datasets/{spec.name}.yaml)"
+        )
+    extra = [c for c in names if c not in spec.columns]
+    if extra:
+        log.warning("Parquet file %s: columns %s are not in the spec; ignored", path, extra)
+
+
+def _check_not_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise ConfigError(
+            f"input file {path} is empty (0 bytes, not even a header): usually a failed or "
+            "truncated export; re-export it, or remove it if the batch really has no data"
+        )
+
+
+def check_input(spec: DatasetSpec, input_path: str) -> Batch:
+    """Check a local input (exists, not empty, CSV header or Parquet schema fits the spec).
 
     Remote inputs (``s3a://``...) are passed through: Spark reports a missing path itself.
+
+    Returns:
+        The batch to read, with its format.
     """
     if not _is_local(input_path):
-        return input_path
+        return Batch(input_path, input_format(spec, [input_path], input_path))
     local = _local_path(input_path).resolve()
-    files = _csv_files(local)
-    if spec.header:
-        for f in files:
+    files = _input_files(local)
+    fmt = input_format(spec, [f.name for f in files], str(local))
+    for f in files:
+        _check_not_empty(f)
+        if fmt == PARQUET:
+            check_parquet_schema(f, spec)
+        elif spec.header:
             check_header(f, spec)
-    log.info("input %s: %d file(s)", local, len(files))
-    return str(local)
+    log.info("input %s: %d %s file(s)", local, len(files), fmt)
+    return Batch(str(local), fmt, tuple(files))
+
+
+def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> None:
+    """Raise ConfigError unless every rule and the label expression compile on the schema.
+
+    Checked on an empty typed frame, so a typo fails in a second, before any data is read.
+    """
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import SPARK_TYPES
+
+    fields = ", ".join(f"`{c}` {SPARK_TYPES[t].simpleString()}" for c, t in spec.schema)
+    empty = spark.createDataFrame([], fields)
+    checks = [(f"rule '{r.name}'", r.expression) for r in spec.rules]
+    checks.append(("label.expression", spec.label_expression))
+    for what, expression in checks:
+        try:
+            empty.select(F.expr(expression)).schema  # noqa: B018 -- forces analysis
+        except AnalysisException as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{what} of spec '{spec.name}' ({expression!r}) cannot be evaluated on the "
+                f"schema columns {list(spec.columns)}: {first}. Fix the expression in the "
+                f"spec ({origin}) or add the column to its schema"
+            ) from exc
 
 
 # -- atomic partition writes ----------------------------------------------------------------
@@ -188,32 +304,63 @@ def read_raw(spark: SparkSession, input_path: str, spec: DatasetSpec) -> DataFra
     )
 
 
+def read_batch(spark: SparkSession, batch: Batch, spec: DatasetSpec) -> DataFrame:
+    """Read the batch as ``raw_csv_schema(spec)`` plus each row's source position."""
+    from jobs.clean.transforms import parquet_as_raw, with_source_position
+
+    if batch.format == PARQUET:
+        try:
+            frame = spark.read.option("mergeSchema", "true").parquet(batch.path)
+        except Exception as exc:  # schema merge conflicts surface here, before any write
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"cannot read Parquet input {batch.path}: {first}; make every file of the "
+                "batch use the same column types"
+            ) from exc
+        return parquet_as_raw(with_source_position(frame), spec=spec)
+    if batch.format != CSV:
+        raise ConfigError(
+            f"input {batch.path} has format '{batch.format}'; the clean job reads csv or "
+            "parquet (name the files *.csv or *.parquet, or fix source.format in the spec)"
+        )
+    return with_source_position(read_raw(spark, batch.path, spec))
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     """Read -> clean -> write one partition pair and the summary; return the summary."""
     from pyspark.sql import functions as F
 
+    import jobs.clean.transforms as transforms
     from jobs.clean.transforms import (
+        DUPLICATE_COLUMN,
+        DUPLICATE_EXACT,
+        DUPLICATE_KEY,
         HOLDOUT,
         REASON_COLUMN,
         SPLIT_COLUMN,
         TRAIN,
-        clean_rows,
+        drop_duplicates,
         reason_kind,
     )
 
     spec = load_spec(args.spec)
-    input_path = check_input(spec, str(args.input))
-    log.info("clean %s ds=%s: input %s", spec.name, args.ds, input_path)
+    batch = check_input(spec, str(args.input))
+    input_path = batch.path
+    check_expressions(spark, spec, str(args.spec))
+    log.info("clean %s ds=%s: %s input %s", spec.name, args.ds, batch.format, input_path)
 
     out, quarantine = Path(args.out).resolve(), Path(args.quarantine).resolve()
-    # Cached so the corrupt-record column can be filtered on and the file is read once.
-    raw = read_raw(spark, input_path, spec).cache()
+    # Cached so the corrupt-record column can be filtered on, the files are read once and
+    # the source positions that order duplicates stay fixed between the actions below.
+    raw = read_batch(spark, batch, spec).cache()
     staged_out = _staging_dir(out)
     staged_q = _staging_dir(quarantine)
     try:
         rows_in = raw.count()
         log.info("read %d raw rows from %s", rows_in, input_path)
-        clean, rejected = clean_rows(raw, spec=spec)
+        # Looked up on the module so tests can swap it for a faulty one.
+        rows, rejected = transforms.clean_rows(raw, spec=spec)
+        clean, duplicates = drop_duplicates(rows, spec=spec)
         out.parent.mkdir(parents=True, exist_ok=True)
         quarantine.parent.mkdir(parents=True, exist_ok=True)
         clean.write.mode("overwrite").parquet(str(staged_out))
@@ -232,26 +379,41 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
             .orderBy(F.desc("count"), "kind")
             .collect()
         }
+        dup_counts = {
+            r[DUPLICATE_COLUMN]: r["count"]
+            for r in duplicates.groupBy(DUPLICATE_COLUMN).count().collect()
+        }
+        duplicate_kinds = {
+            DUPLICATE_EXACT: dup_counts.get(DUPLICATE_EXACT, 0),
+            DUPLICATE_KEY: dup_counts.get(DUPLICATE_KEY, 0),
+        }
         rows_clean = sum(splits.values())
         rows_quarantined = sum(reasons.values())
+        rows_duplicate = sum(duplicate_kinds.values())
+        warnings = _warnings(rows_in, rows_clean, reasons)
         summary: dict[str, Any] = {
             "dataset": spec.name,
             "ds": args.ds,
             "input": input_path,
+            "format": batch.format,
             "rows_in": rows_in,
             "rows_clean": rows_clean,
             "rows_quarantined": rows_quarantined,
+            "rows_duplicate": rows_duplicate,
             "rows_train": splits.get(TRAIN, 0),
             "rows_holdout": splits.get(HOLDOUT, 0),
             "quarantine_reasons": reasons,
+            "duplicates": duplicate_kinds,
+            "warnings": warnings,
             "out": str(out),
             "quarantine": str(quarantine),
         }
-        if rows_in != rows_clean + rows_quarantined:
+        if rows_in != rows_clean + rows_quarantined + rows_duplicate:
             raise StageError(
                 f"clean {spec.name} ds={args.ds}: rows are not conserved: rows_in={rows_in} but "
-                f"rows_clean={rows_clean} + rows_quarantined={rows_quarantined}; the partitions "
-                "were not replaced. This is a bug in jobs/clean/transforms.py: check the filters"
+                f"rows_clean={rows_clean} + rows_quarantined={rows_quarantined} + "
+                f"rows_duplicate={rows_duplicate}; the partitions were not replaced. This is a "
+                "bug in jobs/clean/transforms.py: check the filters"
             )
         _replace_dir(staged_out, out)
         _replace_dir(staged_q, quarantine)
@@ -262,7 +424,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
 
     _write_json_atomic(Path(args.summary), summary)
     log.info(
-        "clean %s ds=%s: %d in, %d clean (%d train, %d holdout), %d quarantined -> %s, %s; summary %s",
+        "clean %s ds=%s: %d in, %d clean (%d train, %d holdout), %d quarantined, "
+        "%d duplicates %s -> %s, %s; summary %s",
         spec.name,
         args.ds,
         rows_in,
@@ -270,13 +433,34 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
         summary["rows_train"],
         summary["rows_holdout"],
         rows_quarantined,
+        rows_duplicate,
+        duplicate_kinds,
         out,
         quarantine,
         args.summary,
     )
     if reasons:
         log.info("quarantine reasons: %s", reasons)
+    for warning in warnings:
+        log.warning("clean %s ds=%s: %s", spec.name, args.ds, warning)
     return summary
+
+
+def _warnings(rows_in: int, rows_clean: int, reasons: dict[str, int]) -> list[str]:
+    """Batch-level findings that do not fail the job but that an operator should see."""
+    if rows_in == 0:
+        return [
+            "the input has no data rows (header only): wrote empty partitions; the quality "
+            "check (quality.min_rows) decides whether the run goes on"
+        ]
+    if rows_clean == 0:
+        top = next(iter(reasons), "duplicates")
+        return [
+            f"no row survived cleaning (most common reason: {top}): the clean partition is "
+            "empty; see the quarantine partition. The quality check (quality.min_rows) will "
+            "stop the run"
+        ]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """Pure DataFrame -> DataFrame steps of the clean job (no I/O; see jobs/clean/main.py).
 
 The input is the raw CSV read with every schema column as a string plus the
-``_corrupt_record`` column (``raw_csv_schema``). Every input row ends up in exactly one
-of the outputs: the clean rows (typed, labelled, split) or the quarantine rows
-(``raw``, ``reason``), so ``rows_in == rows_clean + rows_quarantined``.
+``_corrupt_record`` column (``raw_csv_schema``); Parquet input is brought to the same
+shape by ``parquet_as_raw``. Every input row ends up in exactly one of three places: the
+clean rows (typed, labelled, split), the quarantine rows (``raw``, ``reason``) or the
+dropped duplicates (counted, not kept), so
+``rows_in == rows_clean + rows_quarantined + rows_duplicate``.
 
 Reasons written to quarantine:
 
@@ -13,6 +15,11 @@ Reasons written to quarantine:
 - ``rule <name>`` -- the row breaks a rule of the spec (the expression is false);
 - ``null label <label>: <expression>`` -- the label expression is null for the row.
 
+Duplicates (``drop_duplicates``) are rows that passed parsing and rules but repeat an
+earlier row: ``exact`` when every schema column is equal, ``key`` when the columns of
+``spec.dedupe_key`` are equal (nulls compare equal). "Earlier" is file order
+(``with_source_position``), so the first copy in the batch is the one kept.
+
 Everything is built from Spark SQL expressions (no Python UDFs), so it runs in the JVM.
 """
 
@@ -20,9 +27,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyspark.sql import Column
+from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from aimass.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -30,6 +39,11 @@ if TYPE_CHECKING:
     from aimass.spec import DatasetSpec
 
 CORRUPT_COLUMN = "_corrupt_record"
+# Where a row sat in the input (file, block, row): orders duplicates; never written out.
+POSITION_COLUMN = "_source_position"
+DUPLICATE_COLUMN = "duplicate"
+DUPLICATE_EXACT = "exact"
+DUPLICATE_KEY = "key"
 RAW_COLUMN = "raw"
 REASON_COLUMN = "reason"
 SPLIT_COLUMN = "split"
@@ -70,6 +84,51 @@ def quarantine_schema() -> T.StructType:
             T.StructField(RAW_COLUMN, T.StringType(), True),
             T.StructField(REASON_COLUMN, T.StringType(), True),
         ]
+    )
+
+
+def _position(df: DataFrame) -> list[Column]:
+    """``POSITION_COLUMN`` when ``df`` carries it (to pass it through a select), else nothing."""
+    return [F.col(POSITION_COLUMN)] if POSITION_COLUMN in df.columns else []
+
+
+def with_source_position(df: DataFrame) -> DataFrame:
+    """Add ``POSITION_COLUMN``: (file, byte offset of the split, row id) of each row.
+
+    Apply it directly on a file scan, before any shuffle: the row id then grows with the
+    line number inside each split, so ordering by the struct is file order whatever the
+    partitioning, and reruns on the same files order rows identically.
+    """
+    position = F.struct(
+        F.input_file_name().alias("file"),
+        F.input_file_block_start().alias("offset"),
+        F.monotonically_increasing_id().alias("row"),
+    )
+    return df.withColumn(POSITION_COLUMN, position)
+
+
+def parquet_as_raw(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
+    """Bring a Parquet batch to the shape of the raw CSV read (``raw_csv_schema``).
+
+    Each spec column is taken by name and cast to string, so ``parse_rows`` types it as
+    the spec says and quarantines values that do not fit (a string "abc" in a double
+    column, 10.5 in a long column) with the same reasons as CSV. Columns that are not in
+    the spec are dropped.
+
+    Raises:
+        ConfigError: a spec column is missing from the Parquet schema.
+    """
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"Parquet input lacks the columns {missing} of spec '{spec.name}' (it has "
+            f"{[c for c in df.columns if c != POSITION_COLUMN]}); add them to the files or "
+            f"remove them from the spec's schema (conf/datasets/{spec.name}.yaml)"
+        )
+    return df.select(
+        *(F.col(c).cast(T.StringType()).alias(c) for c in spec.columns),
+        F.lit(None).cast(T.StringType()).alias(CORRUPT_COLUMN),
+        *_position(df),
     )
 
 
@@ -115,8 +174,9 @@ def parse_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFram
 
     Returns:
         ``(typed, quarantine)``: ``typed`` has every spec column typed plus ``raw`` (the
-        row re-joined with commas, kept for later quarantine steps); ``quarantine`` has
-        ``raw`` and ``reason``. Empty fields are nulls, not errors.
+        row re-joined with commas, kept for later quarantine steps) and, when ``df`` has
+        it, ``POSITION_COLUMN``; ``quarantine`` has ``raw`` and ``reason``. Empty fields
+        are nulls, not errors.
     """
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
@@ -145,6 +205,7 @@ def parse_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFram
         *(typed[c].alias(c) for c in spec.columns),
         raw.alias(RAW_COLUMN),
         F.coalesce(*checks).alias(REASON_COLUMN),
+        *_position(df),
     )
     good = staged.where(F.col(REASON_COLUMN).isNull()).drop(REASON_COLUMN)
     bad = staged.where(F.col(REASON_COLUMN).isNotNull()).select(RAW_COLUMN, REASON_COLUMN)
@@ -203,17 +264,51 @@ def add_split(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
 
 
 def clean_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
-    """The whole clean step: parse, rules, label, split.
+    """The row-level clean step: parse, rules, label, split (``drop_duplicates`` follows).
 
     Returns:
-        ``(clean, quarantine)`` with the columns of ``clean_schema(spec)`` and
+        ``(clean, quarantine)`` with the columns of ``clean_schema(spec)`` (plus
+        ``POSITION_COLUMN`` when ``df`` has it, for ``drop_duplicates``) and
         ``quarantine_schema()``.
     """
     typed, malformed = parse_rows(df, spec=spec)
     ok, broken = apply_rules(typed, spec=spec)
     clean = add_split(add_label(ok, spec=spec), spec=spec)
     columns = [*spec.columns, spec.label_name, SPLIT_COLUMN]
-    return clean.select(*columns), malformed.unionByName(broken)
+    return clean.select(*columns, *_position(df)), malformed.unionByName(broken)
+
+
+def drop_duplicates(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
+    """Keep the first copy of each row; return the later copies separately, by kind.
+
+    A row is an ``exact`` duplicate when every schema column equals that of an earlier
+    row, and a ``key`` duplicate when it is not an exact one but its ``spec.dedupe_key``
+    columns equal those of an earlier row (nulls compare equal, as in ``GROUP BY``).
+    "Earlier" is ``POSITION_COLUMN`` order (file order) when ``df`` has it; otherwise the
+    row values themselves order the copies, which is deterministic too.
+
+    Returns:
+        ``(kept, duplicates)``: ``kept`` has the columns of ``df`` without
+        ``POSITION_COLUMN``; ``duplicates`` has the schema columns and ``duplicate``
+        (``"exact"`` or ``"key"``).
+    """
+    order = [F.col(POSITION_COLUMN).asc()] if POSITION_COLUMN in df.columns else []
+    order += [F.col(c).asc_nulls_first() for c in spec.columns]
+    exact = Window.partitionBy(*spec.columns).orderBy(*order)
+    ranked = df.withColumn("__first", F.row_number().over(exact) == 1)
+    kind = F.when(~F.col("__first"), F.lit(DUPLICATE_EXACT))
+    if spec.dedupe_key:
+        # Rank only among first copies: "__first" in the partition keeps the exact
+        # duplicates out of the key groups, without a second pass over the data.
+        key = Window.partitionBy(*spec.dedupe_key, "__first").orderBy(*order)
+        kind = kind.when(F.row_number().over(key) > 1, F.lit(DUPLICATE_KEY))
+    staged = ranked.withColumn("__duplicate", kind)
+    helpers = ["__first", "__duplicate", POSITION_COLUMN]
+    kept = staged.where(F.col("__duplicate").isNull()).drop(*helpers)
+    duplicates = staged.where(F.col("__duplicate").isNotNull()).select(
+        *spec.columns, F.col("__duplicate").alias(DUPLICATE_COLUMN)
+    )
+    return kept, duplicates
 
 
 def reason_kind(reason: Column) -> Column:

@@ -65,7 +65,8 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
         clean, quality = summary.get("clean") or {}, summary.get("quality") or {}
         lines.append(
             f"data     {summary['dataset']} ds={summary['ds']}: rows in {clean.get('rows_in')}, "
-            f"clean {clean.get('rows_clean')}, quarantined {clean.get('rows_quarantined')}"
+            f"clean {clean.get('rows_clean')}, quarantined {clean.get('rows_quarantined')}, "
+            f"duplicates {clean.get('rows_duplicate', 0)}"
         )
         lines.append(
             f"quality  {'passed' if quality.get('success') else 'FAILED'}: {quality.get('passed')}/{quality.get('expectations')} "

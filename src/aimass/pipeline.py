@@ -87,10 +87,11 @@ def validate_quality(ctx: dict[str, Any]) -> dict[str, Any]:
     spec = load_spec(ctx["dataset"], Settings.from_env().conf_dir)
     clean = _read_json(Path(ctx["clean_summary"]), "clean summary")
     log.info(
-        "clean: %s rows in, %s clean, %s quarantined",
+        "clean: %s rows in, %s clean, %s quarantined, %s duplicates removed",
         clean["rows_in"],
         clean["rows_clean"],
         clean["rows_quarantined"],
+        clean.get("rows_duplicate", 0),
     )
     quality = validate_partition(spec, Path(ctx["clean_dir"]), Path(ctx["report_dir"]))
     log.info("quality report (Data Docs): %s", quality.get("data_docs"))
@@ -226,6 +227,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
                 "rows_in": clean["rows_in"],
                 "rows_clean": clean["rows_clean"],
                 "rows_quarantined": clean["rows_quarantined"],
+                "rows_duplicate": clean.get("rows_duplicate", 0),
                 "train_seconds": time.monotonic() - started,
             }
         )

@@ -12,6 +12,7 @@ import yaml
 from aimass.errors import ConfigError
 
 DTYPES = ("string", "long", "double")
+SOURCE_FORMATS = ("csv", "parquet")
 TASKS = ("binary",)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -149,9 +150,9 @@ class DatasetSpec:
             raise ConfigError(
                 f"{where}: name must be lower_snake_case (it names lake folders and models)"
             )
-        if self.source_format != "csv":
+        if self.source_format not in SOURCE_FORMATS:
             raise ConfigError(
-                f"{where}: source.format '{self.source_format}' is not supported; use 'csv'"
+                f"{where}: source.format '{self.source_format}' is not supported; use one of {SOURCE_FORMATS}"
             )
         columns = [c for c, _ in self.schema]
         if len(set(columns)) != len(columns):

@@ -100,7 +100,10 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert list(clean_dir.glob("*.parquet")), f"no parquet in {clean_dir}"
     counts = summary["clean"]
     assert counts["rows_in"] == ROWS + len(BAD_LINES)
-    assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
+    assert (
+        counts["rows_in"]
+        == counts["rows_clean"] + counts["rows_quarantined"] + counts["rows_duplicate"]
+    )
     assert counts["rows_quarantined"] >= len(BAD_LINES)
     assert list(settings.quarantine_partition("chicago_taxi", "2026-11-01").glob("*.parquet"))
 

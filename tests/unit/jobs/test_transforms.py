@@ -205,3 +205,139 @@ def test_reason_kind_drops_the_offending_value(spark: Any) -> None:
     )
     kinds = [r[0] for r in df.select(reason_kind(F.col("reason"))).collect()]
     assert kinds == ["unparseable double in fare", "rule fare_not_negative"]
+
+
+# -- duplicates -------------------------------------------------------------------------------
+
+KEYED = DatasetSpec.from_dict(
+    {
+        "name": "tiny_keyed",
+        "source": {"format": "csv", "path": "unused.csv"},
+        "schema": {"fare": "double", "tips": "double", "hour": "long", "company": "string"},
+        "label": {"name": "big_tipper", "expression": "tips > 0.2 * fare"},
+        "features": {"numeric": ["fare"], "categorical": ["company", "hour"]},
+        "dedupe_key": ["company", "hour"],
+    },
+    origin="test",
+)
+TYPED = "fare double, tips double, hour long, company string"
+
+
+def _positioned(spark: Any, rows: list[tuple[Any, ...]]) -> Any:
+    """Typed rows with a source position that follows the list order (file a, then b)."""
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import POSITION_COLUMN
+
+    frame = spark.createDataFrame(
+        [(*r, "a.csv" if i < 3 else "b.csv", i) for i, r in enumerate(rows)],
+        f"{TYPED}, file string, row long",
+    )
+    position = F.struct(F.col("file"), F.lit(0).alias("offset"), F.col("row"))
+    return frame.select(*KEYED.columns, position.alias(POSITION_COLUMN))
+
+
+def test_drop_duplicates_keeps_the_first_copy_and_counts_exact_and_key_duplicates(
+    spark: Any,
+) -> None:
+    from jobs.clean.transforms import drop_duplicates
+
+    rows = [
+        (9.0, 1.0, 3, "late"),  # key (late, 3) seen first here...
+        (5.0, 1.0, 3, "a"),
+        (5.0, 1.0, 3, "a"),  # exact copy of the row above
+        (7.0, 2.0, 3, "late"),  # ...so this one is a key duplicate, whatever its values
+        (5.0, 1.0, 3, "a"),  # another exact copy, in another file
+        (1.0, 0.0, None, None),
+        (2.0, 0.0, None, None),  # nulls in the key compare equal: key duplicate
+    ]
+    kept, duplicates = drop_duplicates(_positioned(spark, rows), spec=KEYED)
+
+    assert kept.columns == list(KEYED.columns)  # the position column is dropped
+    assert sorted(tuple(r) for r in kept.collect()) == sorted(
+        [(9.0, 1.0, 3, "late"), (5.0, 1.0, 3, "a"), (1.0, 0.0, None, None)], key=str
+    )
+    kinds = sorted((r["fare"], r["duplicate"]) for r in duplicates.collect())
+    assert kinds == [(2.0, "key"), (5.0, "exact"), (5.0, "exact"), (7.0, "key")]
+    assert kept.count() + duplicates.count() == len(rows)
+
+
+def test_drop_duplicates_keeps_the_earliest_copy_whatever_the_partitioning(spark: Any) -> None:
+    from jobs.clean.transforms import drop_duplicates
+
+    rows = [(float(i), 1.0, i % 5, f"c{i % 3}") for i in range(60)]
+    frame = _positioned(spark, rows)
+    first = {tuple(r) for r in drop_duplicates(frame, spec=KEYED)[0].collect()}
+    again = {tuple(r) for r in drop_duplicates(frame.repartition(4), spec=KEYED)[0].collect()}
+
+    # 15 distinct (company, hour) keys; the first copy in file order has the smallest fare.
+    assert first == again
+    assert sorted(r[0] for r in first) == [float(i) for i in range(15)]
+
+
+def test_drop_duplicates_without_a_key_drops_exact_copies_only(spark: Any) -> None:
+    from jobs.clean.transforms import drop_duplicates
+
+    frame = spark.createDataFrame(
+        [(5.0, 1.0, 3, "a"), (5.0, 1.0, 3, "a"), (6.0, 1.0, 3, "a")], TYPED
+    )
+    kept, duplicates = drop_duplicates(frame, spec=SPEC)
+
+    assert sorted(r["fare"] for r in kept.collect()) == [5.0, 6.0]
+    assert [r["duplicate"] for r in duplicates.collect()] == ["exact"]
+
+
+def test_clean_rows_carries_the_source_position_for_drop_duplicates(
+    spark: Any, tmp_path: Path
+) -> None:
+    from jobs.clean.main import read_raw
+    from jobs.clean.transforms import (
+        POSITION_COLUMN,
+        clean_rows,
+        drop_duplicates,
+        with_source_position,
+    )
+
+    (tmp_path / "a.csv").write_text("fare,tips,hour,company\n10,3,1,x\n10,3,1,x\n")
+    (tmp_path / "b.csv").write_text("fare,tips,hour,company\n10,1,1,x\n")
+    raw = with_source_position(read_raw(spark, str(tmp_path), KEYED)).cache()
+    rows, _ = clean_rows(raw, spec=KEYED)
+    assert POSITION_COLUMN in rows.columns
+    kept, duplicates = drop_duplicates(rows, spec=KEYED)
+
+    # a.csv comes first: its row is kept, its copy is exact, b.csv's row is a key duplicate.
+    assert [(r["tips"], r["big_tipper"]) for r in kept.collect()] == [(3.0, 1)]
+    assert sorted(r["duplicate"] for r in duplicates.collect()) == ["exact", "key"]
+    raw.unpersist()
+
+
+# -- parquet input ----------------------------------------------------------------------------
+
+
+def test_parquet_as_raw_casts_by_name_and_quarantines_values_that_do_not_fit(
+    spark: Any,
+) -> None:
+    from jobs.clean.transforms import parquet_as_raw, parse_rows
+
+    frame = spark.createDataFrame(
+        [("Flash", 12.5, "3", 7, 1), ("Zip", 1.0, "abc", 8, 1), ("Q", 2.0, "1", None, 1)],
+        "company string, fare double, tips string, hour int, extra int",
+    )
+    raw = parquet_as_raw(frame, spec=SPEC)
+    assert raw.columns == [*SPEC.columns, "_corrupt_record"]
+    typed, quarantine = parse_rows(raw, spec=SPEC)
+
+    assert reasons(quarantine) == {"1.0,abc,8,Zip": "unparseable double in tips: 'abc'"}
+    assert sorted((r["company"], r["fare"], r["tips"], r["hour"]) for r in typed.collect()) == [
+        ("Flash", 12.5, 3.0, 7),
+        ("Q", 2.0, 1.0, None),
+    ]
+
+
+def test_parquet_as_raw_names_missing_columns(spark: Any) -> None:
+    from aimass.errors import ConfigError
+    from jobs.clean.transforms import parquet_as_raw
+
+    frame = spark.createDataFrame([(1.0, 2)], "fare double, hour long")
+    with pytest.raises(ConfigError, match=r"lacks the columns \['tips', 'company'\]"):
+        parquet_as_raw(frame, spec=SPEC)
