@@ -144,8 +144,11 @@ with DAG(
         conf={
             "spark.sql.shuffle.partitions": "4",
             "spark.sql.adaptive.enabled": "true",
+            "spark.sql.files.maxPartitionBytes": "32m",
             "spark.ui.enabled": "false",
         },
+        # Local mode does all the work in the driver JVM; its 1g default spills early.
+        driver_memory="2g",
         execution_timeout=timedelta(hours=1),
     )
 

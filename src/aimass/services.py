@@ -160,7 +160,9 @@ def definitions(settings: Settings) -> dict[str, Service]:
                 "--workers",
                 "1",
             ],
-            base_env(settings),
+            # AI Mass does not use MLflow's server-side job runner (GenAI evaluation); it would
+            # add eight huey worker processes on a two-core machine.
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **base_env(settings)},
             f"http://{host}:{settings.mlflow_port}/health",
         ),
         "model-server": Service(

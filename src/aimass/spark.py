@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 SMALL_MACHINE_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "4",
+    # Only effective when this process starts the JVM (not under spark-submit, which takes
+    # --driver-memory): local mode does all the work in the driver, and 1g spills early.
+    "spark.driver.memory": "2g",
+    # Smaller input splits keep both cores busy on the last wave of a large file.
+    "spark.sql.files.maxPartitionBytes": "32m",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
