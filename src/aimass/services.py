@@ -88,6 +88,8 @@ def base_env(settings: Settings) -> dict[str, str]:
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Spark binds its driver to the first non-loopback interface unless told otherwise.
+    env.setdefault("SPARK_LOCAL_IP", settings.host if settings.host != "0.0.0.0" else "127.0.0.1")
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
     env.setdefault("PYTHONUNBUFFERED", "1")

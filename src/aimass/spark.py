@@ -58,6 +58,10 @@ def get_session(app_name: str, master: str | None = "local[*]") -> SparkSession:
         builder = builder.master(master)
     for key, value in SMALL_MACHINE_CONF.items():
         builder = builder.config(key, value)
+    if master is not None and master.startswith("local"):
+        # Local mode: keep the driver's ports on loopback (Spark picks eth0 otherwise).
+        host = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.bindAddress", host).config("spark.driver.host", host)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     log.info(
