@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from aimass.errors import ConfigError, DataQualityError
+from aimass.lake import open_partition
 from aimass.spec import DatasetSpec
 from models.tabular.features import Feature, features
 
@@ -32,27 +33,6 @@ SPLIT_COLUMN = "split"
 SPLITS = ("train", "holdout")
 
 Arrays = dict[str, np.ndarray]
-
-
-def _open(partition: Path) -> pads.Dataset:
-    partition = Path(partition)
-    if not partition.is_dir():
-        raise ConfigError(
-            f"clean partition {partition} does not exist or is not a folder; "
-            "run the clean stage for this date first or pass the right --data path"
-        )
-    files = sorted(
-        str(p)
-        for p in partition.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
-    )
-    if not files:
-        raise ConfigError(
-            f"clean partition {partition} holds no .parquet files; rerun the clean stage for it"
-        )
-    # A sorted file list keeps the row order identical on every worker, which DATA
-    # sharding relies on (each worker keeps every N-th batch of the same stream).
-    return pads.dataset(files, format="parquet")
 
 
 def _check_columns(dataset: pads.Dataset, partition: Path, needed: list[str]) -> None:
@@ -111,7 +91,7 @@ def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
 def count_rows(partition: Path, spec: DatasetSpec, split: str | None) -> int:
     """Number of rows of ``split`` (all rows for None) in a clean partition."""
     split_filter = _split_filter(split)
-    dataset = _open(partition)
+    dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
     return int(dataset.count_rows(filter=split_filter))
 
@@ -133,7 +113,7 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
         DataQualityError: a label is null.
     """
     split_filter = _split_filter(split)
-    dataset = _open(partition)
+    dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
     table = dataset.to_table(columns=_columns(spec), filter=split_filter)
     return _to_arrays(spec, table)
@@ -150,7 +130,7 @@ def _batches(
     drop_remainder: bool,
     rng: np.random.Generator,
 ) -> Iterator[tuple[Arrays, np.ndarray]]:
-    dataset = _open(partition)
+    dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
     read_columns = _columns(spec)
     fragments = list(dataset.get_fragments())
@@ -222,7 +202,7 @@ def make_dataset(
     partition = Path(partition)
     # Fail here, in the caller, rather than inside the tf.data generator.
     _split_filter(split)
-    dataset = _open(partition)
+    dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
 
     epochs = itertools.count()

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from aimass.errors import ConfigError
+from aimass.lake import open_partition
 from aimass.spec import DatasetSpec, DriftSpec
 
 logger = logging.getLogger(__name__)
@@ -54,24 +55,6 @@ SEVERITIES = (OK, WARNING, CRITICAL)
 NO_ACTION = "none"
 
 # --------------------------------------------------------------------------- profiling
-
-
-def _open(partition: Path) -> pads.Dataset:
-    if not partition.is_dir():
-        raise ConfigError(
-            f"clean partition {partition} does not exist or is not a folder; "
-            "run the clean stage for this date first or pass the right partition path"
-        )
-    files = sorted(
-        str(p)
-        for p in partition.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
-    )
-    if not files:
-        raise ConfigError(
-            f"clean partition {partition} holds no .parquet files; rerun the clean stage for it"
-        )
-    return pads.dataset(files, format="parquet")
 
 
 def _split_filter(dataset: pads.Dataset, partition: Path, split: str | None) -> Any:
@@ -187,7 +170,7 @@ def profile_partition(
         ConfigError: the partition is missing or empty, or ``split`` is unknown.
     """
     partition = Path(partition)
-    dataset = _open(partition)
+    dataset = open_partition(partition)
     row_filter = _split_filter(dataset, partition, split)
     schema = dataset.schema
     present = set(schema.names)
