@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +210,43 @@ class DatasetSpec:
 
     def resolved_source_path(self, var_dir: Path) -> str:
         return self.source_path.replace("{var_dir}", str(var_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping that :meth:`from_dict` turns back into this spec (workers read it)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": {
+                "format": self.source_format,
+                "path": self.source_path,
+                "header": self.header,
+            },
+            "schema": dict(self.schema),
+            "label": {
+                "name": self.label_name,
+                "expression": self.label_expression,
+                "task": self.task,
+            },
+            "features": {
+                "numeric": list(self.numeric_features),
+                "categorical": list(self.categorical_features),
+            },
+            "rules": [{"name": r.name, "expression": r.expression} for r in self.rules],
+            "dedupe_key": list(self.dedupe_key),
+            "slices": list(self.slices),
+            "split": {"holdout_percent": self.holdout_percent},
+            "quality": {
+                "min_rows": self.quality.min_rows,
+                "not_null": list(self.quality.not_null),
+                "ranges": {
+                    r.column: {"min": r.min, "max": r.max, "mostly": r.mostly}
+                    for r in self.quality.ranges
+                },
+            },
+            "training": {**asdict(self.training), "hidden_units": list(self.training.hidden_units)},
+            "gate": asdict(self.gate),
+            "drift": asdict(self.drift),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "<dict>") -> DatasetSpec:

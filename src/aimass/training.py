@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,29 +64,7 @@ class TrainResult:
 
 def spec_to_dict(spec: DatasetSpec) -> dict[str, Any]:
     """The YAML mapping that ``DatasetSpec.from_dict`` turns back into ``spec``."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "source": {"format": spec.source_format, "path": spec.source_path, "header": spec.header},
-        "schema": dict(spec.schema),
-        "label": {"name": spec.label_name, "expression": spec.label_expression, "task": spec.task},
-        "features": {
-            "numeric": list(spec.numeric_features),
-            "categorical": list(spec.categorical_features),
-        },
-        "rules": [{"name": r.name, "expression": r.expression} for r in spec.rules],
-        "split": {"holdout_percent": spec.holdout_percent},
-        "quality": {
-            "min_rows": spec.quality.min_rows,
-            "not_null": list(spec.quality.not_null),
-            "ranges": {
-                r.column: {"min": r.min, "max": r.max, "mostly": r.mostly}
-                for r in spec.quality.ranges
-            },
-        },
-        "training": {**asdict(spec.training), "hidden_units": list(spec.training.hidden_units)},
-        "gate": asdict(spec.gate),
-    }
+    return spec.to_dict()
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -70,3 +70,8 @@ def test_unknown_spec_name_lists_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "datasets" / "one.yaml").write_text("name: one\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"known specs: \['one'\]"):
         load_spec("two", tmp_path)
+
+
+def test_to_dict_round_trips(raw: dict[str, Any]) -> None:
+    spec = DatasetSpec.from_dict(raw)
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec
