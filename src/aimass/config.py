@@ -99,6 +99,11 @@ class Settings:
         return self.var_dir / "serving" / "models"
 
     @property
+    def serving_config(self) -> Path:
+        """The model server's models.config (text-format ModelServerConfig)."""
+        return self.serving_base.parent / "models.config"
+
+    @property
     def mlflow_artifacts(self) -> Path:
         return self.var_dir / "mlflow" / "artifacts"
 

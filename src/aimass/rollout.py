@@ -28,6 +28,7 @@ from aimass.serving.config import (
     model_config,
     next_version,
     read_config,
+    server_config,
     write_config,
 )
 
@@ -38,25 +39,17 @@ MARKER = "aimass_version.json"
 
 
 def serving_config_path(settings: Settings) -> Path:
-    return settings.serving_base.parent / "models.config"
+    return settings.serving_config
 
 
 def _current_config(path: Path) -> ModelServerConfig:
-    if path.exists():
-        return read_config(path)
-    cfg = ModelServerConfig()
-    cfg.model_config_list.SetInParent()
-    return cfg
+    return read_config(path) if path.exists() else server_config([])
 
 
 def _with_model(config: ModelServerConfig, model: Any) -> ModelServerConfig:
-    out = ModelServerConfig()
-    out.model_config_list.SetInParent()
-    for entry in config.model_config_list.config:
-        if entry.name != model.name:
-            out.model_config_list.config.append(entry)
-    out.model_config_list.config.append(model)
-    return out
+    """``config`` with ``model``'s entry added or replaced."""
+    others = [entry for entry in config.model_config_list.config if entry.name != model.name]
+    return server_config([*others, model])
 
 
 def _apply(client: Any, path: Path, config: ModelServerConfig) -> None:

@@ -134,10 +134,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def serving_config_path(settings: Settings) -> Path:
-    return settings.serving_base.parent / "models.config"
-
-
 def definitions(settings: Settings) -> dict[str, Service]:
     # The scheduler and triggerer would serve task logs on 0.0.0.0:8793; with a
     # LocalExecutor the API server reads the log files directly, so they are told not to.
@@ -174,7 +170,7 @@ def definitions(settings: Settings) -> dict[str, Service]:
                 "-m",
                 "aimass.serving.server",
                 "--model_config_file",
-                str(serving_config_path(settings)),
+                str(settings.serving_config),
                 "--host",
                 host,
                 "--port",
@@ -237,15 +233,10 @@ def prepare(settings: Settings) -> None:
         settings.mlflow_artifacts,
     ):
         folder.mkdir(parents=True, exist_ok=True)
-    cfg = serving_config_path(settings)
-    if not cfg.exists():
-        from tensorflow_serving.config import model_server_config_pb2
+    if not settings.serving_config.exists():
+        from aimass.serving.config import server_config, write_config
 
-        from aimass.serving.config import write_config
-
-        empty = model_server_config_pb2.ModelServerConfig()
-        empty.model_config_list.SetInParent()
-        write_config(cfg, empty)
+        write_config(settings.serving_config, server_config([]))
     log.info("migrating the Airflow metadata DB under %s", airflow_home(settings))
     proc = subprocess.run(
         [_bin("airflow"), "db", "migrate"],

@@ -54,6 +54,24 @@ def _candidate(tmp: Path, name: str, bias: float) -> Path:
     return save_tiny_model(tmp / name, bias)
 
 
+def _roll(
+    served: tuple[Settings, ServingClient],
+    saved_model_dir: Path,
+    registry_version: str,
+    **kwargs: object,
+) -> dict:
+    settings, client = served
+    return rollout(
+        settings,
+        client,
+        model_name=MODEL,
+        saved_model_dir=saved_model_dir,
+        registry_version=registry_version,
+        sample=SAMPLE,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 def _stable(settings: Settings) -> int | None:
     entry = find_model(read_config(serving_config_path(settings)), MODEL)
     return None if entry is None else entry.version_labels.get("stable")
@@ -63,27 +81,13 @@ def test_first_and_second_rollout_move_stable_and_keep_previous_loaded(
     served: tuple[Settings, ServingClient], tmp_path: Path
 ) -> None:
     settings, client = served
-    first = rollout(
-        settings,
-        client,
-        model_name=MODEL,
-        saved_model_dir=_candidate(tmp_path, "a", 0.0),
-        registry_version="7",
-        sample=SAMPLE,
-    )
+    first = _roll(served, _candidate(tmp_path, "a", 0.0), "7")
     assert first["serving_version"] == 1 and first["previous_version"] is None
     assert _stable(settings) == 1
     np.testing.assert_allclose(first["grpc_probabilities"], _expected(0.0), atol=1e-3)
     assert (settings.serving_base / MODEL / "1" / MARKER).exists()
 
-    second = rollout(
-        settings,
-        client,
-        model_name=MODEL,
-        saved_model_dir=_candidate(tmp_path, "b", -2.0),
-        registry_version="8",
-        sample=SAMPLE,
-    )
+    second = _roll(served, _candidate(tmp_path, "b", -2.0), "8")
     assert second["serving_version"] == 2 and second["previous_version"] == 1
     assert _stable(settings) == 2
     by_label = client.predict_grpc(MODEL, SAMPLE, label="stable")["probabilities"]
@@ -98,22 +102,8 @@ def test_retried_rollout_reuses_its_version(
 ) -> None:
     settings, client = served
     candidate = _candidate(tmp_path, "a", 0.0)
-    rollout(
-        settings,
-        client,
-        model_name=MODEL,
-        saved_model_dir=candidate,
-        registry_version="3",
-        sample=SAMPLE,
-    )
-    again = rollout(
-        settings,
-        client,
-        model_name=MODEL,
-        saved_model_dir=candidate,
-        registry_version="3",
-        sample=SAMPLE,
-    )
+    _roll(served, candidate, "3")
+    again = _roll(served, candidate, "3")
     assert again["serving_version"] == 1
     assert list_versions(settings.serving_base / MODEL) == [1]
 
@@ -122,28 +112,13 @@ def test_broken_candidate_never_becomes_stable(
     served: tuple[Settings, ServingClient], tmp_path: Path
 ) -> None:
     settings, client = served
-    rollout(
-        settings,
-        client,
-        model_name=MODEL,
-        saved_model_dir=_candidate(tmp_path, "good", 0.0),
-        registry_version="1",
-        sample=SAMPLE,
-    )
+    _roll(served, _candidate(tmp_path, "good", 0.0), "1")
     broken = _candidate(tmp_path, "broken", 1.0)
     pb = broken / "saved_model.pb"
     pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 3])  # a truncated SavedModel
 
     with pytest.raises(ServingError, match="'stable' stays at 1"):
-        rollout(
-            settings,
-            client,
-            model_name=MODEL,
-            saved_model_dir=broken,
-            registry_version="2",
-            sample=SAMPLE,
-            load_timeout_s=30,
-        )
+        _roll(served, broken, "2", load_timeout_s=30)
     assert _stable(settings) == 1
     answer = client.predict_grpc(MODEL, SAMPLE, label="stable")["probabilities"]
     np.testing.assert_allclose(answer, _expected(0.0), atol=1e-3)
@@ -156,14 +131,7 @@ def test_not_a_saved_model_is_refused_before_copying(
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ServingError, match="not a SavedModel"):
-        rollout(
-            settings,
-            client,
-            model_name=MODEL,
-            saved_model_dir=empty,
-            registry_version="1",
-            sample=SAMPLE,
-        )
+        _roll(served, empty, "1")
     assert (
         not (settings.serving_base / MODEL).exists()
         or list_versions(settings.serving_base / MODEL) == []

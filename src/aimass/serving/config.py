@@ -65,6 +65,8 @@ def model_config(
 def server_config(models: Iterable[ModelConfig]) -> ModelServerConfig:
     """A `ModelServerConfig` listing `models` (names must be unique)."""
     config = ModelServerConfig()
+    # An explicit (possibly empty) model_config_list, as TF Serving expects in models.config.
+    config.model_config_list.SetInParent()
     seen: set[str] = set()
     for model in models:
         if model.name in seen:
