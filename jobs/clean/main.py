@@ -23,6 +23,12 @@ What the job does with bad input (tests/integration/test_bad_inputs.py):
   spec columns (or, for CSV, renames or adds columns), a folder that mixes formats and a
   rule or label expression that does not compile on the schema are errors raised before
   anything is written, so the previous partitions stay.
+
+An ``s3://`` (or ``s3a://``) input is downloaded with boto3 to a hidden folder beside the
+clean partition, checked and read like a local one and removed when the run ends; a
+missing bucket, no objects under the prefix, missing credentials, access denied and an
+unreachable endpoint are errors raised before anything is written (tests in
+tests/integration/test_s3_input.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aimass import s3io
 from aimass.errors import ConfigError, StageError
 from aimass.spec import DatasetSpec, load_spec
 
@@ -73,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--input",
         required=True,
-        help="CSV or Parquet file, or a folder of them (format by extension, else the spec's)",
+        help="CSV or Parquet file, or a folder of them (format by extension, else the spec's); "
+        "local or s3://bucket/key",
     )
     parser.add_argument("--ds", required=True, type=_ds, help="logical date, YYYY-MM-DD")
     parser.add_argument("--out", required=True, type=Path, help="clean partition directory")
@@ -107,11 +115,21 @@ _EXTENSIONS = {".csv": CSV, ".parquet": PARQUET}
 
 @dataclass(frozen=True)
 class Batch:
-    """The input of one run: where it is, its format and (when local) its files."""
+    """The input of one run: where it is, its format and (when local) its files.
+
+    For an S3 input ``path`` and ``files`` are the local copy and ``staged_from`` is the
+    ``s3://`` URI it was downloaded from.
+    """
 
     path: str
     format: str
     files: tuple[Path, ...] = ()
+    staged_from: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the batch comes from, as the run was given it."""
+        return self.staged_from or self.path
 
 
 def _input_files(input_path: Path) -> list[Path]:
@@ -203,27 +221,58 @@ def _check_not_empty(path: Path) -> None:
         )
 
 
-def check_input(spec: DatasetSpec, input_path: str) -> Batch:
-    """Check a local input (exists, not empty, CSV header or Parquet schema fits the spec).
+def check_input(spec: DatasetSpec, input_path: str, *, staging: Path | None = None) -> Batch:
+    """Check an input (exists, not empty, CSV header or Parquet schema fits the spec).
 
-    Remote inputs (``s3a://``...) are passed through: Spark reports a missing path itself.
+    An ``s3://`` or ``s3a://`` input is listed (bucket, credentials, objects, formats);
+    given ``staging``, its objects are downloaded there and checked like a local folder,
+    and the batch reads that copy. Other remote inputs (``gs://``, ``hdfs://``...) are
+    passed through: Spark reports a missing path itself.
 
     Returns:
         The batch to read, with its format.
     """
+    if s3io.is_s3_uri(input_path):
+        return _check_s3_input(spec, input_path, staging)
     if not _is_local(input_path):
         return Batch(input_path, input_format(spec, [input_path], input_path))
     local = _local_path(input_path).resolve()
     files = _input_files(local)
-    fmt = input_format(spec, [f.name for f in files], str(local))
+    fmt = _check_files(spec, files, str(local))
+    log.info("input %s: %d %s file(s)", local, len(files), fmt)
+    return Batch(str(local), fmt, tuple(files))
+
+
+def _check_files(spec: DatasetSpec, files: list[Path], where: str) -> str:
+    """Check each file of a batch against the spec; the batch's format."""
+    fmt = input_format(spec, [f.name for f in files], where)
     for f in files:
         _check_not_empty(f)
         if fmt == PARQUET:
             check_parquet_schema(f, spec)
         elif spec.header:
             check_header(f, spec)
-    log.info("input %s: %d %s file(s)", local, len(files), fmt)
-    return Batch(str(local), fmt, tuple(files))
+    return fmt
+
+
+def _check_s3_input(spec: DatasetSpec, uri: str, staging: Path | None) -> Batch:
+    """List an S3 input and, given ``staging``, download it there and check the copy."""
+    objects = s3io.list_objects(uri)
+    if staging is None:
+        return Batch(uri, input_format(spec, [o.name for o in objects], uri))
+    files = s3io.download(objects, staging)
+    try:
+        fmt = _check_files(spec, files, uri)
+    except ConfigError as exc:
+        # Name the object, not its temporary copy (longest paths first: a.csv vs a.csv.1).
+        message = str(exc)
+        for obj, path in sorted(zip(objects, files, strict=True), key=lambda p: -len(str(p[1]))):
+            message = message.replace(str(path), obj.uri)
+        raise ConfigError(message) from exc
+    log.info("input %s: %d %s file(s), staged in %s", uri, len(files), fmt, staging)
+    # One object is read as a file: a folder read would skip a name starting with "_" or ".".
+    path = files[0] if len(files) == 1 else staging
+    return Batch(str(path), fmt, tuple(files), staged_from=uri)
 
 
 def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> None:
@@ -327,7 +376,27 @@ def read_batch(spark: SparkSession, batch: Batch, spec: DatasetSpec) -> DataFram
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
-    """Read -> clean -> write one partition pair and the summary; return the summary."""
+    """Read -> clean -> write one partition pair and the summary; return the summary.
+
+    An S3 input is first downloaded to a hidden folder beside the clean partition (on the
+    same storage, so a cluster's executors read it too), removed when the run ends.
+    """
+    spec = load_spec(args.spec)
+    staging = None
+    if s3io.is_s3_uri(str(args.input)):
+        staging = _temp_sibling(Path(args.out).resolve(), "input") / "batch"
+    try:
+        batch = check_input(spec, str(args.input), staging=staging)
+        return _clean_batch(spark, args, spec, batch)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+
+
+def _clean_batch(
+    spark: SparkSession, args: argparse.Namespace, spec: DatasetSpec, batch: Batch
+) -> dict[str, Any]:
+    """Check the expressions, clean ``batch``, write the partitions and the summary."""
     from pyspark.sql import functions as F
 
     import jobs.clean.transforms as transforms
@@ -343,9 +412,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
         reason_kind,
     )
 
-    spec = load_spec(args.spec)
-    batch = check_input(spec, str(args.input))
-    input_path = batch.path
+    input_path = batch.source
     check_expressions(spark, spec, str(args.spec))
     log.info("clean %s ds=%s: %s input %s", spec.name, args.ds, batch.format, input_path)
 
@@ -470,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     args = parse_args(argv)
-    # Fail on a bad spec or input before paying for a Spark session.
+    # Fail on a bad spec or input before paying for a Spark session (an S3 input is only
+    # listed here: bucket, credentials, objects; run() downloads and checks it).
     check_input(load_spec(args.spec), str(args.input))
     from aimass.spark import get_session
 
