@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from aimass.config import REPO_ROOT
 from aimass.errors import DataQualityError
 from aimass.quality import plan_suite, raise_for_critical, validate_partition
 from aimass.spec import load_spec
@@ -134,3 +137,123 @@ def test_missing_partition_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="does not exist; run the clean stage"):
         validate_partition(SPEC, tmp_path / "nope", tmp_path / "report")
+
+
+EXAMPLE_FILE = REPO_ROOT / "conf" / "expectations" / "chicago_taxi.yaml"
+
+
+def _expectations_file(path: Path, entries: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"expectations": entries}), encoding="utf-8")
+    return path
+
+
+def test_validate_quality_adds_the_conf_file_and_a_failing_warning_lets_the_run_go_on(
+    spark: Any,
+    good_partition: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aimass.pipeline import validate_quality
+
+    # A conf dir of its own: the real spec, the example file plus one warning that fails.
+    root = tmp_path / "root"
+    (root / "conf" / "datasets").mkdir(parents=True)
+    (root / "conf" / "datasets" / "chicago_taxi.yaml").write_bytes(
+        (REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml").read_bytes()
+    )
+    example = yaml.safe_load(EXAMPLE_FILE.read_text(encoding="utf-8"))["expectations"]
+    file = _expectations_file(
+        root / "conf" / "expectations" / "chicago_taxi.yaml",
+        [
+            *example,
+            {
+                "expectation": "expect_column_max_to_be_between",
+                "kwargs": {"column": "trip_miles", "max_value": 1},
+                "severity": "warning",
+                "notes": "fails on purpose",
+            },
+        ],
+    )
+    monkeypatch.setenv("AIMASS_ROOT", str(root))
+    monkeypatch.setenv("AIMASS_VAR_DIR", str(tmp_path / "var"))
+    ctx = {
+        "dataset": "chicago_taxi",
+        "clean_dir": str(good_partition),
+        "clean_summary": str(good_partition.parents[1] / "clean_summary.json"),
+        "report_dir": str(tmp_path / "report"),
+    }
+
+    with caplog.at_level(logging.INFO, logger="aimass"):
+        out = validate_quality(ctx)  # a failed warning does not raise
+
+    assert f"expectations file {file}" in caplog.text
+    quality = out["quality"]
+    assert quality["success"] is True, quality["critical_failures"]
+    assert quality["expectations"] == len(plan_suite(SPEC)) + len(example) + 1
+    from_file = [r for r in quality["results"] if r["source"] == str(file)]
+    assert len(from_file) == len(example) + 1
+    assert all(
+        r["success"] for r in from_file if r["expectation"] != "expect_column_max_to_be_between"
+    )
+    assert {r["source"] for r in quality["results"]} == {"spec", str(file)}
+    (warning,) = [w for w in quality["warnings"] if w.startswith("expect_column_max_to_be_between")]
+    assert warning.endswith(f"[{file}]")
+    summary = json.loads((tmp_path / "report" / "quality_summary.json").read_text())
+    assert [r["source"] for r in summary["results"]] == [r["source"] for r in quality["results"]]
+
+
+def test_a_failing_critical_expectation_from_the_file_stops_the_run(
+    spark: Any, good_partition: Path, tmp_path: Path
+) -> None:
+    file = _expectations_file(
+        tmp_path / "expectations.yaml",
+        [
+            {
+                "expectation": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "payment_type", "value_set": ["Cash"]},
+                "notes": "critical by default; the sample has card payments too",
+            },
+            {
+                "expectation": "expect_column_mean_to_be_between",
+                "kwargs": {"column": "fare", "min_value": 100},
+                "severity": "warning",
+            },
+        ],
+    )
+
+    summary = validate_partition(
+        SPEC, good_partition, tmp_path / "report", spark=spark, expectations_file=file
+    )
+
+    assert summary["success"] is False
+    (critical,) = summary["critical_failures"]
+    assert critical.startswith("expect_column_values_to_be_in_set(column=payment_type")
+    assert critical.endswith(f"[{file}]")
+    (warning,) = summary["warnings"]
+    assert warning.startswith("expect_column_mean_to_be_between(column=fare, min_value=100)")
+    by_name = {(r["expectation"], r["column"]): r for r in summary["results"]}
+    payment = by_name[("expect_column_values_to_be_in_set", "payment_type")]
+    assert (payment["severity"], payment["source"], payment["success"]) == (
+        "critical",
+        str(file),
+        False,
+    )
+    assert payment["observed"]["unexpected_count"] > 0
+    label = by_name[("expect_column_values_to_be_in_set", SPEC.label_name)]
+    assert (label["source"], label["success"]) == ("spec", True)
+    with pytest.raises(DataQualityError, match=f"relax the expectation in {file}"):
+        raise_for_critical(summary)
+
+
+def test_a_bad_expectations_file_fails_before_the_partition_is_read(tmp_path: Path) -> None:
+    from aimass.errors import ConfigError
+
+    file = _expectations_file(
+        tmp_path / "expectations.yaml",
+        [{"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "fares"}}],
+    )
+    # The partition does not exist either: the file's error comes first.
+    with pytest.raises(ConfigError, match=r"expectations\[0\] .*column 'fares' is not a column"):
+        validate_partition(SPEC, tmp_path / "nope", tmp_path / "report", expectations_file=file)
