@@ -32,6 +32,8 @@ from importlib.util import find_spec
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from aimass.config import Settings
+
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
 _CLEAN_SPEC = find_spec("jobs.clean.main")
@@ -42,6 +44,10 @@ if _CLEAN_SPEC is None or _CLEAN_SPEC.origin is None:
         name="jobs.clean.main",
     )
 CLEAN_JOB: str = _CLEAN_SPEC.origin
+# Spec names for the trigger form; listing a folder is cheap enough for DAG parsing.
+DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
+    "chicago_taxi"
+]
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 
 with DAG(
@@ -64,8 +70,11 @@ with DAG(
             "chicago_taxi",
             type="string",
             pattern="^[a-z][a-z0-9_]*$",
+            # A drop-down of the specs in conf/datasets (re-read whenever the DAG is parsed).
+            enum=DATASETS,
             title="Dataset spec",
-            description="Name of a dataset spec in conf/datasets (for example chicago_taxi).",
+            description="A dataset spec in conf/datasets: its schema, label (binary, multiclass "
+            "or regression), checks and gate. Add a YAML file there to add a dataset.",
         ),
         "ds": Param(
             "",
@@ -78,8 +87,9 @@ with DAG(
             "",
             type="string",
             title="Input file or folder",
-            description="Raw CSV file or folder to clean; empty means the spec's source. Must be under the var dir "
-            "or a folder listed in AIMASS_DATA_ROOTS.",
+            description="Raw CSV or Parquet file or folder, or an s3:// object or prefix, to clean; "
+            "empty means the spec's source. Must be under the var dir or a root listed in "
+            "AIMASS_DATA_ROOTS (folders, or s3:// prefixes).",
         ),
         "epochs": Param(
             None,
@@ -103,7 +113,8 @@ with DAG(
             minimum=0,
             maximum=1,
             title="Minimum AUC",
-            description="Override the spec's absolute AUC bar for this run; empty keeps the spec's.",
+            description="Override the spec's absolute AUC bar for this run (classification specs "
+            "only); empty keeps the spec's gate.",
         ),
     },
 ) as dag:
@@ -113,14 +124,22 @@ with DAG(
         """Validate the params before any work and decide where this run reads and writes."""
         from aimass.pipeline import prepare_run as prepare
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from aimass.errors import ConfigError
+
         context = get_current_context()
         run = context["dag_run"]
-        return prepare(
-            dict(context["params"]),
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            run_date=run.logical_date or run.run_after,
-        )
+        try:
+            return prepare(
+                dict(context["params"]),
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+                run_date=run.logical_date or run.run_after,
+            )
+        except ConfigError as exc:
+            # A bad parameter does not get better on retry: fail now, saying what to fix.
+            raise AirflowFailException(f"invalid run parameters: {exc}") from exc
 
     clean_data = SparkSubmitOperator(
         task_id="clean_data",

@@ -17,6 +17,7 @@ from aimass.spec import DatasetSpec
 
 SAMPLE_CSV = raw_dir(REPO_ROOT / "var") / "data.csv"
 TAXI_SPEC = REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
+PENGUINS_CSV = raw_dir(REPO_ROOT / "var", "palmer_penguins") / "penguins.csv"
 
 _PANDAS = {"double": "float64", "long": "Int64", "string": "string"}
 _ARROW = {"double": pa.float64(), "long": pa.int64(), "string": pa.string()}
@@ -92,4 +93,37 @@ def write_partition(
     for i in range(files):
         pq.write_table(table.slice(i * step, step), out / f"part-{i:05d}.parquet")
     (out / "_SUCCESS").write_text("")
+    return out
+
+
+def write_penguin_partition(out: Path, spec: DatasetSpec) -> Path:
+    """The penguins sample as a clean partition for ``spec`` (multiclass or regression), no Spark.
+
+    Rows without a label are dropped (the clean job quarantines them); the label is the
+    class index for multiclass and the value for regression; ``split`` hashes the line.
+    """
+    frame = pd.read_csv(
+        PENGUINS_CSV,
+        dtype={c: _PANDAS[t] for c, t in spec.schema},
+        keep_default_na=False,
+        na_values=["", *spec.null_values],
+    )
+    lines = PENGUINS_CSV.read_text(encoding="utf-8").splitlines()[1:]
+    buckets = np.array([zlib.crc32(line.encode()) % 100 for line in lines])
+    frame["split"] = np.where(buckets < spec.holdout_percent, "holdout", "train")
+    assert spec.label_column is not None
+    frame = frame[frame[spec.label_column].notna()].reset_index(drop=True)
+    fields = [(c, _ARROW[t]) for c, t in spec.schema]
+    if spec.label_classes:
+        index = {c: i for i, c in enumerate(spec.label_classes)}
+        frame[spec.label_name] = frame[spec.label_column].map(index).astype("int32")
+        fields.append((spec.label_name, pa.int32()))
+    else:
+        frame[spec.label_name] = frame[spec.label_column].astype("float64")
+        fields.append((spec.label_name, pa.float64()))
+    table = pa.Table.from_pandas(
+        frame, schema=pa.schema([*fields, ("split", pa.string())]), preserve_index=False
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out / "part-00000.parquet")
     return out

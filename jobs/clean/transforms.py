@@ -13,7 +13,14 @@ Reasons written to quarantine:
 - ``malformed: bad encoding`` -- the line had bytes that are not valid UTF-8;
 - ``unparseable <type> in <column>: '<value>'`` -- a non-empty field that is not a <type>;
 - ``rule <name>`` -- the row breaks a rule of the spec (the expression is false);
-- ``null label <label>: <expression>`` -- the label expression is null for the row.
+- ``null label <label>: <expression>`` -- the label expression is null for the row;
+- ``unknown class <label>: '<value>'`` -- a multiclass label outside ``label.classes``.
+
+Empty fields, and fields equal to one of the spec's ``source.null_values`` (e.g. ``NA``),
+are nulls, not errors.
+
+The label column holds 1/0 for a binary label, the class index (position in
+``label.classes``) for a multiclass one, and a double for regression.
 
 Duplicates (``drop_duplicates``) are rows that passed parsing and rules but repeat an
 earlier row: ``exact`` when every schema column is equal, ``key`` when the columns of
@@ -70,10 +77,15 @@ def raw_csv_schema(spec: DatasetSpec) -> T.StructType:
     return T.StructType(fields)
 
 
+def label_type(spec: DatasetSpec) -> T.DataType:
+    """Type of the label column: int (0/1 or class index) for classification, double else."""
+    return T.IntegerType() if spec.is_classification else T.DoubleType()
+
+
 def clean_schema(spec: DatasetSpec) -> T.StructType:
     """Schema of the clean partition: typed spec columns, the label, ``split``."""
     fields = [T.StructField(col, SPARK_TYPES[dtype], True) for col, dtype in spec.schema]
-    fields.append(T.StructField(spec.label_name, T.IntegerType(), True))
+    fields.append(T.StructField(spec.label_name, label_type(spec), True))
     fields.append(T.StructField(SPLIT_COLUMN, T.StringType(), False))
     return T.StructType(fields)
 
@@ -143,9 +155,12 @@ def _rejoined(spec: DatasetSpec) -> Column:
     return F.concat_ws(",", *(_csv_field(F.col(c)) for c in spec.columns))
 
 
-def _blank_to_null(col: Column) -> Column:
+def _blank_to_null(col: Column, null_values: tuple[str, ...] = ()) -> Column:
     trimmed = F.trim(col)
-    return F.when(trimmed == "", F.lit(None).cast("string")).otherwise(trimmed)
+    missing = trimmed == ""
+    if null_values:
+        missing = missing | trimmed.isin(*null_values)
+    return F.when(missing, F.lit(None).cast("string")).otherwise(trimmed)
 
 
 def _typed(value: Column, dtype: str) -> Column:
@@ -184,7 +199,7 @@ def parse_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFram
     corrupt = F.col(CORRUPT_COLUMN) if CORRUPT_COLUMN in df.columns else F.lit(None)
     raw = F.coalesce(corrupt.cast("string"), _rejoined(spec))
 
-    values = {c: _blank_to_null(F.col(c)) for c in spec.columns}
+    values = {c: _blank_to_null(F.col(c), spec.null_values) for c in spec.columns}
     typed = {c: _typed(values[c], dtype) for c, dtype in spec.schema}
     bad_encoding = F.lit(False)
     for c in spec.columns:
@@ -227,12 +242,18 @@ def apply_rules(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFra
         F.when(~F.coalesce(F.expr(rule.expression), F.lit(True)), F.lit(f"rule {rule.name}"))
         for rule in spec.rules
     ]
+    label = F.expr(spec.label_expression)
     checks.append(
-        F.when(
-            F.expr(spec.label_expression).isNull(),
-            F.lit(f"null label {spec.label_name}: {spec.label_expression}"),
-        )
+        F.when(label.isNull(), F.lit(f"null label {spec.label_name}: {spec.label_expression}"))
     )
+    if spec.label_classes:
+        value = label.cast("string")
+        checks.append(
+            F.when(
+                ~value.isin(*spec.label_classes),
+                F.concat(F.lit(f"unknown class {spec.label_name}: '"), value, F.lit("'")),
+            )
+        )
     reason = F.coalesce(*checks)
     raw = (
         F.col(RAW_COLUMN)
@@ -248,8 +269,20 @@ def apply_rules(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFra
 
 
 def add_label(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
-    """Add ``spec.label_name`` as int 1/0 from ``spec.label_expression`` (null stays null)."""
-    return df.withColumn(spec.label_name, F.expr(spec.label_expression).cast(T.IntegerType()))
+    """Add ``spec.label_name`` from ``spec.label_expression`` (null stays null).
+
+    Binary: the expression as int 1/0. Multiclass: the index of the expression's value
+    (as a string) in ``spec.label_classes``, null when it is not one of them. Regression:
+    the expression as double.
+    """
+    expression = F.expr(spec.label_expression)
+    if spec.label_classes:
+        value = expression.cast("string")
+        index: Column = F.lit(None).cast(T.IntegerType())
+        for i, cls in reversed(list(enumerate(spec.label_classes))):
+            index = F.when(value == F.lit(cls), F.lit(i)).otherwise(index)
+        return df.withColumn(spec.label_name, index.cast(T.IntegerType()))
+    return df.withColumn(spec.label_name, expression.cast(label_type(spec)))
 
 
 def add_split(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:

@@ -2,8 +2,12 @@
 
 Serving contract (docs/architecture.md, "Train"): the ``serving_default``
 signature takes one input per feature, named as the column, shape ``[None]``,
-dtype by spec type (double→float32, long→int64, string→string) and returns
-``{"probabilities": float32 [None]}``, the probability of the positive class.
+dtype by spec type (double→float32, long→int64, string→string) and returns one
+output, by the spec's label task:
+
+- binary: ``{"probabilities": float32 [None]}``, the probability of the positive class;
+- multiclass: ``{"probabilities": float32 [None, K]}``, one column per ``label.classes``;
+- regression: ``{"predictions": float32 [None]}``, in the label's unit.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ import tensorflow as tf
 import tf_keras
 
 from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec
+from aimass.spec import MULTICLASS, REGRESSION, DatasetSpec
 from models.tabular.features import features
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_KEY = "serving_default"
-OUTPUT_KEY = "probabilities"
+PROBABILITIES = "probabilities"
+PREDICTIONS = "predictions"
+OUTPUT_KEYS = (PROBABILITIES, PREDICTIONS)
+
+
+def output_key(spec: DatasetSpec) -> str:
+    """The serving signature's output name for the spec's task."""
+    return PREDICTIONS if spec.task == REGRESSION else PROBABILITIES
 
 
 def serving_input_signature(spec: DatasetSpec) -> dict[str, tf.TensorSpec]:
@@ -57,10 +68,14 @@ def export_saved_model(model: tf_keras.Model, spec: DatasetSpec, export_dir: Pat
     export_dir = Path(export_dir)
     export_dir.parent.mkdir(parents=True, exist_ok=True)
 
+    key = output_key(spec)
+    # Multiclass keeps one column per class; the others are one value per row.
+    shape = [-1, spec.num_classes] if spec.task == MULTICLASS else [-1]
+
     @tf.function(input_signature=[serving_input_signature(spec)])
     def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        probabilities = model(inputs, training=False)
-        return {OUTPUT_KEY: tf.reshape(tf.cast(probabilities, tf.float32), [-1])}
+        outputs = model(inputs, training=False)
+        return {key: tf.reshape(tf.cast(outputs, tf.float32), shape)}
 
     tmp = export_dir.with_name(f".{export_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -77,7 +92,10 @@ def export_saved_model(model: tf_keras.Model, spec: DatasetSpec, export_dir: Pat
 def load_predict_fn(
     export_dir: Path, *, batch_size: int = 8192
 ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    """Load a SavedModel export and return ``predict(features) -> probabilities`` (float32, one per row).
+    """Load a SavedModel export and return ``predict(features) -> outputs`` (float32).
+
+    The outputs are the signature's only output (``probabilities`` or ``predictions``):
+    one value per row, or one row of class probabilities per row for multiclass.
 
     ``features`` maps every signature input name to a 1-D array of raw values
     (missing values as NaN / -1 / ""); extra keys are ignored. Rows are fed in
@@ -99,6 +117,13 @@ def load_predict_fn(
         )
     fn = loaded.signatures[SIGNATURE_KEY]
     input_specs: dict[str, tf.TensorSpec] = fn.structured_input_signature[1]
+    outputs = [k for k in OUTPUT_KEYS if k in fn.structured_outputs]
+    if not outputs:
+        raise ConfigError(
+            f"SavedModel {export_dir} has outputs {sorted(fn.structured_outputs)}, none of "
+            f"{OUTPUT_KEYS}; export it with models.tabular.export.export_saved_model"
+        )
+    key = outputs[0]
 
     def predict(feats: dict[str, np.ndarray]) -> np.ndarray:
         missing = sorted(set(input_specs) - set(feats))
@@ -115,7 +140,7 @@ def load_predict_fn(
                 )
                 for name, spec in input_specs.items()
             }
-            out.append(fn(**feed)[OUTPUT_KEY].numpy())
+            out.append(fn(**feed)[key].numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
     # Keep `loaded` alive as long as `predict`: the signature needs its variables.

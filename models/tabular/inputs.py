@@ -74,13 +74,15 @@ def _feature_array(feature: Feature, column: pa.Array | pa.ChunkedArray) -> np.n
 
 
 def _label_array(spec: DatasetSpec, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Labels as int64 (0/1 or class index) for classification, float64 for regression."""
     nulls = column.null_count
     if nulls:
         raise DataQualityError(
             f"label column '{spec.label_name}' has {nulls} null values; "
             "the clean stage must drop or quarantine rows without a label"
         )
-    return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+    dtype = pa.int64() if spec.is_classification else pa.float64()
+    return pc.cast(column, dtype).to_numpy(zero_copy_only=False)
 
 
 def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
@@ -106,7 +108,8 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
 
     Returns:
         ``({feature: array}, labels)``: float32 (NaN for missing) for double,
-        int64 (-1) for long, object arrays of ``str`` ("") for string; labels int64.
+        int64 (-1) for long, object arrays of ``str`` ("") for string; labels int64
+        (classification) or float64 (regression).
 
     Raises:
         ConfigError: the partition or a needed column is missing.

@@ -1,4 +1,9 @@
-"""Pure model builder: raw feature tensors in, probability of the positive class out.
+"""Pure model builder: raw feature tensors in, the task's prediction out.
+
+The head follows the spec's label task: a sigmoid unit for ``binary`` (probability of
+the positive class), a softmax over ``label.classes`` for ``multiclass``, and one linear
+unit rescaled to the label's mean and spread for ``regression`` (so training starts at
+the mean whatever the label's unit).
 
 All preprocessing (missing-value imputation, normalization, vocabularies) is
 part of the Keras model, so the exported SavedModel takes raw values and
@@ -22,7 +27,7 @@ import tensorflow as tf
 import tf_keras
 
 from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec
+from aimass.spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec
 from models.tabular.features import CATEGORICAL, Feature, features, is_missing
 
 logger = logging.getLogger(__name__)
@@ -94,25 +99,82 @@ def _numeric_stats(feature: Feature, values: np.ndarray) -> tuple[float, float]:
     return float(present.mean()), float(present.var())
 
 
+@tf_keras.saving.register_keras_serializable(package="aimass")
+class Rescale(tf_keras.layers.Layer):
+    """``x * scale + offset``: maps a standardized regression output to the label's unit."""
+
+    def __init__(self, scale: float, offset: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return inputs * self.scale + self.offset
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def _label_stats(labels: np.ndarray | None) -> tuple[float, float]:
+    if labels is None or len(labels) == 0:
+        raise ConfigError(
+            "a regression model needs adapt_labels (the training labels) to scale its output"
+        )
+    values = np.asarray(labels, dtype=np.float64)
+    return float(values.mean()), float(max(values.std(), 1e-6))
+
+
+def _head(
+    spec: DatasetSpec, x: tf.Tensor, adapt_labels: np.ndarray | None
+) -> tuple[tf.Tensor, Any, list[Any]]:
+    """Output layer, loss and training metrics for the spec's task."""
+    if spec.task == BINARY:
+        output = tf_keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        metrics = [
+            tf_keras.metrics.AUC(name="auc"),
+            tf_keras.metrics.BinaryAccuracy(name="accuracy"),
+        ]
+        return output, tf_keras.losses.BinaryCrossentropy(), metrics
+    if spec.task == MULTICLASS:
+        output = tf_keras.layers.Dense(
+            spec.num_classes, activation="softmax", name="probabilities"
+        )(x)
+        metrics = [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        return output, tf_keras.losses.SparseCategoricalCrossentropy(), metrics
+    if spec.task == REGRESSION:
+        mean, std = _label_stats(adapt_labels)
+        standardized = tf_keras.layers.Dense(1, name="standardized")(x)
+        output = Rescale(std, mean, name="prediction")(standardized)
+        metrics = [
+            tf_keras.metrics.RootMeanSquaredError(name="rmse"),
+            tf_keras.metrics.MeanAbsoluteError(name="mae"),
+        ]
+        return output, tf_keras.losses.MeanSquaredError(), metrics
+    raise ConfigError(f"label.task '{spec.task}' has no model head")
+
+
 def build_model(
     spec: DatasetSpec,
     *,
     adapt_data: dict[str, np.ndarray],
+    adapt_labels: np.ndarray | None = None,
     hidden_units: Sequence[int] | None = None,
     learning_rate: float | None = None,
 ) -> tf_keras.Model:
-    """Build and compile the classifier for ``spec``.
+    """Build and compile the model for ``spec``.
 
     Args:
-        spec: dataset spec (features, types, ``training.max_vocab``).
+        spec: dataset spec (features, types, label task, ``training.max_vocab``).
         adapt_data: training feature arrays as ``inputs.load_arrays`` returns them;
             numeric means/variances and category vocabularies are computed from them.
+        adapt_labels: training labels; needed for regression (output scaling).
         hidden_units: sizes of the dense layers (default ``spec.training.hidden_units``).
         learning_rate: Adam learning rate (default ``spec.training.learning_rate``).
 
     Returns:
         A compiled ``tf_keras.Model`` with one named scalar input per feature
-        (batch shape ``[None]``) and a sigmoid output of shape ``[None, 1]``.
+        (batch shape ``[None]``) and an output of shape ``[None, 1]`` (binary: sigmoid;
+        regression: the prediction) or ``[None, num_classes]`` (multiclass: softmax).
 
     Raises:
         ConfigError: a feature is missing from ``adapt_data`` or the data is empty.
@@ -159,14 +221,11 @@ def build_model(
     x = tf_keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
     for i, units in enumerate(hidden_units):
         x = tf_keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
-    output = tf_keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    model = tf_keras.Model(inputs=inputs, outputs=output, name=f"{spec.name}_classifier")
+    output, loss, metrics = _head(spec, x, adapt_labels)
+    model = tf_keras.Model(inputs=inputs, outputs=output, name=f"{spec.name}_{spec.task}")
     model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=tf_keras.losses.BinaryCrossentropy(),
-        metrics=[
-            tf_keras.metrics.AUC(name="auc"),
-            tf_keras.metrics.BinaryAccuracy(name="accuracy"),
-        ],
+        loss=loss,
+        metrics=metrics,
     )
     return model

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "use epochs >= 1, batch_size >= 1 and 0 < learning_rate < 1"
         )
     global_batch = batch_size * role.workers
-    train_x, _ = load_arrays(args.data, spec, "train")
+    train_x, train_y = load_arrays(args.data, spec, "train")
     train_rows = len(next(iter(train_x.values())))
     if train_rows == 0:
         raise ConfigError(
@@ -187,10 +187,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = build_model(
             spec,
             adapt_data=train_x,
+            adapt_labels=train_y,
             hidden_units=spec.training.hidden_units,
             learning_rate=learning_rate,
         )
-    del train_x
+    del train_x, train_y
 
     train_ds = make_dataset(
         args.data, spec, split="train", batch_size=global_batch, shuffle=True, seed=args.seed
@@ -218,6 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "holdout": holdout,
         "params": {
             "spec": spec.name,
+            "task": spec.task,
             "data": str(args.data),
             "epochs": epochs,
             "batch_size": batch_size,

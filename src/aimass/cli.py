@@ -84,15 +84,21 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
         model = summary.get("model") or {}
         gate = summary.get("gate") or {}
         cand = gate.get("candidate") or {}
+        shown = ", ".join(
+            f"{k.replace('_', ' ')} {v:.4f}"
+            for k, v in cand.items()
+            if k in ("auc", "accuracy", "log_loss", "rmse", "mae", "r2")
+        )
         lines.append(
-            f"model    registry version {model.get('registry_version')} trained on {model.get('workers')} worker(s) in "
-            f"{model.get('train_seconds')} s; holdout auc {cand.get('auc', float('nan')):.4f}, "
-            f"accuracy {cand.get('accuracy', float('nan')):.4f}, log loss {cand.get('log_loss', float('nan')):.4f}"
+            f"model    registry version {model.get('registry_version')} ({gate.get('task', 'binary')}) "
+            f"trained on {model.get('workers')} worker(s) in {model.get('train_seconds')} s; "
+            f"holdout {shown}"
         )
         champ = gate.get("champion")
+        primary = gate.get("primary_metric") or "auc"
         against = (
-            f"against champion v{gate.get('champion_version')} (auc {champ['auc']:.4f})"
-            if champ
+            f"against champion v{gate.get('champion_version')} ({primary} {champ[primary]:.4f})"
+            if champ and primary in champ
             else "no champion yet"
         )
         lines.append(f"gate     {'PASSED' if gate.get('passed') else 'REJECTED'} {against}")
@@ -139,7 +145,7 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
 
 
 def _live_prediction(settings, model: str, instance: dict | None) -> str:  # type: ignore[no-untyped-def]
-    """Ask the model server now (REST, label stable) for one holdout row's probability."""
+    """Ask the model server now (REST, label stable) for one holdout row's prediction."""
     from aimass.serving.client import ServingClient
 
     if not instance:
@@ -152,9 +158,14 @@ def _live_prediction(settings, model: str, instance: dict | None) -> str:  # typ
     finally:
         client.close()
     shown = ", ".join(f"{k}={v!r}" for k, v in instance.items())
+    first = answer[0]
+    result = (
+        "probabilities [" + ", ".join(f"{float(p):.4f}" for p in first) + "]"
+        if isinstance(first, list)
+        else f"{float(first):.4f}"
+    )
     return (
-        f"predict  POST /v1/models/{model}/labels/stable:predict {{{shown}}}\n"
-        f"         -> probability {float(answer[0]):.4f}"
+        f"predict  POST /v1/models/{model}/labels/stable:predict {{{shown}}}\n         -> {result}"
     )
 
 

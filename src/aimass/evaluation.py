@@ -1,4 +1,12 @@
-"""Holdout metrics for a SavedModel: AUC, accuracy and log loss, computed with numpy."""
+"""Holdout metrics for a SavedModel, computed with numpy, by label task.
+
+- binary: AUC, accuracy at 0.5, log loss (plus the positive rate);
+- multiclass: macro one-vs-rest AUC, accuracy of the arg-max class, log loss;
+- regression: RMSE, MAE and R².
+
+Every result also has ``rows``. The names match ``aimass.spec.METRICS``, which the gate's
+bars refer to.
+"""
 
 from __future__ import annotations
 
@@ -53,21 +61,72 @@ def binary_metrics(
     }
 
 
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Macro one-vs-rest AUC, accuracy and log loss of per-class probabilities ``[rows, K]``.
+
+    The AUC averages the classes that have both positive and negative rows in the
+    holdout (a class absent from it has no AUC); ``auc_classes`` says how many.
+    """
+    y = np.asarray(labels).astype(np.int64).ravel()
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != y.size:
+        raise ValueError(
+            f"{y.size} labels but predictions of shape {p.shape}; need [rows, classes]"
+        )
+    k = p.shape[1]
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must be class indices 0..{k - 1}; got {y.min()}..{y.max()}")
+    aucs = [roc_auc(y == c, p[:, c]) for c in range(k) if 0 < int((y == c).sum()) < y.size]
+    if not aucs:
+        raise ValueError("AUC needs at least two classes in the holdout")
+    chosen = np.clip(p[np.arange(y.size), y], EPS, 1.0)
+    return {
+        "auc": float(np.mean(aucs)),
+        "accuracy": float(np.mean(p.argmax(axis=1) == y)),
+        "log_loss": float(-np.mean(np.log(chosen))),
+        "rows": float(y.size),
+        "auc_classes": float(len(aucs)),
+    }
+
+
+def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R² (1 - SSE / total sum of squares; 0 when the labels are constant)."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    f = np.asarray(predictions, dtype=np.float64).ravel()
+    if y.shape != f.shape:
+        raise ValueError(f"{y.size} labels but {f.size} predictions")
+    if y.size == 0:
+        raise ValueError("regression metrics need at least one holdout row")
+    errors = f - y
+    total = float(np.sum((y - y.mean()) ** 2))
+    return {
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "mae": float(np.mean(np.abs(errors))),
+        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else 0.0,
+        "rows": float(y.size),
+        "label_mean": float(y.mean()),
+    }
+
+
+def task_metrics(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    """The holdout metrics of ``task`` (binary, multiclass or regression) for model outputs."""
+    if task == "binary":
+        return binary_metrics(labels, np.asarray(outputs).ravel())
+    if task == "multiclass":
+        return multiclass_metrics(labels, outputs)
+    if task == "regression":
+        return regression_metrics(labels, outputs)
+    raise ValueError(f"unknown task {task!r}; use binary, multiclass or regression")
+
+
 def evaluate(
-    saved_model_dir: Path, features: dict[str, np.ndarray], labels: np.ndarray
+    saved_model_dir: Path, features: dict[str, np.ndarray], labels: np.ndarray, *, task: str
 ) -> dict[str, float]:
-    """Score a exported model (SavedModel ``serving_default``) on holdout arrays."""
+    """Score an exported model (SavedModel ``serving_default``) on holdout arrays."""
     from models.tabular.export import load_predict_fn
 
     predict = load_predict_fn(Path(saved_model_dir))
-    probabilities = np.asarray(predict(features)).ravel()
-    metrics = binary_metrics(labels, probabilities)
-    log.info(
-        "evaluated %s on %d rows: auc=%.4f accuracy=%.4f log_loss=%.4f",
-        saved_model_dir,
-        int(metrics["rows"]),
-        metrics["auc"],
-        metrics["accuracy"],
-        metrics["log_loss"],
-    )
+    metrics = task_metrics(task, labels, np.asarray(predict(features)))
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "rows")
+    log.info("evaluated %s on %d rows: %s", saved_model_dir, int(metrics["rows"]), shown)
     return metrics

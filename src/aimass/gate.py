@@ -7,9 +7,6 @@ from typing import Any
 
 from aimass.spec import GateSpec
 
-# Metrics where larger is better; the gate only compares those it has bars for.
-HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "log_loss": False}
-
 
 @dataclass(frozen=True)
 class Check:
@@ -65,43 +62,52 @@ def decide(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
     *,
+    metrics: dict[str, bool],
     min_auc: float | None = None,
 ) -> GateDecision:
     """Hold the candidate's holdout metrics to the spec's bars and to the champion's.
 
     Args:
-        gate: bars from the dataset spec.
-        candidate: the candidate's metrics on the holdout (``auc``, ``accuracy``, ``log_loss``).
+        gate: bars from the dataset spec (``min``, ``max``, ``max_regression`` by metric).
+        candidate: the candidate's holdout metrics (``evaluation.evaluate``).
         champion: the champion's metrics on the *same* holdout, or None when there is none yet.
-        min_auc: a per-run override of ``gate.min_auc`` (a DAG param).
+        metrics: the task's metrics, name -> larger is better (``DatasetSpec.metrics``).
+        min_auc: a per-run override of ``gate.min.auc`` (a DAG param; classification only).
+
+    Raises:
+        KeyError: a bar names a metric the candidate (or champion) was not scored on.
     """
-    for key in ("auc", "accuracy"):
-        if key not in candidate:
-            raise KeyError(f"candidate metrics lack '{key}'; got {sorted(candidate)}")
-    auc_bar = gate.min_auc if min_auc is None else min_auc
-    checks = [
-        Check("min_auc", "auc", candidate["auc"], auc_bar, candidate["auc"] >= auc_bar),
-        Check(
-            "min_accuracy",
-            "accuracy",
-            candidate["accuracy"],
-            gate.min_accuracy,
-            candidate["accuracy"] >= gate.min_accuracy,
-        ),
-    ]
+    minimums = gate.bars("min")
+    overrides: dict[str, Any] = {}
+    if min_auc is not None:
+        if "auc" not in metrics:
+            raise KeyError("min_auc applies to classification; this task has no 'auc' metric")
+        minimums["auc"] = min_auc
+        overrides["min_auc"] = min_auc
+
+    def value(source: dict[str, float], metric: str, whose: str) -> float:
+        if metric not in source:
+            raise KeyError(f"{whose} metrics lack '{metric}'; got {sorted(source)}")
+        return float(source[metric])
+
+    checks: list[Check] = []
+    for metric, bar in minimums.items():
+        got = value(candidate, metric, "candidate")
+        checks.append(Check(f"min_{metric}", metric, got, float(bar), got >= bar))
+    for metric, bar in gate.bars("max").items():
+        got = value(candidate, metric, "candidate")
+        checks.append(Check(f"max_{metric}", metric, got, float(bar), got <= bar))
     if champion is not None:
-        bar = champion["auc"] - gate.max_auc_regression
-        checks.append(
-            Check(
-                "no_auc_regression",
-                "auc",
-                candidate["auc"],
-                bar,
-                candidate["auc"] >= bar,
-                champion=champion["auc"],
+        for metric, allowed in gate.bars("max_regression").items():
+            got = value(candidate, metric, "candidate")
+            theirs = value(champion, metric, "champion")
+            if metrics.get(metric, True):
+                bar, passed = theirs - allowed, got >= theirs - allowed
+            else:
+                bar, passed = theirs + allowed, got <= theirs + allowed
+            checks.append(
+                Check(f"no_{metric}_regression", metric, got, bar, passed, champion=theirs)
             )
-        )
-    overrides = {"min_auc": min_auc} if min_auc is not None else {}
     return GateDecision(
         passed=all(c.passed for c in checks),
         checks=tuple(checks),

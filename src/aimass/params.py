@@ -10,6 +10,7 @@ from typing import Any
 
 from aimass.config import Settings
 from aimass.errors import ConfigError
+from aimass.s3io import S3Location, is_s3_uri, parse_s3_uri
 from aimass.spec import load_spec
 
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -30,14 +31,77 @@ class RunParams:
         return asdict(self)
 
 
-def allowed_roots(settings: Settings) -> list[Path]:
-    """Folders a run may read raw data from: the var dir and any in AIMASS_DATA_ROOTS."""
+def _data_roots() -> list[str]:
+    """The entries of AIMASS_DATA_ROOTS (os.pathsep-separated; ``s3://`` ones kept whole)."""
     import os
 
-    extra = [
-        Path(p).resolve() for p in os.environ.get("AIMASS_DATA_ROOTS", "").split(os.pathsep) if p
-    ]
+    parts = os.environ.get("AIMASS_DATA_ROOTS", "").split(os.pathsep)
+    entries: list[str] = []
+    for part in parts:
+        # On POSIX the separator is ":", which also splits "s3://bucket" into "s3", "//bucket".
+        if entries and part.startswith("//") and re.fullmatch(r"[a-z][a-z0-9+.-]*", entries[-1]):
+            entries[-1] = f"{entries[-1]}:{part}"
+        elif part:
+            entries.append(part)
+    return entries
+
+
+def allowed_roots(settings: Settings) -> list[Path]:
+    """Folders a run may read raw data from: the var dir and any in AIMASS_DATA_ROOTS."""
+    extra = [Path(p).resolve() for p in _data_roots() if "://" not in p]
     return [settings.var_dir.resolve(), *extra]
+
+
+def allowed_s3_roots() -> list[S3Location]:
+    """S3 prefixes a run may read raw data from: the ``s3://`` entries of AIMASS_DATA_ROOTS.
+
+    Raises:
+        ConfigError: an entry is not a valid S3 URI.
+    """
+    roots = []
+    for entry in _data_roots():
+        if is_s3_uri(entry):
+            try:
+                roots.append(parse_s3_uri(entry))
+            except ConfigError as exc:
+                raise ConfigError(f"AIMASS_DATA_ROOTS entry {entry!r}: {exc}") from exc
+    return roots
+
+
+def _check_s3_input(raw_input: str) -> str:
+    """Check that an ``s3://`` input lies under an allowed S3 root; the input as given.
+
+    Whether objects exist is checked by the clean job, which lists them before any write.
+    """
+    try:
+        location = parse_s3_uri(raw_input)
+    except ConfigError as exc:
+        raise ConfigError(f"param input_path: {exc}") from exc
+    roots = allowed_s3_roots()
+    if not any(root.contains(location) for root in roots):
+        allowed = [root.uri for root in roots] or "none"
+        raise ConfigError(
+            f"param input_path={raw_input!r} is outside the allowed S3 roots ({allowed}); "
+            f"add s3://{location.bucket}/ or a prefix of the input to AIMASS_DATA_ROOTS "
+            "(entries separated by the OS path separator, like the local folders)"
+        )
+    return raw_input
+
+
+def _check_local_input(raw_input: str, settings: Settings) -> Path:
+    """Check that a local input exists under an allowed root; its resolved path."""
+    input_path = Path(raw_input).expanduser().resolve()
+    roots = allowed_roots(settings)
+    if not any(input_path == root or root in input_path.parents for root in roots):
+        raise ConfigError(
+            f"param input_path={raw_input!r} is outside the allowed data roots {[str(r) for r in roots]}; "
+            "put the file under the var dir or add its folder to AIMASS_DATA_ROOTS"
+        )
+    if not input_path.exists():
+        raise ConfigError(
+            f"param input_path={raw_input!r} does not exist; point it at a CSV file or a folder of CSVs"
+        )
+    return input_path
 
 
 def _int(params: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
@@ -88,17 +152,10 @@ def validate_params(
         ds = run_date.date().isoformat() if isinstance(run_date, datetime) else run_date.isoformat()
 
     raw_input = str(params.get("input_path") or "") or spec.resolved_source_path(settings.var_dir)
-    input_path = Path(raw_input).expanduser().resolve()
-    roots = allowed_roots(settings)
-    if not any(input_path == root or root in input_path.parents for root in roots):
-        raise ConfigError(
-            f"param input_path={raw_input!r} is outside the allowed data roots {[str(r) for r in roots]}; "
-            "put the file under the var dir or add its folder to AIMASS_DATA_ROOTS"
-        )
-    if not input_path.exists():
-        raise ConfigError(
-            f"param input_path={raw_input!r} does not exist; point it at a CSV file or a folder of CSVs"
-        )
+    if is_s3_uri(raw_input):
+        input_path = _check_s3_input(raw_input)
+    else:
+        input_path = str(_check_local_input(raw_input, settings))
 
     epochs = _int(params, "epochs", 1, MAX_EPOCHS)
     workers = _int(params, "workers", 1, MAX_WORKERS) or 1
@@ -116,6 +173,11 @@ def validate_params(
         if not 0.0 <= min_auc <= 1.0:
             raise ConfigError(
                 f"param min_auc={min_auc} must be between 0 and 1 (or empty for the spec's bar)"
+            )
+        if "auc" not in spec.metrics:
+            raise ConfigError(
+                f"param min_auc={min_auc} applies to classification, but spec '{spec.name}' "
+                f"has a {spec.task} label; leave min_auc empty (the spec's gate sets its bars)"
             )
     return RunParams(
         dataset=spec.name,

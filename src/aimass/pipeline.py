@@ -80,11 +80,24 @@ def prepare_run(
 
 
 def validate_quality(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Check the clean partition with the spec's GX suite; a critical failure raises."""
-    from aimass.quality import raise_for_critical, validate_partition
+    """Check the clean partition with the spec's GX suite; a critical failure raises.
+
+    The suite is generated from ``spec.quality``, plus ``conf/expectations/<dataset>.yaml``
+    when that file exists.
+    """
+    from aimass.quality import find_expectations_file, raise_for_critical, validate_partition
     from aimass.spec import load_spec
 
-    spec = load_spec(ctx["dataset"], Settings.from_env().conf_dir)
+    settings = Settings.from_env()
+    spec = load_spec(ctx["dataset"], settings.conf_dir)
+    expectations = find_expectations_file(settings.conf_dir, spec.name)
+    if expectations is None:
+        log.info(
+            "quality: no expectations file at %s; the suite is generated from spec.quality only",
+            settings.conf_dir / "expectations" / f"{spec.name}.yaml",
+        )
+    else:
+        log.info("quality: expectations file %s is added to the suite", expectations)
     clean = _read_json(Path(ctx["clean_summary"]), "clean summary")
     log.info(
         "clean: %s rows in, %s clean, %s quarantined, %s duplicates removed",
@@ -93,7 +106,9 @@ def validate_quality(ctx: dict[str, Any]) -> dict[str, Any]:
         clean["rows_quarantined"],
         clean.get("rows_duplicate", 0),
     )
-    quality = validate_partition(spec, Path(ctx["clean_dir"]), Path(ctx["report_dir"]))
+    quality = validate_partition(
+        spec, Path(ctx["clean_dir"]), Path(ctx["report_dir"]), expectations_file=expectations
+    )
     log.info("quality report (Data Docs): %s", quality.get("data_docs"))
     raise_for_critical(quality)
     return {"clean": clean, "quality": _quality_brief(quality)}
@@ -109,7 +124,10 @@ def _quality_brief(quality: dict[str, Any]) -> dict[str, Any]:
         "warnings": quality.get("warnings", []),
         "data_docs": quality.get("data_docs"),
         "results": [
-            {k: r.get(k) for k in ("expectation", "column", "severity", "success", "observed")}
+            {
+                k: r.get(k)
+                for k in ("expectation", "column", "severity", "source", "success", "observed")
+            }
             for r in results
         ],
     }
@@ -300,7 +318,7 @@ def evaluate_candidate(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
     features, labels = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
-    candidate = evaluate(Path(model["saved_model_dir"]), features, labels)
+    candidate = evaluate(Path(model["saved_model_dir"]), features, labels, task=spec.task)
 
     champion_metrics = None
     champion_version = None
@@ -309,10 +327,12 @@ def evaluate_candidate(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, 
         champion_version = str(champ.version)
         champ_dir = tracking.download_version(settings, champ)
         try:
-            champion_metrics = evaluate(champ_dir, features, labels)
+            champion_metrics = evaluate(champ_dir, features, labels, task=spec.task)
         finally:
             shutil.rmtree(champ_dir, ignore_errors=True)
-    decision = decide(spec.gate, candidate, champion_metrics, min_auc=ctx.get("min_auc"))
+    decision = decide(
+        spec.gate, candidate, champion_metrics, metrics=spec.metrics, min_auc=ctx.get("min_auc")
+    )
     for line in decision.summary().splitlines():
         log.info("%s", line)
 
@@ -320,6 +340,8 @@ def evaluate_candidate(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, 
         **decision.to_dict(),
         "champion_version": champion_version,
         "candidate_version": model["registry_version"],
+        "task": spec.task,
+        "primary_metric": spec.primary_metric,
     }
     report = Path(ctx["report_dir"]) / "gate_decision.json"
     report.write_text(json.dumps(out, indent=2), encoding="utf-8")
@@ -414,6 +436,8 @@ def publish_summary(
             "candidate": decision["candidate"],
             "champion": decision["champion"],
             "champion_version": decision.get("champion_version"),
+            "task": decision.get("task"),
+            "primary_metric": decision.get("primary_metric"),
             "checks": [c["message"] for c in decision["checks"]],
         },
         "deployment": deployment,

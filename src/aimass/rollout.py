@@ -120,24 +120,41 @@ def _json_rows(sample: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 def smoke(
     client: Any, model: str, sample: dict[str, np.ndarray], **selector: Any
 ) -> dict[str, Any]:
-    """One gRPC Predict and one REST predict; both must return probabilities in [0, 1]."""
+    """One gRPC Predict and one REST predict; both must answer one finite output per row.
+
+    The output is ``probabilities`` (classification: each in [0, 1], and a multiclass row
+    sums to 1) or ``predictions`` (regression).
+    """
     grpc_out = client.predict_grpc(model, sample, **selector)
-    probs = np.asarray(grpc_out["probabilities"]).ravel()
+    keys = [k for k in ("probabilities", "predictions") if k in grpc_out]
+    if not keys:
+        raise ServingError(
+            f"{model} {selector}: gRPC predict returned outputs {sorted(grpc_out)}, neither "
+            "'probabilities' nor 'predictions'; is this an AI Mass SavedModel?"
+        )
+    key = keys[0]
+    grpc_values = np.asarray(grpc_out[key], dtype=np.float64)
     rows = [r for r in _json_rows(sample) if None not in r.values()] or _json_rows(sample)[:1]
     rest_out = client.predict_rest(
         model,
         [{k: (v if v is not None else float("nan")) for k, v in r.items()} for r in rows],
         **selector,
     )
-    rest_probs = np.asarray(rest_out, dtype=np.float64).ravel()
-    for where, values in (("gRPC", probs), ("REST", rest_probs)):
-        if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
+    rest_values = np.asarray(rest_out, dtype=np.float64)
+    for where, values in (("gRPC", grpc_values), ("REST", rest_values)):
+        ok = values.size > 0 and bool(np.all(np.isfinite(values)))
+        if ok and key == "probabilities":
+            ok = bool(np.all((values >= 0) & (values <= 1)))
+            if values.ndim == 2:
+                ok = ok and bool(np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
+        if not ok:
             raise ServingError(
-                f"{model} {selector}: {where} predict returned {values!r}, not probabilities"
+                f"{model} {selector}: {where} predict returned {values!r}, not valid {key}"
             )
     return {
-        "grpc_probabilities": probs.round(4).tolist(),
-        "rest_probabilities": rest_probs.round(4).tolist(),
+        "output": key,
+        f"grpc_{key}": grpc_values.round(4).tolist(),
+        f"rest_{key}": rest_values.round(4).tolist(),
         "rest_instance": rows[0],
     }
 

@@ -1,4 +1,12 @@
-"""Fetch the Chicago Taxi sample CSVs from the tfx wheel on PyPI (never installs tfx)."""
+"""Sample datasets taken from wheels on PyPI (downloaded, never installed).
+
+- ``chicago_taxi``: the Chicago Taxi CSVs inside the ``tfx`` wheel (binary label);
+- ``palmer_penguins``: ``penguins.csv`` inside the ``palmerpenguins`` wheel (the
+  ``palmer_penguins`` spec's multiclass label, and ``penguins_body_mass``'s regression).
+
+Each wheel is fetched once with ``pip download --no-deps`` and only the data files are
+extracted to ``<var>/data/raw/<dataset>/``; nothing else is ever downloaded at run time.
+"""
 
 from __future__ import annotations
 
@@ -8,67 +16,105 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-TFX_VERSION = "1.21.0"
-# member inside the wheel -> file name under <var>/data/raw/chicago_taxi/
-SAMPLE_FILES = {
-    "tfx/examples/chicago_taxi_pipeline/data/simple/data.csv": "data.csv",
-    "tfx/components/testdata/external/csv/data.csv": "external_data.csv",
-    "tfx/components/testdata/external/csv/data2.csv": "external_data2.csv",
+
+@dataclass(frozen=True)
+class Sample:
+    """Data files inside one pinned wheel: member path in the wheel -> file name on disk."""
+
+    package: str
+    version: str
+    files: dict[str, str]
+
+
+SAMPLES = {
+    "chicago_taxi": Sample(
+        "tfx",
+        "1.21.0",
+        {
+            "tfx/examples/chicago_taxi_pipeline/data/simple/data.csv": "data.csv",
+            "tfx/components/testdata/external/csv/data.csv": "external_data.csv",
+            "tfx/components/testdata/external/csv/data2.csv": "external_data2.csv",
+        },
+    ),
+    "palmer_penguins": Sample(
+        "palmerpenguins", "0.1.6", {"palmerpenguins/data/penguins.csv": "penguins.csv"}
+    ),
 }
 
 
-def raw_dir(var_dir: Path) -> Path:
-    return var_dir / "data" / "raw" / "chicago_taxi"
+def raw_dir(var_dir: Path, dataset: str = "chicago_taxi") -> Path:
+    return var_dir / "data" / "raw" / dataset
 
 
-def fetch_sample(var_dir: Path, *, force: bool = False) -> dict[str, Path]:
-    """Download the tfx wheel once and extract the taxi CSVs into the var dir.
+def _download_wheel(sample: Sample, into: str) -> Path:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--disable-pip-version-check",
+        "-d",
+        into,
+        f"{sample.package}=={sample.version}",
+    ]
+    log.info(
+        "downloading the %s %s wheel from PyPI (sample data only; it is not installed)",
+        sample.package,
+        sample.version,
+    )
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(cmd)}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}\n"
+            "Check that PyPI is reachable (or a pip index/proxy is configured), then re-run `make setup`."
+        )
+    wheels = list(Path(into).glob(f"{sample.package}-*.whl"))
+    if not wheels:
+        raise RuntimeError(
+            f"pip download succeeded but no {sample.package} wheel was found in {into}"
+        )
+    return wheels[0]
 
-    Returns the extracted files by name. A second call finds them and downloads nothing.
+
+def fetch_dataset(var_dir: Path, dataset: str, *, force: bool = False) -> dict[str, Path]:
+    """Extract one sample dataset into ``raw_dir(var_dir, dataset)``; return its files by name.
+
+    A second call finds the files and downloads nothing.
     """
-    target = raw_dir(var_dir)
-    wanted = {name: target / name for name in SAMPLE_FILES.values()}
+    if dataset not in SAMPLES:
+        raise KeyError(f"no sample dataset '{dataset}'; known: {sorted(SAMPLES)}")
+    sample = SAMPLES[dataset]
+    target = raw_dir(var_dir, dataset)
+    wanted = {name: target / name for name in sample.files.values()}
     if not force and all(p.exists() and p.stat().st_size > 0 for p in wanted.values()):
-        log.info("sample data already present in %s", target)
+        log.info("sample %s already present in %s", dataset, target)
         return wanted
     target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aimass-tfx-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--disable-pip-version-check",
-            "-d",
-            tmp,
-            f"tfx=={TFX_VERSION}",
-        ]
-        log.info(
-            "downloading tfx %s wheel from PyPI (sample data only; tfx is not installed)",
-            TFX_VERSION,
-        )
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"`{' '.join(cmd)}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}\n"
-                "Check that PyPI is reachable (or a pip index/proxy is configured), then re-run `make setup`."
-            )
-        wheels = list(Path(tmp).glob("tfx-*.whl"))
-        if not wheels:
-            raise RuntimeError(f"pip download succeeded but no tfx wheel was found in {tmp}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            for member, name in SAMPLE_FILES.items():
+    with tempfile.TemporaryDirectory(prefix=f"aimass-{sample.package}-") as tmp:
+        wheel = _download_wheel(sample, tmp)
+        with zipfile.ZipFile(wheel) as zf:
+            for member, name in sample.files.items():
                 partial = wanted[name].with_suffix(".part")
                 with zf.open(member) as src, open(partial, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 partial.replace(wanted[name])
                 log.info("extracted %s -> %s", member, wanted[name])
     return wanted
+
+
+def fetch_sample(var_dir: Path, *, force: bool = False) -> dict[str, Path]:
+    """Fetch every sample dataset; return ``{"<dataset>/<file>": path}``."""
+    out: dict[str, Path] = {}
+    for dataset in SAMPLES:
+        for name, path in fetch_dataset(var_dir, dataset, force=force).items():
+            out[f"{dataset}/{name}"] = path
+    return out

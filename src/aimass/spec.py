@@ -13,7 +13,18 @@ from aimass.errors import ConfigError
 
 DTYPES = ("string", "long", "double")
 SOURCE_FORMATS = ("csv", "parquet")
-TASKS = ("binary",)
+TASKS = ("binary", "multiclass", "regression")
+BINARY, MULTICLASS, REGRESSION = TASKS
+# Holdout metrics by task and whether larger is better (the gate's bars name these).
+CLASSIFICATION_METRICS = {"auc": True, "accuracy": True, "log_loss": False}
+REGRESSION_METRICS = {"rmse": False, "mae": False, "r2": True}
+METRICS = {
+    BINARY: CLASSIFICATION_METRICS,
+    MULTICLASS: CLASSIFICATION_METRICS,
+    REGRESSION: REGRESSION_METRICS,
+}
+# The metric a summary leads with.
+PRIMARY_METRIC = {BINARY: "auc", MULTICLASS: "accuracy", REGRESSION: "rmse"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -65,21 +76,62 @@ class TrainingSpec:
             )
 
 
+Bars = tuple[tuple[str, float], ...]
+
+
 @dataclass(frozen=True)
 class GateSpec:
-    min_auc: float = 0.5
-    min_accuracy: float = 0.0
-    max_auc_regression: float = 0.01
+    """The bars a candidate must clear, by holdout metric (see ``METRICS`` for the names).
+
+    ``min``: lowest allowed value; ``max``: highest allowed value; ``max_regression``:
+    the largest allowed worsening against the champion on the same holdout (absolute, in
+    the metric's unit: a drop for metrics where larger is better, a rise otherwise).
+    Stored as sorted ``(metric, value)`` pairs so the spec stays hashable; ``bars()``
+    gives dicts.
+    """
+
+    min: Bars = ()
+    max: Bars = ()
+    max_regression: Bars = ()
 
     def __post_init__(self) -> None:
-        for name in ("min_auc", "min_accuracy"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"gate.{name} must be between 0 and 1, got {value}")
-        if not 0.0 <= self.max_auc_regression <= 1.0:
+        for kind in ("min", "max", "max_regression"):
+            for metric, value in getattr(self, kind):
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise ConfigError(f"gate.{kind}.{metric} must be a number, got {value!r}")
+                if kind == "max_regression" and value < 0:
+                    raise ConfigError(f"gate.max_regression.{metric} must be >= 0, got {value}")
+
+    def bars(self, kind: str) -> dict[str, float]:
+        return dict(getattr(self, kind))
+
+    @staticmethod
+    def default(task: str) -> GateSpec:
+        """Bars when a spec has no ``gate``: better than chance, no real regression."""
+        if task == REGRESSION:
+            return GateSpec(min=(("r2", 0.0),), max_regression=(("r2", 0.02),))
+        return GateSpec(min=(("auc", 0.5),), max_regression=(("auc", 0.01),))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> GateSpec:
+        unknown = sorted(set(raw) - {"min", "max", "max_regression"})
+        if unknown:
             raise ConfigError(
-                f"gate.max_auc_regression must be between 0 and 1, got {self.max_auc_regression}"
+                f"{where}: gate has unknown fields {unknown}; use min, max and max_regression, "
+                "each mapping metric names to numbers (e.g. gate: {min: {auc: 0.6}})"
             )
+        parts: dict[str, Bars] = {}
+        for kind in ("min", "max", "max_regression"):
+            section = raw.get(kind) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(
+                    f"{where}: gate.{kind} must map metric names to numbers, got {section!r}"
+                )
+            parts[kind] = tuple(sorted((str(k), v) for k, v in section.items()))
+        return cls(**parts)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {kind: self.bars(kind) for kind in ("min", "max", "max_regression")}
 
 
 DRIFT_ACTIONS = ("fail", "flag")
@@ -143,6 +195,12 @@ class DatasetSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     gate: GateSpec = field(default_factory=GateSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
+    # The schema column the label is read from (``label.column``), when it is not an expression.
+    label_column: str | None = None
+    # Multiclass: the class values in model output order; rows with other values are quarantined.
+    label_classes: tuple[str, ...] = ()
+    # Field values that mean "missing" besides the empty string (e.g. "NA").
+    null_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"dataset spec '{self.name}'"
@@ -170,6 +228,38 @@ class DatasetSpec:
             raise ConfigError(
                 f"{where}: label.name '{self.label_name}' clashes with a schema column; pick another name"
             )
+        if self.label_column is not None:
+            if self.label_column not in columns:
+                raise ConfigError(
+                    f"{where}: label.column '{self.label_column}' is not in the schema; add it "
+                    "to schema or fix the name"
+                )
+            if self.label_column in (*self.numeric_features, *self.categorical_features):
+                raise ConfigError(
+                    f"{where}: label.column '{self.label_column}' is also listed as a feature; "
+                    "remove it from features (the model must not see its own label)"
+                )
+        if self.task == MULTICLASS:
+            if len(set(self.label_classes)) < 2 or len(set(self.label_classes)) != len(
+                self.label_classes
+            ):
+                raise ConfigError(
+                    f"{where}: a multiclass label needs label.classes, two or more distinct "
+                    f"values in model output order; got {list(self.label_classes)}"
+                )
+        elif self.label_classes:
+            raise ConfigError(
+                f"{where}: label.classes is only for task multiclass (task is '{self.task}'); "
+                "remove it or set label.task: multiclass"
+            )
+        allowed = METRICS[self.task]
+        for kind in ("min", "max", "max_regression"):
+            for metric in self.gate.bars(kind):
+                if metric not in allowed:
+                    raise ConfigError(
+                        f"{where}: gate.{kind}.{metric} is not a {self.task} metric; use one "
+                        f"of {sorted(allowed)}"
+                    )
         for feat in (*self.numeric_features, *self.categorical_features):
             if feat not in columns:
                 raise ConfigError(
@@ -208,6 +298,26 @@ class DatasetSpec:
     def dtype(self, column: str) -> str:
         return dict(self.schema)[column]
 
+    @property
+    def is_classification(self) -> bool:
+        return self.task in (BINARY, MULTICLASS)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the label: 2 for binary, ``len(label_classes)`` for multiclass, 1 else."""
+        if self.task == MULTICLASS:
+            return len(self.label_classes)
+        return 2 if self.task == BINARY else 1
+
+    @property
+    def metrics(self) -> dict[str, bool]:
+        """The holdout metrics for this spec's task, metric -> larger is better."""
+        return METRICS[self.task]
+
+    @property
+    def primary_metric(self) -> str:
+        return PRIMARY_METRIC[self.task]
+
     def resolved_source_path(self, var_dir: Path) -> str:
         return self.source_path.replace("{var_dir}", str(var_dir))
 
@@ -220,12 +330,18 @@ class DatasetSpec:
                 "format": self.source_format,
                 "path": self.source_path,
                 "header": self.header,
+                "null_values": list(self.null_values),
             },
             "schema": dict(self.schema),
             "label": {
                 "name": self.label_name,
-                "expression": self.label_expression,
                 "task": self.task,
+                **(
+                    {"column": self.label_column}
+                    if self.label_column is not None
+                    else {"expression": self.label_expression}
+                ),
+                **({"classes": list(self.label_classes)} if self.label_classes else {}),
             },
             "features": {
                 "numeric": list(self.numeric_features),
@@ -244,7 +360,7 @@ class DatasetSpec:
                 },
             },
             "training": {**asdict(self.training), "hidden_units": list(self.training.hidden_units)},
-            "gate": asdict(self.gate),
+            "gate": self.gate.to_dict(),
             "drift": asdict(self.drift),
         }
 
@@ -266,6 +382,25 @@ class DatasetSpec:
             )
             for col, r in (quality_raw.get("ranges") or {}).items()
         )
+        task = str(label.get("task", BINARY))
+        column = label.get("column")
+        if (column is None) == (label.get("expression") is None):
+            raise ConfigError(
+                f"{where}: label needs exactly one of 'column' (a schema column used as it is) "
+                "or 'expression' (Spark SQL over the schema columns, e.g. \"tips > 0.2 * fare\")"
+            )
+        expression = f"`{column}`" if column is not None else str(label["expression"])
+        classes = label.get("classes") or ()
+        if not isinstance(classes, list | tuple):
+            raise ConfigError(f"{where}: label.classes must be a list, got {classes!r}")
+        null_values = source.get("null_values") or ()
+        if not isinstance(null_values, list | tuple):
+            raise ConfigError(
+                f"{where}: source.null_values must be a list of strings, got {null_values!r}"
+            )
+        gate_raw = raw.get("gate")
+        if gate_raw is not None and not isinstance(gate_raw, dict):
+            raise ConfigError(f"{where}: gate must be a mapping, got {gate_raw!r}")
         try:
             return cls(
                 name=str(_require(raw, "name", where)),
@@ -275,8 +410,8 @@ class DatasetSpec:
                 header=bool(source.get("header", True)),
                 schema=tuple((str(c), str(t)) for c, t in schema_raw.items()),
                 label_name=str(_require(label, "name", f"{where}: label")),
-                label_expression=str(_require(label, "expression", f"{where}: label")),
-                task=str(label.get("task", "binary")),
+                label_expression=expression,
+                task=task,
                 numeric_features=tuple(features.get("numeric") or ()),
                 categorical_features=tuple(features.get("categorical") or ()),
                 rules=tuple(
@@ -291,8 +426,13 @@ class DatasetSpec:
                     ranges=ranges,
                 ),
                 training=TrainingSpec(**_with_tuples(raw.get("training") or {})),
-                gate=GateSpec(**(raw.get("gate") or {})),
+                gate=GateSpec.default(task)
+                if gate_raw is None
+                else GateSpec.from_dict(gate_raw, where),
                 drift=DriftSpec(**(raw.get("drift") or {})),
+                label_column=None if column is None else str(column),
+                label_classes=tuple(str(c) for c in classes),
+                null_values=tuple(str(v) for v in null_values),
             )
         except TypeError as exc:  # unknown keys in training/gate/drift
             raise ConfigError(

@@ -2,20 +2,23 @@
 
 Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server and the model
 server are started as in `make demo`, on free ports and a temporary var dir. The DAG is
-triggered through the REST API and the scheduler runs it. Two runs: the first has no
-champion and deploys version 1; the second is gated against the first's champion.
+triggered through the REST API and the scheduler runs it. Two taxi runs (binary): the
+first has no champion and deploys version 1; the second is gated against the first's
+champion. Then the same DAG runs the penguin specs, a multiclass and a regression label,
+which differ from the taxi data only by their YAML.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import SAMPLE_CSV, free_port
+from testkit import PENGUINS_CSV, SAMPLE_CSV, free_port
 
 from aimass import services
 from aimass.airflow_api import AirflowClient
@@ -40,6 +43,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
     with open(SAMPLE_CSV, encoding="utf-8") as src:
         lines = list(itertools.islice(src, ROWS + 1))
     (raw / "data.csv").write_text("".join(lines + BAD_LINES), encoding="utf-8")
+    penguins = var / "data" / "raw" / "palmer_penguins"
+    penguins.mkdir(parents=True)
+    shutil.copy(PENGUINS_CSV, penguins / "penguins.csv")
 
     mp = pytest.MonkeyPatch()
     env = {
@@ -168,3 +174,73 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
             first_version
         )
+
+
+def _predict_stable(settings: Settings, model: str, instance: dict) -> list:
+    from aimass.serving.client import ServingClient
+
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        return list(sc.predict_rest(model, [instance], label="stable"))
+    finally:
+        sc.close()
+
+
+def test_penguin_specs_run_multiclass_and_regression_through_the_same_dag(
+    stack: tuple[Settings, AirflowClient],
+) -> None:
+    settings, client = stack
+
+    # Multiclass: the species, three classes.
+    run_id, state, summary = _run(client, {"dataset": "palmer_penguins", "ds": "2026-11-02"})
+    assert state == "success", _task_log_tail(settings, run_id)
+    assert summary is not None
+    counts = summary["clean"]
+    assert counts["rows_in"] == 344
+    assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
+    assert summary["quality"]["success"] is True
+    gate = summary["gate"]
+    assert gate["task"] == "multiclass" and gate["passed"] is True, gate["checks"]
+    assert gate["candidate"]["accuracy"] >= 0.85
+    assert {line.split(":")[0] for line in gate["checks"]} == {
+        "[ok] min_accuracy",
+        "[ok] min_auc",
+        "[ok] max_log_loss",
+    }
+    deployment = summary["deployment"]
+    assert deployment["output"] == "probabilities"
+    (probs,) = _predict_stable(settings, "palmer_penguins", deployment["rest_instance"])
+    assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-3)
+
+    # Regression: body mass in grams; the two rows without it are quarantined, not dropped.
+    run_id, state, summary = _run(client, {"dataset": "penguins_body_mass", "ds": "2026-11-02"})
+    assert state == "success", _task_log_tail(settings, run_id)
+    assert summary is not None
+    counts = summary["clean"]
+    assert counts["rows_in"] == 344 and counts["rows_quarantined"] == 2
+    assert counts["quarantine_reasons"] == {"null label body_mass: `body_mass_g`": 2}
+    gate = summary["gate"]
+    assert gate["task"] == "regression" and gate["passed"] is True, gate["checks"]
+    assert gate["candidate"]["rmse"] < 500 and gate["candidate"]["r2"] > 0.6
+    deployment = summary["deployment"]
+    assert deployment["output"] == "predictions"
+    (grams,) = _predict_stable(settings, "penguins_body_mass", deployment["rest_instance"])
+    assert 2000 < float(grams) < 7000
+
+    # A classification-only override is refused for the regression spec, before any work.
+    run_id, state, _ = _run(
+        client, {"dataset": "penguins_body_mass", "ds": "2026-11-03", "min_auc": 0.9}
+    )
+    assert state == "failed"
+    assert "applies to classification" in _task_log_tail(settings, run_id)
+    assert not settings.clean_partition("penguins_body_mass", "2026-11-03").exists()
+
+    # Three models now share the model server, each with its own stable version.
+    from aimass.serving.client import ServingClient
+
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        for model in ("chicago_taxi", "palmer_penguins", "penguins_body_mass"):
+            assert any(s["state"] == "AVAILABLE" for s in sc.model_status(model)), model
+    finally:
+        sc.close()

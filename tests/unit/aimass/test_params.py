@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from aimass.config import Settings
 from aimass.errors import ConfigError
-from aimass.params import validate_params
+from aimass.params import allowed_roots, allowed_s3_roots, validate_params
 
 pytestmark = pytest.mark.unit
 RUN_DATE = datetime(2026, 11, 25, 2, 0)
@@ -68,3 +69,85 @@ def test_extra_data_roots_are_allowed(
         {"input_path": str(outside), "ds": "2026-01-02", "workers": 2}, settings, run_date=RUN_DATE
     )
     assert p.input_path == str(outside.resolve()) and p.ds == "2026-01-02" and p.workers == 2
+
+
+S3_ROOTS = os.pathsep.join(["s3://landing-bucket/raw/taxi", "s3a://other-bucket"])
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://landing-bucket/raw/taxi",
+        "s3://landing-bucket/raw/taxi/",
+        "s3://landing-bucket/raw/taxi/2026-11-25/trips.csv",
+        "s3a://landing-bucket/raw/taxi/2026-11-25/",
+        "s3://other-bucket/anything.parquet",
+    ],
+)
+def test_s3_input_under_an_s3_data_root_is_allowed_as_given(
+    settings: Settings, raw_file: Path, monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
+    monkeypatch.setenv("AIMASS_DATA_ROOTS", S3_ROOTS)
+    p = validate_params({"input_path": uri}, settings, run_date=RUN_DATE)
+    # Not resolved as a local path, and not looked up: the clean job lists it.
+    assert p.input_path == uri
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://landing-bucket/raw/taxi-2/trips.csv", "outside the allowed S3 roots"),
+        ("s3://landing-bucket/raw/trips.csv", "outside the allowed S3 roots"),
+        ("s3://third-bucket/raw/taxi/trips.csv", "add s3://third-bucket/ .*AIMASS_DATA_ROOTS"),
+        ("s3://landing-bucket/raw/taxi/../secret.csv", r"'\.' or '\.\.' segment"),
+        ("s3://x/raw/taxi/trips.csv", "no valid bucket name"),
+    ],
+)
+def test_s3_input_outside_the_s3_data_roots_is_rejected(
+    settings: Settings,
+    raw_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uri: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("AIMASS_DATA_ROOTS", S3_ROOTS)
+    with pytest.raises(ConfigError, match=message):
+        validate_params({"input_path": uri}, settings, run_date=RUN_DATE)
+
+
+def test_s3_input_without_s3_data_roots_names_the_setting(
+    settings: Settings, raw_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIMASS_DATA_ROOTS", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"allowed S3 roots \(none\).*AIMASS_DATA_ROOTS"):
+        validate_params(
+            {"input_path": "s3://landing-bucket/raw/taxi/trips.csv"}, settings, run_date=RUN_DATE
+        )
+
+
+def test_s3_and_local_data_roots_mix_in_one_setting(
+    settings: Settings, raw_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "trips.csv").write_text("x\n", encoding="utf-8")
+    monkeypatch.setenv(
+        "AIMASS_DATA_ROOTS", os.pathsep.join([str(landing), "s3://landing-bucket/raw"])
+    )
+
+    assert allowed_roots(settings) == [settings.var_dir.resolve(), landing.resolve()]
+    assert [r.uri for r in allowed_s3_roots()] == ["s3://landing-bucket/raw"]
+    local = validate_params({"input_path": str(landing / "trips.csv")}, settings, run_date=RUN_DATE)
+    assert local.input_path == str((landing / "trips.csv").resolve())
+    remote = validate_params(
+        {"input_path": "s3://landing-bucket/raw/a.csv"}, settings, run_date=RUN_DATE
+    )
+    assert remote.input_path == "s3://landing-bucket/raw/a.csv"
+
+
+def test_a_bad_s3_data_root_names_the_entry(
+    settings: Settings, raw_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIMASS_DATA_ROOTS", "s3://")
+    with pytest.raises(ConfigError, match="AIMASS_DATA_ROOTS entry 's3://'"):
+        validate_params({"input_path": "s3://landing-bucket/a.csv"}, settings, run_date=RUN_DATE)

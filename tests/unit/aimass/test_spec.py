@@ -50,7 +50,10 @@ def _broken(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
         (["label", "task"], "ranking", "label.task 'ranking' is not supported"),
         (["training", "epochs"], 0, "training.epochs must be >= 1"),
         (["training", "optimizer"], "sgd", "unexpected keyword argument 'optimizer'"),
-        (["gate", "min_auc"], 1.5, "gate.min_auc must be between 0 and 1"),
+        (["gate", "min_auc"], 0.6, "gate has unknown fields"),
+        (["gate", "min"], {"rmse": 3.0}, "gate.min.rmse is not a binary metric"),
+        (["label", "classes"], ["a", "b"], "label.classes is only for task multiclass"),
+        (["label", "column"], "fare", "exactly one of 'column'"),
         (["drift", "psi_warning"], 0.5, "must be > 0 and below drift.psi_critical"),
         (["drift", "on_critical"], "panic", "drift.on_critical 'panic'"),
         (["dedupe_key"], ["trip_id"], "'trip_id' (in dedupe_key or slices) is not in the schema"),
@@ -74,4 +77,58 @@ def test_unknown_spec_name_lists_the_known_ones(tmp_path: Path) -> None:
 
 def test_to_dict_round_trips(raw: dict[str, Any]) -> None:
     spec = DatasetSpec.from_dict(raw)
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec
+
+
+def _multiclass(raw: dict[str, Any], **label: Any) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    out["label"] = {"name": "payment", "column": "payment_type", "task": "multiclass", **label}
+    out["features"]["categorical"] = [
+        c for c in out["features"]["categorical"] if c != "payment_type"
+    ]
+    out.pop("gate", None)
+    return out
+
+
+def test_multiclass_label_from_a_column(raw: dict[str, Any]) -> None:
+    spec = DatasetSpec.from_dict(_multiclass(raw, classes=["Cash", "Credit Card", "Unknown"]))
+    assert spec.task == "multiclass" and spec.num_classes == 3
+    assert spec.label_column == "payment_type" and spec.label_expression == "`payment_type`"
+    assert spec.gate.bars("min") == {"auc": 0.5}  # the default gate for classification
+    assert DatasetSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ({"classes": ["Cash"]}, "two or more distinct values"),
+        ({"classes": ["Cash", "Cash"]}, "two or more distinct values"),
+        ({"column": "ghost", "classes": ["a", "b"]}, "label.column 'ghost' is not in the schema"),
+        ({"column": "company", "classes": ["a", "b"]}, "is also listed as a feature"),
+    ],
+)
+def test_bad_multiclass_label_is_explained(
+    raw: dict[str, Any], label: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DatasetSpec.from_dict(_multiclass(raw, **label))
+
+
+def test_regression_label_gets_regression_metrics_and_default_gate(raw: dict[str, Any]) -> None:
+    out = copy.deepcopy(raw)
+    out["label"] = {"name": "tip_amount", "column": "tips", "task": "regression"}
+    out.pop("gate")
+    spec = DatasetSpec.from_dict(out)
+    assert set(spec.metrics) == {"rmse", "mae", "r2"} and spec.primary_metric == "rmse"
+    assert spec.gate.bars("min") == {"r2": 0.0}
+    out["gate"] = {"min": {"auc": 0.6}}
+    with pytest.raises(ConfigError, match="gate.min.auc is not a regression metric"):
+        DatasetSpec.from_dict(out)
+
+
+def test_null_values_round_trip(raw: dict[str, Any]) -> None:
+    out = copy.deepcopy(raw)
+    out["source"]["null_values"] = ["NA", "n/a"]
+    spec = DatasetSpec.from_dict(out)
+    assert spec.null_values == ("NA", "n/a")
     assert DatasetSpec.from_dict(spec.to_dict()) == spec

@@ -341,3 +341,64 @@ def test_parquet_as_raw_names_missing_columns(spark: Any) -> None:
     frame = spark.createDataFrame([(1.0, 2)], "fare double, hour long")
     with pytest.raises(ConfigError, match=r"lacks the columns \['tips', 'company'\]"):
         parquet_as_raw(frame, spec=SPEC)
+
+
+PENGUIN_SCHEMA = {"species": "string", "bill": "double", "sex": "string"}
+
+
+def _penguin_spec(
+    label: dict[str, Any], features: dict[str, list[str]] | None = None
+) -> DatasetSpec:
+    return DatasetSpec.from_dict(
+        {
+            "name": "birds",
+            "source": {"format": "csv", "path": "unused.csv", "null_values": ["NA"]},
+            "schema": PENGUIN_SCHEMA,
+            "label": label,
+            "features": features or {"numeric": ["bill"], "categorical": ["sex"]},
+        },
+        origin="test",
+    )
+
+
+def _penguin_rows(spark: Any, spec: DatasetSpec, rows: list[tuple[str | None, ...]]) -> Any:
+    from jobs.clean.transforms import raw_csv_schema
+
+    return spark.createDataFrame([(*r, None) for r in rows], schema=raw_csv_schema(spec))
+
+
+def test_multiclass_label_is_the_class_index_and_unknown_classes_are_quarantined(
+    spark: Any,
+) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.clean.transforms import clean_rows, clean_schema
+
+    spec = _penguin_spec(
+        {"name": "kind", "column": "species", "task": "multiclass", "classes": ["Adelie", "Gentoo"]}
+    )
+    rows = [("Gentoo", "47.1", "male"), ("Adelie", "NA", "NA"), ("Emperor", "50", "female")]
+    clean, quarantine = clean_rows(_penguin_rows(spark, spec, rows), spec=spec)
+
+    assert clean_schema(spec)["kind"].dataType == T.IntegerType()
+    got = {r["species"]: (r["kind"], r["bill"], r["sex"]) for r in clean.collect()}
+    # "NA" is a null (source.null_values), not an unparseable double.
+    assert got == {"Gentoo": (1, 47.1, "male"), "Adelie": (0, None, None)}
+    assert reasons(quarantine) == {"Emperor,50,female": "unknown class kind: 'Emperor'"}
+
+
+def test_regression_label_is_a_double_and_a_missing_value_is_a_null_label(spark: Any) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.clean.transforms import clean_rows, clean_schema
+
+    spec = _penguin_spec(
+        {"name": "bill_mm", "column": "bill", "task": "regression"},
+        {"categorical": ["species", "sex"]},
+    )
+    rows = [("Gentoo", "47.1", "male"), ("Adelie", "NA", "female")]
+    clean, quarantine = clean_rows(_penguin_rows(spark, spec, rows), spec=spec)
+
+    assert clean_schema(spec)["bill_mm"].dataType == T.DoubleType()
+    assert [(r["species"], r["bill_mm"]) for r in clean.collect()] == [("Gentoo", 47.1)]
+    assert reasons(quarantine) == {"Adelie,NA,female": "null label bill_mm: `bill`"}
