@@ -65,6 +65,28 @@ def save_tiny_model(path: Path, bias: float) -> Path:
     return path
 
 
+_DUCKDB_TYPES = {"double": "DOUBLE", "long": "BIGINT", "string": "VARCHAR"}
+
+
+def with_derived(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """``frame`` plus the spec's derived columns, evaluated with DuckDB (the shipped specs'
+    expressions are plain SQL both engines read the same way; the clean job uses Spark)."""
+    if not spec.derived:
+        return frame
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("frame", frame)
+    columns = ", ".join(
+        f'CAST(({d.expression}) AS {_DUCKDB_TYPES[d.dtype]}) AS "{d.name}"' for d in spec.derived
+    )
+    out = con.execute(f"SELECT {columns} FROM frame").df()
+    con.close()
+    for d in spec.derived:
+        frame[d.name] = out[d.name].to_numpy()
+    return frame
+
+
 def write_partition(
     csv: Path, out: Path, spec: DatasetSpec, *, files: int = 3, label: bool = True
 ) -> Path:
@@ -81,7 +103,8 @@ def write_partition(
     buckets = np.array([zlib.crc32(line.encode()) % 100 for line in lines])
     frame["split"] = np.where(buckets < spec.holdout_percent, "holdout", "train")
     frame = frame[frame["fare"].notna() & frame["tips"].notna()].reset_index(drop=True)
-    fields = [(c, _ARROW[t]) for c, t in spec.schema]
+    frame = with_derived(frame, spec)
+    fields = [(c, _ARROW[spec.dtype(c)]) for c in spec.clean_columns]
     if label:
         frame[spec.label_name] = (frame["tips"] > 0.2 * frame["fare"]).astype("int32")
         fields.append((spec.label_name, pa.int32()))
@@ -113,7 +136,8 @@ def write_penguin_partition(out: Path, spec: DatasetSpec) -> Path:
     frame["split"] = np.where(buckets < spec.holdout_percent, "holdout", "train")
     assert spec.label_column is not None
     frame = frame[frame[spec.label_column].notna()].reset_index(drop=True)
-    fields = [(c, _ARROW[t]) for c, t in spec.schema]
+    frame = with_derived(frame, spec)
+    fields = [(c, _ARROW[spec.dtype(c)]) for c in spec.clean_columns]
     if spec.label_classes:
         index = {c: i for i, c in enumerate(spec.label_classes)}
         frame[spec.label_name] = frame[spec.label_column].map(index).astype("int32")

@@ -276,9 +276,11 @@ def _check_s3_input(spec: DatasetSpec, uri: str, staging: Path | None) -> Batch:
 
 
 def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> None:
-    """Raise ConfigError unless every rule and the label expression compile on the schema.
+    """Raise ConfigError unless every derived column, rule and the label expression compile.
 
     Checked on an empty typed frame, so a typo fails in a second, before any data is read.
+    Derived columns are checked in order (each may use the ones before it); rules and the
+    label may use all of them.
     """
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
@@ -286,17 +288,22 @@ def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> No
     from jobs.clean.transforms import SPARK_TYPES
 
     fields = ", ".join(f"`{c}` {SPARK_TYPES[t].simpleString()}" for c, t in spec.schema)
-    empty = spark.createDataFrame([], fields)
-    checks = [(f"rule '{r.name}'", r.expression) for r in spec.rules]
-    checks.append(("label.expression", spec.label_expression))
-    for what, expression in checks:
+    frame = spark.createDataFrame([], fields)
+    checks = [(f"derived column '{d.name}'", d.expression, d) for d in spec.derived]
+    checks += [(f"rule '{r.name}'", r.expression, None) for r in spec.rules]
+    checks.append(("label.expression", spec.label_expression, None))
+    for what, expression, derived in checks:
         try:
-            empty.select(F.expr(expression)).schema  # noqa: B018 -- forces analysis
+            if derived is not None:
+                frame = frame.withColumn(
+                    derived.name, F.expr(expression).cast(SPARK_TYPES[derived.dtype])
+                )
+            frame.select(F.expr(expression)).schema  # noqa: B018 -- forces analysis
         except AnalysisException as exc:
             first = str(exc).splitlines()[0]
             raise ConfigError(
                 f"{what} of spec '{spec.name}' ({expression!r}) cannot be evaluated on the "
-                f"schema columns {list(spec.columns)}: {first}. Fix the expression in the "
+                f"columns {frame.columns}: {first}. Fix the expression in the "
                 f"spec ({origin}) or add the column to its schema"
             ) from exc
 

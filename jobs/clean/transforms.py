@@ -83,8 +83,9 @@ def label_type(spec: DatasetSpec) -> T.DataType:
 
 
 def clean_schema(spec: DatasetSpec) -> T.StructType:
-    """Schema of the clean partition: typed spec columns, the label, ``split``."""
+    """Schema of the clean partition: typed spec columns, derived columns, the label, ``split``."""
     fields = [T.StructField(col, SPARK_TYPES[dtype], True) for col, dtype in spec.schema]
+    fields += [T.StructField(d.name, SPARK_TYPES[d.dtype], True) for d in spec.derived]
     fields.append(T.StructField(spec.label_name, label_type(spec), True))
     fields.append(T.StructField(SPLIT_COLUMN, T.StringType(), False))
     return T.StructType(fields)
@@ -296,8 +297,20 @@ def add_split(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
     return df.withColumn(SPLIT_COLUMN, split)
 
 
+def add_derived(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
+    """Add the spec's derived columns, each its expression cast to its type, in spec order.
+
+    A derived column may use the ones before it. Expressions should be null-safe where the
+    data can make them fail (``CASE WHEN seconds > 0 THEN miles / seconds END``): under
+    ANSI SQL a division by zero fails the job rather than giving null.
+    """
+    for d in spec.derived:
+        df = df.withColumn(d.name, F.expr(d.expression).cast(SPARK_TYPES[d.dtype]))
+    return df
+
+
 def clean_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
-    """The row-level clean step: parse, rules, label, split (``drop_duplicates`` follows).
+    """The row-level clean step: parse, derive, rules, label, split (``drop_duplicates`` follows).
 
     Returns:
         ``(clean, quarantine)`` with the columns of ``clean_schema(spec)`` (plus
@@ -305,9 +318,9 @@ def clean_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFram
         ``quarantine_schema()``.
     """
     typed, malformed = parse_rows(df, spec=spec)
-    ok, broken = apply_rules(typed, spec=spec)
+    ok, broken = apply_rules(add_derived(typed, spec=spec), spec=spec)
     clean = add_split(add_label(ok, spec=spec), spec=spec)
-    columns = [*spec.columns, spec.label_name, SPLIT_COLUMN]
+    columns = [*spec.clean_columns, spec.label_name, SPLIT_COLUMN]
     return clean.select(*columns, *_position(df)), malformed.unionByName(broken)
 
 

@@ -232,7 +232,7 @@ def load_expectations(path: Path, spec: DatasetSpec) -> list[PlannedExpectation]
     unknown = sorted(set(raw) - {"expectations"})
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {unknown}; only 'expectations' is read")
-    allowed = list(dict.fromkeys((*spec.columns, spec.label_name, SPLIT_COLUMN)))
+    allowed = list(dict.fromkeys((*spec.clean_columns, spec.label_name, SPLIT_COLUMN)))
     plan: list[PlannedExpectation] = []
     for index, entry in enumerate(raw["expectations"]):
         where = f"{path}: expectations[{index}]"

@@ -41,6 +41,15 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A column the clean job computes from the schema columns (``derived`` in the spec)."""
+
+    name: str
+    expression: str
+    dtype: str
+
+
+@dataclass(frozen=True)
 class Range:
     column: str
     min: float | None
@@ -201,6 +210,9 @@ class DatasetSpec:
     label_classes: tuple[str, ...] = ()
     # Field values that mean "missing" besides the empty string (e.g. "NA").
     null_values: tuple[str, ...] = ()
+    # Columns computed by the clean job (Spark SQL over the schema columns), written to the
+    # clean partition after the schema columns; rules, label and features may use them.
+    derived: tuple[Derived, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"dataset spec '{self.name}'"
@@ -220,6 +232,21 @@ class DatasetSpec:
                 raise ConfigError(
                     f"{where}: schema.{col} has type '{dtype}'; use one of {', '.join(DTYPES)}"
                 )
+        for d in self.derived:
+            if not _NAME.match(d.name):
+                raise ConfigError(f"{where}: derived column '{d.name}' must be lower_snake_case")
+            if d.name in columns or d.name == self.label_name:
+                raise ConfigError(
+                    f"{where}: derived column '{d.name}' clashes with a schema column or the "
+                    "label; pick another name"
+                )
+            if d.dtype not in DTYPES:
+                raise ConfigError(
+                    f"{where}: derived.{d.name} has type '{d.dtype}'; use one of {', '.join(DTYPES)}"
+                )
+        if len({d.name for d in self.derived}) != len(self.derived):
+            raise ConfigError(f"{where}: derived has duplicate column names")
+        clean_columns = [*columns, *(d.name for d in self.derived)]
         if self.task not in TASKS:
             raise ConfigError(
                 f"{where}: label.task '{self.task}' is not supported; use one of {TASKS}"
@@ -261,9 +288,9 @@ class DatasetSpec:
                         f"of {sorted(allowed)}"
                     )
         for feat in (*self.numeric_features, *self.categorical_features):
-            if feat not in columns:
+            if feat not in clean_columns:
                 raise ConfigError(
-                    f"{where}: feature '{feat}' is not in the schema; add it to schema or remove it from features"
+                    f"{where}: feature '{feat}' is not in the schema or derived; add it there or remove it from features"
                 )
         for feat in self.numeric_features:
             if self.dtype(feat) == "string":
@@ -274,17 +301,22 @@ class DatasetSpec:
             raise ConfigError(
                 f"{where}: features lists no columns; add features.numeric or features.categorical"
             )
-        for col in (*self.dedupe_key, *self.slices):
+        for col in self.dedupe_key:
             if col not in columns:
                 raise ConfigError(
-                    f"{where}: '{col}' (in dedupe_key or slices) is not in the schema; add it to schema or remove it"
+                    f"{where}: '{col}' (in dedupe_key) is not in the schema; add it to schema or remove it"
+                )
+        for col in self.slices:
+            if col not in clean_columns:
+                raise ConfigError(
+                    f"{where}: '{col}' (in slices) is not in the schema or derived; add it there or remove it"
                 )
         if not 1 <= self.holdout_percent <= 50:
             raise ConfigError(
                 f"{where}: split.holdout_percent must be 1..50, got {self.holdout_percent}"
             )
         for col in (*self.quality.not_null, *(r.column for r in self.quality.ranges)):
-            if col not in columns and col != self.label_name:
+            if col not in clean_columns and col != self.label_name:
                 raise ConfigError(f"{where}: quality refers to unknown column '{col}'")
 
     @property
@@ -292,11 +324,19 @@ class DatasetSpec:
         return tuple(c for c, _ in self.schema)
 
     @property
+    def clean_columns(self) -> tuple[str, ...]:
+        """The schema columns, then the derived ones: the data columns of the clean partition."""
+        return (*self.columns, *(d.name for d in self.derived))
+
+    @property
     def features(self) -> tuple[str, ...]:
         return (*self.numeric_features, *self.categorical_features)
 
     def dtype(self, column: str) -> str:
-        return dict(self.schema)[column]
+        """Spec type of a schema or derived column."""
+        types = dict(self.schema)
+        types.update((d.name, d.dtype) for d in self.derived)
+        return types[column]
 
     @property
     def is_classification(self) -> bool:
@@ -346,6 +386,9 @@ class DatasetSpec:
             "features": {
                 "numeric": list(self.numeric_features),
                 "categorical": list(self.categorical_features),
+            },
+            "derived": {
+                d.name: {"expression": d.expression, "type": d.dtype} for d in self.derived
             },
             "rules": [{"name": r.name, "expression": r.expression} for r in self.rules],
             "dedupe_key": list(self.dedupe_key),
@@ -398,6 +441,15 @@ class DatasetSpec:
             raise ConfigError(
                 f"{where}: source.null_values must be a list of strings, got {null_values!r}"
             )
+        derived_raw = raw.get("derived") or {}
+        if not isinstance(derived_raw, dict) or not all(
+            isinstance(v, dict) and v.get("expression") and v.get("type")
+            for v in derived_raw.values()
+        ):
+            raise ConfigError(
+                f"{where}: derived must map column names to {{expression: <Spark SQL>, type: "
+                f"<{'|'.join(DTYPES)}>}}, e.g. speed: {{expression: 'miles / hours', type: double}}"
+            )
         gate_raw = raw.get("gate")
         if gate_raw is not None and not isinstance(gate_raw, dict):
             raise ConfigError(f"{where}: gate must be a mapping, got {gate_raw!r}")
@@ -433,6 +485,10 @@ class DatasetSpec:
                 label_column=None if column is None else str(column),
                 label_classes=tuple(str(c) for c in classes),
                 null_values=tuple(str(v) for v in null_values),
+                derived=tuple(
+                    Derived(name=str(n), expression=str(d["expression"]), dtype=str(d["type"]))
+                    for n, d in derived_raw.items()
+                ),
             )
         except TypeError as exc:  # unknown keys in training/gate/drift
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -28,6 +29,22 @@ BAD_LINES: dict[bytes, str] = {
     GOOD.replace("27.05", "-4.5").encode(): "rule fare_not_negative",
     GOOD.replace("Taxi Affiliation", "Caf\xe9").encode("latin-1"): "malformed: bad encoding",
 }
+
+
+def _rule_breakers(data: bytes) -> dict[str, str]:
+    """Lines of the real sample that break a spec rule, found without Spark (csv module).
+
+    The taxi spec quarantines zero-second trips with miles; the sample has a few.
+    """
+    lines = data.decode("utf-8").splitlines()
+    header = next(csv.reader(lines[:1]))
+    seconds, miles = header.index("trip_seconds"), header.index("trip_miles")
+    out = {}
+    for line in lines[1:]:
+        fields = next(csv.reader([line]))
+        if fields[seconds] and fields[miles] and float(fields[seconds]) == 0 < float(fields[miles]):
+            out[line] = "rule zero_second_trip_with_miles"
+    return out
 
 
 def _args(settings: Settings, input_path: Path) -> list[str]:
@@ -80,6 +97,7 @@ def job(taxi_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         "settings": settings,
         "landing": landing,
         "rows_in": data.count(b"\n") - 1 + len(BAD_LINES),
+        "rule_breakers": _rule_breakers(data),
         "summary": json.loads(summary_path.read_text()),
         # spark-submit forwards the Python driver's stderr to its own stdout.
         "log": proc.stdout + proc.stderr,
@@ -102,7 +120,9 @@ def test_summary_follows_the_contract_and_conserves_rows(job: dict[str, Any]) ->
     assert (summary["dataset"], summary["ds"]) == ("chicago_taxi", DS)
     assert summary["rows_in"] == job["rows_in"] == 3000 + len(BAD_LINES)
     assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"]
-    assert summary["rows_quarantined"] == len(BAD_LINES)
+    breakers = len(job["rule_breakers"])
+    assert breakers > 0  # the real sample has zero-second trips with miles
+    assert summary["rows_quarantined"] == len(BAD_LINES) + breakers
     assert summary["rows_train"] + summary["rows_holdout"] == summary["rows_clean"]
     assert summary["quarantine_reasons"] == {
         "malformed: wrong field count": 1,
@@ -110,6 +130,7 @@ def test_summary_follows_the_contract_and_conserves_rows(job: dict[str, Any]) ->
         "unparseable long in trip_start_month": 1,
         "rule fare_not_negative": 1,
         "malformed: bad encoding": 1,
+        "rule zero_second_trip_with_miles": breakers,
     }
     assert "read 3005 raw rows" in job["log"]
 
@@ -131,6 +152,12 @@ def test_clean_partition_is_typed_labelled_and_split(job: dict[str, Any]) -> Non
     assert set(frame["split"].unique()) == {"train", "holdout"}
     assert 0.15 < holdout < 0.25
     assert (frame["fare"] >= 0).all()
+    # The spec's derived column, computed by the job.
+    assert types["trip_speed_mph"] == "double"
+    moving = frame[frame["trip_seconds"] > 0]
+    expected_speed = moving["trip_miles"] * 3600.0 / moving["trip_seconds"]
+    assert (moving["trip_speed_mph"] - expected_speed).abs().max() < 1e-9
+    assert frame.loc[frame["trip_seconds"] == 0, "trip_speed_mph"].isna().all()
 
 
 def test_quarantine_keeps_the_raw_line_and_the_reason(job: dict[str, Any]) -> None:
@@ -140,7 +167,7 @@ def test_quarantine_keeps_the_raw_line_and_the_reason(job: dict[str, Any]) -> No
     expected = {
         line.decode("utf-8", errors="replace"): reason for line, reason in BAD_LINES.items()
     }
-    assert got == expected
+    assert got == {**expected, **job["rule_breakers"]}
 
 
 def test_rerun_replaces_its_partition_instead_of_duplicating_it(
@@ -161,7 +188,7 @@ def test_rerun_replaces_its_partition_instead_of_duplicating_it(
     )
     assert pq.read_table(settings.quarantine_partition("chicago_taxi", DS)).num_rows == len(
         BAD_LINES
-    )
+    ) + len(job["rule_breakers"])
     # Nothing left behind next to the partitions (staging or old copies).
     assert [p.name for p in partition.parent.iterdir()] == [partition.name]
     # Reruns split identically.

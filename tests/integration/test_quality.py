@@ -75,7 +75,7 @@ def test_good_partition_passes_and_renders_data_docs(
     row_count = next(
         r for r in summary["results"] if r["expectation"] == "expect_table_row_count_to_be_between"
     )
-    assert row_count["observed"] == 3000
+    assert row_count["observed"] == spark.read.parquet(str(good_partition)).count() > 2900
     index = Path(summary["data_docs"])
     assert index == report_dir / "data_docs" / "index.html"
     assert "chicago_taxi_clean" in index.read_text(encoding="utf-8")
@@ -104,13 +104,15 @@ def test_critical_failure_raises_naming_the_expectation(
         .drop("_n")
     )
     df.write.parquet(str(bad))
+    written = spark.read.parquet(str(bad))
+    nulls, rows = written.where(F.col("fare").isNull()).count(), written.count()
 
     summary = validate_partition(SPEC, bad, tmp_path / "report", spark=spark)
 
     assert summary["success"] is False
     assert len(summary["critical_failures"]) == 1
     assert summary["critical_failures"][0].startswith(
-        "expect_column_values_to_not_be_null(column=fare): 300 of 3000 rows unexpected"
+        f"expect_column_values_to_not_be_null(column=fare): {nulls} of {rows} rows unexpected"
     )
     assert len(summary["warnings"]) == 1
     assert summary["warnings"][0].startswith(

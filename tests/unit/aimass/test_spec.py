@@ -54,9 +54,20 @@ def _broken(raw: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
         (["gate", "min"], {"rmse": 3.0}, "gate.min.rmse is not a binary metric"),
         (["label", "classes"], ["a", "b"], "label.classes is only for task multiclass"),
         (["label", "column"], "fare", "exactly one of 'column'"),
+        (
+            ["derived", "fare"],
+            {"expression": "1", "type": "double"},
+            "clashes with a schema column",
+        ),
+        (
+            ["derived", "speed"],
+            {"expression": "1", "type": "float"},
+            "derived.speed has type 'float'",
+        ),
+        (["derived", "speed"], "fare / 2", "derived must map column names"),
         (["drift", "psi_warning"], 0.5, "must be > 0 and below drift.psi_critical"),
         (["drift", "on_critical"], "panic", "drift.on_critical 'panic'"),
-        (["dedupe_key"], ["trip_id"], "'trip_id' (in dedupe_key or slices) is not in the schema"),
+        (["dedupe_key"], ["trip_id"], "'trip_id' (in dedupe_key) is not in the schema"),
         (["split", "holdout_percent"], 90, "holdout_percent must be 1..50"),
         (["quality", "not_null"], ["ghost"], "unknown column 'ghost'"),
     ],
@@ -132,3 +143,10 @@ def test_null_values_round_trip(raw: dict[str, Any]) -> None:
     spec = DatasetSpec.from_dict(out)
     assert spec.null_values == ("NA", "n/a")
     assert DatasetSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_derived_columns_are_clean_columns_with_a_type(raw: dict[str, Any]) -> None:
+    spec = DatasetSpec.from_dict(raw)
+    assert [d.name for d in spec.derived] == ["trip_speed_mph"]
+    assert spec.clean_columns[-1] == "trip_speed_mph" and spec.dtype("trip_speed_mph") == "double"
+    assert "trip_speed_mph" in spec.numeric_features and "trip_speed_mph" not in spec.columns

@@ -402,3 +402,29 @@ def test_regression_label_is_a_double_and_a_missing_value_is_a_null_label(spark:
     assert clean_schema(spec)["bill_mm"].dataType == T.DoubleType()
     assert [(r["species"], r["bill_mm"]) for r in clean.collect()] == [("Gentoo", 47.1)]
     assert reasons(quarantine) == {"Adelie,NA,female": "null label bill_mm: `bill`"}
+
+
+def test_derived_columns_are_written_and_rules_may_use_them(spark: Any) -> None:
+    from pyspark.sql import types as T
+
+    from jobs.clean.transforms import clean_rows, clean_schema
+
+    raw = SPEC.to_dict()
+    raw["derived"] = {
+        "tip_share": {
+            "expression": "CASE WHEN fare > 0 THEN tips / fare END",
+            "type": "double",
+        },
+        "tip_pct": {"expression": "round(tip_share * 100)", "type": "long"},
+    }
+    raw["rules"] = [*raw["rules"], {"name": "tip_below_fare", "expression": "tip_share <= 1"}]
+    spec = DatasetSpec.from_dict(raw, origin="test")
+    rows = [("10", "3", "1", "a", None), ("0", "1", "2", "b", None), ("10", "15", "2", "c", None)]
+    clean, quarantine = clean_rows(raw_df(spark, rows), spec=spec)
+
+    assert clean_schema(spec)["tip_pct"].dataType == T.LongType()
+    assert clean.schema.simpleString() == clean_schema(spec).simpleString()
+    got = {r["company"]: (r["tip_share"], r["tip_pct"]) for r in clean.collect()}
+    # fare 0: the CASE gives null instead of a division by zero, and a null rule passes.
+    assert got == {"a": (0.3, 30), "b": (None, None)}
+    assert reasons(quarantine) == {"10,15,2,c": "rule tip_below_fare"}

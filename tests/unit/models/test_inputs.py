@@ -23,7 +23,10 @@ def _tiny_partition(spec: DatasetSpec, out: Path) -> Path:
     """Three rows: one complete, one with every feature null, one holdout."""
     arrow = {"double": pa.float64(), "long": pa.int64(), "string": pa.string()}
     full = {"double": 1.5, "long": 7, "string": "Cash"}
-    columns = {col: pa.array([full[t], None, full[t]], type=arrow[t]) for col, t in spec.schema}
+    columns = {
+        col: pa.array([full[t], None, full[t]], type=arrow[t])
+        for col, t in ((c, spec.dtype(c)) for c in spec.clean_columns)
+    }
     columns[spec.label_name] = pa.array([1, 0, 1], type=pa.int32())
     columns["split"] = pa.array(["train", "train", "holdout"])
     out.mkdir(parents=True)
