@@ -117,6 +117,9 @@ def _csv_field_sql(col: str) -> str:
     return f"coalesce(CASE WHEN {needs} THEN {quoted} ELSE {col} END, '')"
 
 
+_DUCKDB_TYPES = {"double": "DOUBLE", "long": "BIGINT", "string": "VARCHAR"}
+
+
 def duckdb_statements(
     spec: DatasetSpec, input_path: Path, clean_dir: Path, quarantine_dir: Path
 ) -> dict[str, str]:
@@ -153,15 +156,21 @@ def duckdb_statements(
         f"THEN {_lit(f'null label {spec.label_name}: {spec.label_expression}')} END"
     )
     hashed = ", ".join(_q(c) for c in cols)
+    # Derived columns (DuckDB lets one refer to those before it, as the Spark job does).
+    derived = "".join(
+        f", CAST(({d.expression}) AS {_DUCKDB_TYPES[d.dtype]}) AS {_q(d.name)}"
+        for d in spec.derived
+    )
+    clean_data_cols = [*cols, *(d.name for d in spec.derived)]
     staged = (
         "CREATE OR REPLACE TEMP VIEW staged AS "
-        f"SELECT {', '.join(_q(c) for c in cols)}, "
+        f"SELECT {', '.join(_q(c) for c in clean_data_cols)}, "
         f"CAST(({spec.label_expression}) AS INTEGER) AS {_q(spec.label_name)}, "
         f"CASE WHEN hash({hashed}) % 100 < {spec.holdout_percent} "
         "THEN 'holdout' ELSE 'train' END AS split, "
         f"coalesce({', '.join(checks)}) AS reason, __raw AS raw, __pos "
-        f"FROM (SELECT {typed}, __raw, __pos FROM "
-        f"(SELECT {values}, {raw_line} AS __raw, rowid AS __pos FROM raw))"
+        f"FROM (SELECT *{derived} FROM (SELECT {typed}, __raw, __pos FROM "
+        f"(SELECT {values}, {raw_line} AS __raw, rowid AS __pos FROM raw)))"
     )
     # Duplicates among rows that passed: exact (all columns), then key among first copies;
     # the earlier row in file order is kept, as in jobs.clean.transforms.drop_duplicates.
@@ -181,7 +190,7 @@ def duckdb_statements(
         "CREATE OR REPLACE TEMP VIEW deduped AS SELECT *, "
         f"CASE WHEN NOT __first THEN 'exact' {key_dup}END AS __dup FROM ranked"
     )
-    clean_cols = ", ".join(_q(c) for c in (*cols, spec.label_name, "split"))
+    clean_cols = ", ".join(_q(c) for c in (*clean_data_cols, spec.label_name, "split"))
     rejects = (
         "SELECT csv_line AS raw, CASE WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS') "
         f"THEN {_lit(WRONG_FIELD_COUNT)} WHEN error_type = 'INVALID ENCODING' "
