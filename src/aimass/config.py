@@ -8,6 +8,7 @@ training workers started by the platform all see the same settings.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,22 @@ def _port(name: str, default: int) -> int:
     return port
 
 
+TRAIN_LAUNCHERS = ("local", "kubernetes")
+K8S_PULL_POLICIES = ("IfNotPresent", "Always", "Never")
+# A Kubernetes resource quantity as written in manifests: 2, 500m, 1.5, 4Gi, 512M.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to 0 or more") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -41,6 +58,70 @@ class Settings:
     mlflow_tracking_uri: str = ""
     # Where the model server is reached; the host itself by default, a service name in docker/.
     serving_host: str = ""
+    # Training launcher: "local" worker processes, or "kubernetes" pods (aimass.k8s_launcher).
+    train_launcher: str = "local"
+    k8s_namespace: str = "default"
+    k8s_image: str = ""
+    k8s_service_account: str = ""  # "" = the namespace's default service account
+    k8s_pvc: str = ""  # ReadWriteMany claim holding the var dir (lake, runs), mounted at var_dir
+    k8s_cpu: str = "2"  # per worker pod, requests = limits
+    k8s_memory: str = "4Gi"
+    k8s_gpus: int = 0  # nvidia.com/gpu limit per worker pod
+    k8s_image_pull_policy: str = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if self.train_launcher not in TRAIN_LAUNCHERS:
+            raise ConfigError(
+                f"AIMASS_TRAIN_LAUNCHER={self.train_launcher!r}; use one of {list(TRAIN_LAUNCHERS)}"
+            )
+        if self.train_launcher == "kubernetes":
+            self._check_kubernetes()
+
+    def _check_kubernetes(self) -> None:
+        """The K8s fields the kubernetes launcher needs, each named with its fix when wrong."""
+        if not self.k8s_image.strip():
+            raise ConfigError(
+                "AIMASS_TRAIN_LAUNCHER=kubernetes needs AIMASS_K8S_IMAGE: an image built from "
+                "docker/Dockerfile (the project installed), e.g. registry.example.com/aimass:1.0"
+            )
+        if not self.k8s_pvc.strip():
+            raise ConfigError(
+                "AIMASS_TRAIN_LAUNCHER=kubernetes needs AIMASS_K8S_PVC: a ReadWriteMany "
+                f"PersistentVolumeClaim holding the var dir, mounted at {self.var_dir} in the "
+                "worker pods and in this process (workers read the lake and write the run dir there)"
+            )
+        if not _DNS_SUBDOMAIN.match(self.k8s_pvc):
+            raise ConfigError(
+                f"AIMASS_K8S_PVC={self.k8s_pvc!r} is not a valid claim name; use lowercase "
+                "letters, digits, '-' and '.'"
+            )
+        if not _DNS_LABEL.match(self.k8s_namespace):
+            raise ConfigError(
+                f"AIMASS_K8S_NAMESPACE={self.k8s_namespace!r} is not a valid namespace; use "
+                "lowercase letters, digits and '-' (at most 63, starting and ending alphanumeric)"
+            )
+        if self.k8s_service_account and not _DNS_SUBDOMAIN.match(self.k8s_service_account):
+            raise ConfigError(
+                f"AIMASS_K8S_SERVICE_ACCOUNT={self.k8s_service_account!r} is not a valid name; "
+                "use lowercase letters, digits, '-' and '.', or leave it empty for the default"
+            )
+        for name, value in (
+            ("AIMASS_K8S_CPU", self.k8s_cpu),
+            ("AIMASS_K8S_MEMORY", self.k8s_memory),
+        ):
+            if not _QUANTITY.match(value):
+                raise ConfigError(
+                    f"{name}={value!r} is not a Kubernetes quantity; write it like 2, 500m, 4Gi"
+                )
+        if self.k8s_gpus < 0:
+            raise ConfigError(
+                f"AIMASS_K8S_GPUS={self.k8s_gpus}; use 0 (CPU only) or more GPUs per worker"
+            )
+        if self.k8s_image_pull_policy not in K8S_PULL_POLICIES:
+            raise ConfigError(
+                f"AIMASS_K8S_IMAGE_PULL_POLICY={self.k8s_image_pull_policy!r}; "
+                f"use one of {list(K8S_PULL_POLICIES)}"
+            )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +141,15 @@ class Settings:
             mlflow_tracking_uri=os.environ.get(
                 "AIMASS_MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}"
             ),
+            train_launcher=os.environ.get("AIMASS_TRAIN_LAUNCHER", "local").strip().lower(),
+            k8s_namespace=os.environ.get("AIMASS_K8S_NAMESPACE", "default"),
+            k8s_image=os.environ.get("AIMASS_K8S_IMAGE", ""),
+            k8s_service_account=os.environ.get("AIMASS_K8S_SERVICE_ACCOUNT", ""),
+            k8s_pvc=os.environ.get("AIMASS_K8S_PVC", ""),
+            k8s_cpu=os.environ.get("AIMASS_K8S_CPU", "2"),
+            k8s_memory=os.environ.get("AIMASS_K8S_MEMORY", "4Gi"),
+            k8s_gpus=_count("AIMASS_K8S_GPUS", 0),
+            k8s_image_pull_policy=os.environ.get("AIMASS_K8S_IMAGE_PULL_POLICY", "IfNotPresent"),
         )
 
     def env(self) -> dict[str, str]:

@@ -198,7 +198,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
 
     from aimass import tracking
     from aimass.spec import load_spec
-    from aimass.training import train
+    from aimass.training import launch
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
@@ -223,7 +223,8 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
                 "aimass.quality": "passed" if checks["quality"]["success"] else "warnings",
             }
         )
-        result = train(
+        result = launch(
+            settings,
             spec,
             data=Path(ctx["clean_dir"]),
             run_dir=run_dir,

@@ -12,6 +12,9 @@ launcher dies anyway exits by itself (``models.tabular.train`` watches its paren
 The spec reaches the workers as a YAML file, ``<run_dir>/spec.yaml``, written
 from the ``DatasetSpec`` (so an in-memory spec works and the run keeps the exact
 spec it trained with).
+
+``launch()`` is what the pipeline calls: it runs ``train()`` here, or the same workers as
+Kubernetes pods (``aimass.k8s_launcher``) when ``AIMASS_TRAIN_LAUNCHER=kubernetes``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
 from aimass.errors import ConfigError, StageError
 from aimass.spec import DatasetSpec, load_spec
+
+if TYPE_CHECKING:
+    from aimass.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +189,53 @@ def train(
         params=metrics["params"],
         workers=workers,
         holdout=metrics.get("holdout", {}),
+    )
+
+
+def launch(
+    settings: Settings,
+    spec: DatasetSpec | str | Path,
+    *,
+    data: Path,
+    run_dir: Path,
+    workers: int = 1,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    timeout_s: float | None = None,
+) -> TrainResult:
+    """Train with the launcher ``settings.train_launcher`` names (``AIMASS_TRAIN_LAUNCHER``).
+
+    ``local``: ``train()`` (worker processes on this machine); ``kubernetes``:
+    ``aimass.k8s_launcher.train_on_kubernetes`` (one pod per worker). Same arguments and result.
+    """
+    if settings.train_launcher == "kubernetes":
+        from aimass.k8s_launcher import train_on_kubernetes
+
+        return train_on_kubernetes(
+            settings,
+            spec,
+            data=data,
+            run_dir=run_dir,
+            workers=workers,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            timeout_s=timeout_s,
+        )
+    if settings.train_launcher != "local":
+        raise ConfigError(
+            f"AIMASS_TRAIN_LAUNCHER={settings.train_launcher!r}; use 'local' or 'kubernetes'"
+        )
+    return train(
+        spec,
+        data=data,
+        run_dir=run_dir,
+        workers=workers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        timeout_s=timeout_s,
     )
 
 

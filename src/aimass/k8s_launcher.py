@@ -1,0 +1,741 @@
+"""Training launcher on Kubernetes: one pod per TensorFlow worker plus a headless Service.
+
+The same contract as the local launcher (``aimass.training.train``), with pods in place of
+processes: every worker runs ``python -m models.tabular.train`` with the same arguments and its
+own ``TF_CONFIG``, whose cluster lists every worker by its stable DNS name
+``<job>-worker-<i>.<job>.<namespace>.svc:<port>`` (each pod sets ``hostname`` and ``subdomain``,
+the headless Service ``<job>`` publishes the records, also before the pods are ready). Worker 0
+is the chief and writes ``<run_dir>/export/`` and ``<run_dir>/metrics.json``.
+
+The workers read the clean partition and write the run dir through a ReadWriteMany
+PersistentVolumeClaim mounted at the var dir (``Settings.var_dir``), where this process must see
+the same files: the launcher writes ``<run_dir>/spec.yaml`` before the pods start and reads
+``metrics.json`` after they succeed.
+
+Rendering is pure (``render_service``, ``render_worker_pods`` return plain manifests) and is what
+the unit tests check. ``K8sLauncher`` runs a rendered job through the official ``kubernetes``
+client (or any object with the same ``CoreV1Api`` methods): it streams each pod's log into this
+module's logger prefixed ``[worker i]``, raises ``StageError`` naming the first failed pod with
+its exit code and last log lines, and deletes its pods and Service whatever happens (success,
+failure, timeout, KeyboardInterrupt, SIGTERM). ``kubernetes`` is imported only when a launcher
+talks to a cluster, so DAG parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aimass.config import Settings
+from aimass.errors import ConfigError, StageError
+from aimass.spec import DatasetSpec, load_spec
+from aimass.training import (
+    ENTRY_MODULE,
+    EXPORT_DIR,
+    LOG_TAIL_LINES,
+    METRICS_FILE,
+    SPEC_FILE,
+    TrainResult,
+    spec_to_dict,
+    tf_config,
+)
+
+logger = logging.getLogger(__name__)
+
+TF_PORT = 2222  # the port TensorFlow's own Kubernetes examples use for gRPC between workers
+CONTAINER_NAME = "worker"
+VOLUME_NAME = "aimass-var"
+APP_LABEL = "app.kubernetes.io/name"
+APP_NAME = "aimass"
+JOB_LABEL = "aimass/job"
+INDEX_LABEL = "aimass/worker-index"
+# Pod hostnames are DNS-1123 labels (63 characters): "<job>-worker-<index>" must fit for up to
+# 1000 workers, and the job (the Service name, a DNS-1035 label) must start with a letter.
+DNS_LABEL_MAX = 63
+WORKER_INFIX = "-worker-"
+JOB_NAME_MAX = DNS_LABEL_MAX - len(WORKER_INFIX) - 3
+_JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Container states after which a pending pod will not start without someone fixing the spec.
+FATAL_WAITING_REASONS = frozenset(
+    {
+        "ErrImageNeverPull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+DELETE_GRACE_S = 5
+POLL_S = 2.0
+START_TIMEOUT_S = 900.0  # image pull and scheduling; a bigger cluster may need to scale up first
+LEFTOVER_TIMEOUT_S = 120.0
+LIST_ATTEMPTS = 5  # consecutive failed status checks (API server hiccups) before giving up
+
+
+def job_name(run_id: str, max_len: int = JOB_NAME_MAX) -> str:
+    """A job name for ``run_id`` that is a valid DNS-1035 label of at most ``max_len`` characters.
+
+    Lowercase letters, digits and ``-``, starting with a letter. An id that had to be changed
+    (or shortened) gets an 8-character hash of the original, so two ids that sanitize alike
+    (``run_1`` and ``run.1``) still name different jobs.
+    """
+    if max_len < 16:
+        raise ConfigError(f"max_len={max_len}; use at least 16 characters for a job name")
+    name = re.sub(r"[^a-z0-9]+", "-", run_id.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = f"aimass-{name}".rstrip("-")
+    if name == run_id and len(name) <= max_len:
+        return name
+    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
+    return f"{name[: max_len - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class K8sTrainJob:
+    """Everything the manifests of one training run are rendered from.
+
+    ``args`` are the worker's arguments after ``python -m models.tabular.train``; ``env`` is
+    added to every pod (``TF_CONFIG`` is set per pod on top of it).
+    """
+
+    name: str
+    namespace: str
+    image: str
+    workers: int
+    args: tuple[str, ...]
+    pvc: str
+    mount_path: str
+    cpu: str = "2"
+    memory: str = "4Gi"
+    gpus: int = 0
+    service_account: str = ""
+    image_pull_policy: str = "IfNotPresent"
+    port: int = TF_PORT
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _JOB_NAME.match(self.name) or len(self.name) > JOB_NAME_MAX:
+            raise ConfigError(
+                f"job name {self.name!r} is not a DNS-1035 label of at most {JOB_NAME_MAX} "
+                "characters; make one with job_name(run_id)"
+            )
+        if self.workers < 1:
+            raise ConfigError(f"workers={self.workers}; use 1 or more worker pods")
+        if len(self.pod_name(self.workers - 1)) > DNS_LABEL_MAX:
+            raise ConfigError(
+                f"workers={self.workers} makes pod names longer than {DNS_LABEL_MAX} characters; "
+                "use fewer workers or a shorter job name"
+            )
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port={self.port} is out of range; use 1..65535")
+        if not self.mount_path.startswith("/"):
+            raise ConfigError(f"mount_path={self.mount_path!r}; use an absolute path")
+
+    @property
+    def service_name(self) -> str:
+        return self.name
+
+    def pod_name(self, index: int) -> str:
+        return f"{self.name}{WORKER_INFIX}{index}"
+
+    @property
+    def pod_names(self) -> list[str]:
+        return [self.pod_name(i) for i in range(self.workers)]
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every worker's ``host:port`` as the others reach it: ``<pod>.<service>.<namespace>.svc``."""
+        return [
+            f"{pod}.{self.service_name}.{self.namespace}.svc:{self.port}" for pod in self.pod_names
+        ]
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """The labels every object of this job carries (and the Service selects pods by)."""
+        return {APP_LABEL: APP_NAME, JOB_LABEL: self.name}
+
+    @property
+    def label_selector(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.selector.items())
+
+
+def render_service(job: K8sTrainJob) -> dict[str, Any]:
+    """The headless Service that gives each worker pod its DNS name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": job.service_name, "namespace": job.namespace, "labels": job.selector},
+        "spec": {
+            "clusterIP": "None",
+            "selector": job.selector,
+            # Workers look each other up while starting, before any of them is ready.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "tf", "port": job.port, "targetPort": job.port, "protocol": "TCP"}],
+        },
+    }
+
+
+def render_worker_pods(job: K8sTrainJob) -> list[dict[str, Any]]:
+    """One pod manifest per worker, in index order (worker 0 is the chief)."""
+    hosts = job.hosts
+    limits: dict[str, str] = {"cpu": job.cpu, "memory": job.memory}
+    if job.gpus:
+        limits["nvidia.com/gpu"] = str(job.gpus)
+    pods = []
+    for index, pod in enumerate(job.pod_names):
+        env = {
+            **job.env,
+            "TF_USE_LEGACY_KERAS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TF_CONFIG": tf_config(hosts, index),
+        }
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        spec: dict[str, Any] = {
+            "hostname": pod,
+            "subdomain": job.service_name,
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": CONTAINER_NAME,
+                    "image": job.image,
+                    "imagePullPolicy": job.image_pull_policy,
+                    "command": ["python", "-m", ENTRY_MODULE],
+                    "args": list(job.args),
+                    "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                    "ports": [{"name": "tf", "containerPort": job.port, "protocol": "TCP"}],
+                    "resources": {
+                        "requests": {"cpu": job.cpu, "memory": job.memory},
+                        "limits": limits,
+                    },
+                    "volumeMounts": [{"name": VOLUME_NAME, "mountPath": job.mount_path}],
+                }
+            ],
+            "volumes": [{"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": job.pvc}}],
+        }
+        if job.service_account:
+            spec["serviceAccountName"] = job.service_account
+        pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod,
+                    "namespace": job.namespace,
+                    "labels": {**job.selector, INDEX_LABEL: str(index)},
+                },
+                "spec": spec,
+            }
+        )
+    return pods
+
+
+def pod_env(settings: Settings) -> dict[str, str]:
+    """The ``AIMASS_*`` settings the worker pods get: this process's, less its install root.
+
+    The image sets its own ``AIMASS_ROOT``; ``AIMASS_VAR_DIR`` is where the claim is mounted.
+    """
+    env = settings.env()
+    env.pop("AIMASS_ROOT", None)
+    return env
+
+
+def _attr(obj: Any, *path: str) -> Any:
+    """``obj.a.b.c`` for ``path`` ("a", "b", "c"), or None where a step is missing."""
+    for name in path:
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _worker_state(pod: Any) -> Any:
+    for status in _attr(pod, "status", "container_statuses") or []:
+        if getattr(status, "name", None) == CONTAINER_NAME:
+            return status.state
+    return None
+
+
+def _iter_lines(response: Any) -> Iterator[str]:
+    """The lines of a streamed HTTP response (``urllib3`` style ``stream()``), decoded as UTF-8."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", errors="replace").rstrip("\r")
+    if buffer:
+        yield buffer.decode("utf-8", errors="replace").rstrip("\r")
+
+
+def _status_code(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+@contextmanager
+def _sigterm_runs(stop: Callable[[], None]) -> Iterator[None]:
+    """While active, SIGTERM calls ``stop``, then acts as before (or raises StageError)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN:
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop()
+        if callable(previous):
+            previous(signum, frame)
+        raise StageError("training was stopped by SIGTERM; its worker pods were deleted")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def default_api() -> Any:
+    """A ``CoreV1Api`` for this pod's service account, or else the current kubeconfig context."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise ConfigError(
+                "AIMASS_TRAIN_LAUNCHER=kubernetes but no cluster is configured: run inside a pod "
+                f"with a service account, or set KUBECONFIG / ~/.kube/config ({exc})"
+            ) from exc
+    return client.CoreV1Api()
+
+
+class K8sLauncher:
+    """Runs a ``K8sTrainJob``: Service and pods in, logs out, pods and Service always deleted.
+
+    Args:
+        api: a ``kubernetes.client.CoreV1Api`` (or an object with the same methods); None
+            builds one with ``default_api()`` on first use.
+        poll_s: seconds between status checks.
+        start_timeout_s: fail when a pod is still Pending after this long (scheduling, image pull).
+        leftover_timeout_s: how long to wait for pods of an earlier attempt to go away.
+    """
+
+    def __init__(
+        self,
+        api: Any | None = None,
+        *,
+        poll_s: float = POLL_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+        leftover_timeout_s: float = LEFTOVER_TIMEOUT_S,
+    ) -> None:
+        self._api = api
+        self.poll_s = poll_s
+        self.start_timeout_s = start_timeout_s
+        self.leftover_timeout_s = leftover_timeout_s
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = default_api()
+        return self._api
+
+    def run(self, job: K8sTrainJob, *, timeout_s: float | None = None) -> None:
+        """Create the Service and worker pods, stream their logs and wait for all to succeed.
+
+        Raises:
+            StageError: a pod failed (its name, exit code and last log lines), could not start,
+                vanished, or ``timeout_s`` passed; or the API refused a request.
+        """
+        self._remove_leftovers(job)
+        tails = [collections.deque[str](maxlen=LOG_TAIL_LINES) for _ in range(job.workers)]
+        pumps: dict[int, threading.Thread] = {}
+        deleted = threading.Event()
+
+        def cleanup() -> None:
+            if not deleted.is_set():
+                deleted.set()
+                self.delete(job)
+
+        with ExitStack() as stack:
+            stack.callback(cleanup)  # every way out, KeyboardInterrupt included
+            stack.enter_context(_sigterm_runs(cleanup))
+            self._create(job)
+            started = time.monotonic()
+            deadline = None if timeout_s is None else started + timeout_s
+            reported_pending: set[str] = set()
+            list_failures = 0
+            while True:
+                try:
+                    pods = self._pods(job)
+                except StageError:  # from the SIGTERM handler, not the API
+                    raise
+                except Exception as exc:
+                    list_failures += 1
+                    if list_failures >= LIST_ATTEMPTS:
+                        raise StageError(
+                            f"could not read the status of the training pods of {job.name} in "
+                            f"namespace {job.namespace} ({list_failures} tries): {exc}. Check "
+                            "the API server is reachable and this service account may list pods."
+                        ) from exc
+                    logger.warning("could not list the pods of %s (will retry): %s", job.name, exc)
+                    time.sleep(self.poll_s)
+                    continue
+                list_failures = 0
+                phases: dict[int, str] = {}
+                for index, name in enumerate(job.pod_names):
+                    pod = pods.get(name)
+                    if pod is None:
+                        raise StageError(
+                            f"training pod {name} in namespace {job.namespace} disappeared "
+                            "(deleted or evicted); the other workers were deleted. Rerun the task."
+                        )
+                    phase = str(_attr(pod, "status", "phase") or "Pending")
+                    phases[index] = phase
+                    if phase in ("Running", "Succeeded", "Failed") and index not in pumps:
+                        pumps[index] = self._start_pump(job, index, tails[index])
+                    if phase == "Pending":
+                        self._check_pending(job, name, pod, started, reported_pending)
+                for index, phase in phases.items():
+                    if phase == "Failed":
+                        self._raise_failed(job, index, pods[job.pod_name(index)], pumps, tails)
+                if all(phase == "Succeeded" for phase in phases.values()):
+                    for pump in pumps.values():
+                        pump.join(timeout=5)
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StageError(
+                        f"training did not finish within timeout_s={timeout_s} s; its "
+                        f"{job.workers} pod(s) were deleted. Raise timeout_s, or lower epochs "
+                        "or the data size."
+                    )
+                time.sleep(self.poll_s)
+
+    def delete(self, job: K8sTrainJob) -> None:
+        """Delete the job's pods and Service; ones already gone are fine, other errors are logged."""
+        calls: list[tuple[str, Callable[..., Any]]] = [
+            (f"pod/{name}", self._delete_pod(name, job.namespace)) for name in job.pod_names
+        ]
+        calls.append(
+            (
+                f"service/{job.service_name}",
+                lambda: self.api.delete_namespaced_service(
+                    name=job.service_name, namespace=job.namespace
+                ),
+            )
+        )
+        failed = []
+        for what, call in calls:
+            try:
+                call()
+            except Exception as exc:
+                if _status_code(exc) == 404:
+                    continue
+                failed.append(what)
+                logger.error("could not delete %s in namespace %s: %s", what, job.namespace, exc)
+        if failed:
+            logger.error(
+                "left behind in namespace %s: %s; delete them with: kubectl -n %s delete %s "
+                "(the next attempt of this run also deletes them before it starts)",
+                job.namespace,
+                ", ".join(failed),
+                job.namespace,
+                " ".join(failed),
+            )
+        else:
+            logger.info("deleted the %d pod(s) and the service of %s", job.workers, job.name)
+
+    def _delete_pod(self, name: str, namespace: str) -> Callable[[], Any]:
+        return lambda: self.api.delete_namespaced_pod(
+            name=name, namespace=namespace, grace_period_seconds=DELETE_GRACE_S
+        )
+
+    def _create(self, job: K8sTrainJob) -> None:
+        try:
+            self.api.create_namespaced_service(namespace=job.namespace, body=render_service(job))
+            for pod in render_worker_pods(job):
+                self.api.create_namespaced_pod(namespace=job.namespace, body=pod)
+                logger.info(
+                    "created pod %s (image %s) in namespace %s",
+                    pod["metadata"]["name"],
+                    job.image,
+                    job.namespace,
+                )
+        except Exception as exc:
+            if _status_code(exc) is None:
+                raise
+            raise StageError(
+                f"the Kubernetes API refused to create the training job {job.name} in namespace "
+                f"{job.namespace} (HTTP {_status_code(exc)}): {exc}. Check the namespace exists and "
+                "that this service account may create pods and services there."
+            ) from exc
+
+    def _pods(self, job: K8sTrainJob) -> dict[str, Any]:
+        found = self.api.list_namespaced_pod(
+            namespace=job.namespace, label_selector=job.label_selector
+        )
+        return {pod.metadata.name: pod for pod in found.items}
+
+    def _remove_leftovers(self, job: K8sTrainJob) -> None:
+        """Delete what an earlier attempt of the same run left (a killed launcher) and wait for it."""
+        if not self._pods(job):
+            try:  # a Service alone would make creating this one fail
+                self.api.delete_namespaced_service(name=job.service_name, namespace=job.namespace)
+            except Exception as exc:
+                if _status_code(exc) != 404:
+                    raise StageError(
+                        f"could not delete service {job.service_name} left by an earlier attempt "
+                        f"in namespace {job.namespace}: {exc}. Check this service account may "
+                        "delete services there."
+                    ) from exc
+            return
+        logger.warning("deleting pods left by an earlier attempt of %s", job.name)
+        self.delete(job)
+        deadline = time.monotonic() + self.leftover_timeout_s
+        while self._pods(job):
+            if time.monotonic() > deadline:
+                raise StageError(
+                    f"pods of an earlier attempt of {job.name} in namespace {job.namespace} are "
+                    f"still there after {self.leftover_timeout_s:.0f} s; delete them with "
+                    f"kubectl -n {job.namespace} delete pod -l {job.label_selector} and rerun"
+                )
+            time.sleep(self.poll_s)
+
+    def _start_pump(
+        self, job: K8sTrainJob, index: int, tail: collections.deque[str]
+    ) -> threading.Thread:
+        pump = threading.Thread(
+            target=self._pump,
+            args=(job, index, tail),
+            name=f"log-{job.pod_name(index)}",
+            daemon=True,
+        )
+        pump.start()
+        return pump
+
+    def _pump(self, job: K8sTrainJob, index: int, tail: collections.deque[str]) -> None:
+        name = job.pod_name(index)
+        try:
+            response = self.api.read_namespaced_pod_log(
+                name=name,
+                namespace=job.namespace,
+                container=CONTAINER_NAME,
+                follow=True,
+                _preload_content=False,
+            )
+            try:
+                for line in _iter_lines(response):
+                    tail.append(line)
+                    logger.info("[worker %d] %s", index, line)
+            finally:
+                response.release_conn()
+        except Exception as exc:  # the pod's outcome is judged from its status, not its log
+            logger.warning("[worker %d] log stream of pod %s ended: %s", index, name, exc)
+
+    def _check_pending(
+        self, job: K8sTrainJob, name: str, pod: Any, started: float, reported: set[str]
+    ) -> None:
+        waiting = _attr(_worker_state(pod), "waiting")
+        reason = str(_attr(waiting, "reason") or "")
+        if reason in FATAL_WAITING_REASONS:
+            raise StageError(
+                f"training pod {name} cannot start: {reason}: {_attr(waiting, 'message') or ''}. "
+                f"Check AIMASS_K8S_IMAGE={job.image!r} (and the registry's pull secret) and the "
+                "pod spec; the job's pods were deleted."
+            )
+        unscheduled = [
+            c
+            for c in _attr(pod, "status", "conditions") or []
+            if c.type == "PodScheduled" and c.status == "False"
+        ]
+        if unscheduled and name not in reported:
+            reported.add(name)
+            logger.warning("pod %s is not scheduled yet: %s", name, unscheduled[0].message)
+        if time.monotonic() - started > self.start_timeout_s:
+            why = unscheduled[0].message if unscheduled else reason or "still Pending"
+            raise StageError(
+                f"training pod {name} did not start within {self.start_timeout_s:.0f} s ({why}); "
+                f"check the cluster has room for {job.cpu} CPU, {job.memory} memory"
+                f"{f' and {job.gpus} GPU(s)' if job.gpus else ''} per worker and that claim "
+                f"{job.pvc} is bound"
+            )
+
+    def _raise_failed(
+        self,
+        job: K8sTrainJob,
+        index: int,
+        pod: Any,
+        pumps: Mapping[int, threading.Thread],
+        tails: Sequence[collections.deque[str]],
+    ) -> None:
+        name = job.pod_name(index)
+        terminated = _attr(_worker_state(pod), "terminated")
+        code = _attr(terminated, "exit_code")
+        reason = _attr(terminated, "reason") or _attr(pod, "status", "reason") or ""
+        if index in pumps:
+            pumps[index].join(timeout=5)  # the stream ends with the container
+        lines = list(tails[index]) or self._log_tail(job, name)
+        last = "\n".join(lines) or "(no output)"
+        message = _attr(pod, "status", "message")
+        raise StageError(
+            f"training pod {name} (worker {index}) in namespace {job.namespace} failed with exit "
+            f"code {code if code is not None else 'unknown'}"
+            f"{f' ({reason})' if reason else ''}{f': {message}' if message else ''}; "
+            "the other workers were deleted.\n"
+            f"Last {len(lines)} lines of worker {index}:\n{last}\n"
+            "Fix the error above (full worker logs are in this log, prefixed [worker i]) and rerun."
+        )
+
+    def _log_tail(self, job: K8sTrainJob, name: str) -> list[str]:
+        try:
+            text = self.api.read_namespaced_pod_log(
+                name=name,
+                namespace=job.namespace,
+                container=CONTAINER_NAME,
+                tail_lines=LOG_TAIL_LINES,
+            )
+        except StageError:
+            raise
+        except Exception as exc:
+            logger.warning("could not read the log of pod %s: %s", name, exc)
+            return []
+        return str(text or "").splitlines()[-LOG_TAIL_LINES:]
+
+
+def train_on_kubernetes(
+    settings: Settings,
+    spec: DatasetSpec | str | Path,
+    *,
+    data: Path,
+    run_dir: Path,
+    workers: int = 1,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    timeout_s: float | None = None,
+    name: str | None = None,
+    launcher: K8sLauncher | None = None,
+) -> TrainResult:
+    """Train like ``aimass.training.train``, with one pod per worker on the configured cluster.
+
+    Args:
+        settings: ``k8s_*`` fields give the image, namespace, claim and resources; the claim
+            is mounted at ``settings.var_dir``, which must hold ``data`` and ``run_dir``.
+        spec, data, run_dir, workers, epochs, batch_size, learning_rate, timeout_s: as in
+            ``aimass.training.train``.
+        name: the job name (default: made from ``run_dir``'s dataset and run folders).
+        launcher: the ``K8sLauncher`` to run with (default: one on the configured cluster).
+
+    Returns:
+        A ``TrainResult`` read from the chief's ``metrics.json``.
+
+    Raises:
+        ConfigError: a bad argument, or a path outside the mounted var dir.
+        StageError: a pod failed, could not start, or the run timed out.
+    """
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+    t = spec.training
+    epochs = t.epochs if epochs is None else epochs
+    batch_size = t.batch_size if batch_size is None else batch_size
+    learning_rate = t.learning_rate if learning_rate is None else learning_rate
+    if workers < 1:
+        raise ConfigError(f"workers={workers}; use 1 or more worker pods")
+    if epochs < 1:
+        raise ConfigError(f"epochs={epochs}; use 1 or more")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}; use 1 or more rows per worker")
+    if not 0 < learning_rate < 1:
+        raise ConfigError(f"learning_rate={learning_rate}; use a value in (0, 1)")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
+    if not settings.k8s_image or not settings.k8s_pvc:
+        raise ConfigError(
+            "training on Kubernetes needs AIMASS_K8S_IMAGE and AIMASS_K8S_PVC; "
+            "set them with AIMASS_TRAIN_LAUNCHER=kubernetes"
+        )
+    data, run_dir = Path(data).resolve(), Path(run_dir).resolve()
+    mount = Path(settings.var_dir).resolve()
+    for what, path in (("training data", data), ("run dir", run_dir)):
+        if not path.is_relative_to(mount):
+            raise ConfigError(
+                f"{what} {path} is outside the var dir {mount}, the only folder the worker pods "
+                f"see (claim {settings.k8s_pvc} mounted there); keep the lake and runs under "
+                "AIMASS_VAR_DIR"
+            )
+    if not data.is_dir():
+        raise ConfigError(
+            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
+        )
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = run_dir / SPEC_FILE
+    spec_path.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+    metrics_path = run_dir / METRICS_FILE
+    metrics_path.unlink(missing_ok=True)  # a result must come from this run
+
+    job = K8sTrainJob(
+        name=name or job_name(f"{run_dir.parent.name}-{run_dir.name}"),
+        namespace=settings.k8s_namespace,
+        image=settings.k8s_image,
+        workers=workers,
+        args=(
+            f"--spec={spec_path}",
+            f"--data={data}",
+            f"--run-dir={run_dir}",
+            f"--epochs={epochs}",
+            f"--batch-size={batch_size}",
+            f"--learning-rate={learning_rate}",
+        ),
+        pvc=settings.k8s_pvc,
+        mount_path=str(mount),
+        cpu=settings.k8s_cpu,
+        memory=settings.k8s_memory,
+        gpus=settings.k8s_gpus,
+        service_account=settings.k8s_service_account,
+        image_pull_policy=settings.k8s_image_pull_policy,
+        env=pod_env(settings),
+    )
+    logger.info(
+        "training %s on %s with %d pod(s) of %s in namespace %s: %s -> %s",
+        spec.name,
+        data,
+        workers,
+        job.image,
+        job.namespace,
+        job.hosts,
+        run_dir,
+    )
+    started = time.monotonic()
+    (launcher or K8sLauncher()).run(job, timeout_s=timeout_s)
+    logger.info("training finished in %.1f s", time.monotonic() - started)
+
+    if not metrics_path.exists():
+        raise StageError(
+            f"training pods exited 0 but the chief wrote no {metrics_path}; see the [worker 0] "
+            f"log, and check claim {settings.k8s_pvc} is the one mounted at {mount} here"
+        )
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    return TrainResult(
+        saved_model_dir=run_dir / EXPORT_DIR,
+        metrics_path=metrics_path,
+        history=metrics["history"],
+        params=metrics["params"],
+        workers=workers,
+        holdout=metrics.get("holdout", {}),
+    )
