@@ -100,7 +100,7 @@ with DAG(
             description="Training epochs; empty means the spec's value.",
         ),
         "workers": Param(
-            1,
+            2,
             type="integer",
             minimum=1,
             maximum=8,
@@ -122,11 +122,10 @@ with DAG(
     @task
     def prepare_run() -> dict:
         """Validate the params before any work and decide where this run reads and writes."""
-        from aimass.pipeline import prepare_run as prepare
-
         from airflow.sdk.exceptions import AirflowFailException
 
         from aimass.errors import ConfigError
+        from aimass.pipeline import prepare_run as prepare
 
         context = get_current_context()
         run = context["dag_run"]

@@ -185,6 +185,7 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    first_epoch: int = 0,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
@@ -194,7 +195,9 @@ def make_dataset(
     Python and each whole batch enters tf.data at once. With ``shuffle``, rows are
     permuted within windows of ``shuffle_buffer`` rows and the file order is
     permuted too; the order depends only on ``seed`` and the epoch number, so
-    every worker of a multi-worker job reads the same stream. The dataset sets
+    every worker of a multi-worker job reads the same stream. The first pass over
+    the dataset is epoch ``first_epoch`` (a training resumed after ``k`` finished
+    epochs passes ``k``, so it sees the order an uninterrupted run would). The dataset sets
     ``AutoShardPolicy.DATA``: under a distribution strategy each worker keeps its
     share of every global batch (``batch_size`` is the global batch size).
     """
@@ -202,13 +205,15 @@ def make_dataset(
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if first_epoch < 0:
+        raise ConfigError(f"first_epoch must be >= 0, got {first_epoch}")
     partition = Path(partition)
     # Fail here, in the caller, rather than inside the tf.data generator.
     _split_filter(split)
     dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
 
-    epochs = itertools.count()
+    epochs = itertools.count(first_epoch)
 
     def generator() -> Iterator[tuple[Arrays, np.ndarray]]:
         rng = np.random.default_rng([seed, next(epochs)])

@@ -7,6 +7,18 @@ batch; only the chief writes ``<run-dir>/export/`` and ``<run-dir>/metrics.json`
 Other workers take part in the save (it runs collectives) but write to a
 temporary folder that is deleted afterwards.
 
+Fault tolerance: at the end of every epoch the chief checkpoints the model and
+optimizer into ``<run-dir>/checkpoints/`` (the other workers save into a fresh
+temporary folder each time and delete it). A worker started on a run dir that
+holds a checkpoint of the same run (same spec, data files, epochs, batch sizes,
+learning rate, seed and worker count) restores it and resumes after the last
+finished epoch, with the shuffle order an uninterrupted run would have used; a
+checkpoint of another run is deleted and training starts at epoch 0. The chief
+deletes the checkpoints once the export and ``metrics.json`` are written, so a
+later run in the same dir trains from scratch. ``metrics.json``'s history covers
+every epoch, the restored ones included; ``params.resumed_from_epoch`` says where
+this attempt started.
+
 Needs ``TF_USE_LEGACY_KERAS=1`` (tf-keras): Keras 3 ``fit`` fails under
 ``MultiWorkerMirroredStrategy`` with TF 2.21.
 """
@@ -18,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -35,6 +48,12 @@ logger = logging.getLogger(__name__)
 
 EXPORT_DIR = "export"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+# Written by the chief next to its checkpoints: which run they belong to and the history so far.
+CHECKPOINT_STATE = "state.json"
+# For tests only: "<worker index>:<epochs>" makes that worker SIGKILL itself once the chief's
+# checkpoint of <epochs> finished epochs exists, to simulate a worker lost mid-training.
+TEST_CRASH_ENV = "AIMASS_TEST_CRASH_AFTER_EPOCH"
 # Set by aimass.training to the launcher's pid (see _exit_with_parent).
 PARENT_PID_ENV = "AIMASS_TRAIN_PARENT_PID"
 

@@ -16,6 +16,8 @@ from aimass.spec import load_spec
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_EPOCHS = 200
 MAX_WORKERS = 8
+# Training runs under MultiWorkerMirroredStrategy with this many worker processes by default.
+DEFAULT_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def validate_params(
         input_path = str(_check_local_input(raw_input, settings))
 
     epochs = _int(params, "epochs", 1, MAX_EPOCHS)
-    workers = _int(params, "workers", 1, MAX_WORKERS) or 1
+    workers = _int(params, "workers", 1, MAX_WORKERS) or DEFAULT_WORKERS
 
     min_auc = params.get("min_auc")
     if min_auc in (None, ""):

@@ -27,7 +27,7 @@ def test_defaults_resolve_spec_source_and_run_date(settings: Settings, raw_file:
     assert p.dataset == "chicago_taxi"
     assert p.ds == "2026-11-25"
     assert p.input_path == str(raw_file.resolve())
-    assert p.workers == 1 and p.epochs is None and p.min_auc is None
+    assert p.workers == 2 and p.epochs is None and p.min_auc is None
 
 
 @pytest.mark.parametrize(
