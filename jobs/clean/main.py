@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from aimass import s3io
 from aimass.errors import ConfigError, StageError
-from aimass.spec import DatasetSpec, load_spec
+from aimass.spec import DatasetSpec, Derived, load_spec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -289,7 +289,9 @@ def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> No
 
     fields = ", ".join(f"`{c}` {SPARK_TYPES[t].simpleString()}" for c, t in spec.schema)
     frame = spark.createDataFrame([], fields)
-    checks = [(f"derived column '{d.name}'", d.expression, d) for d in spec.derived]
+    checks: list[tuple[str, str, Derived | None]] = [
+        (f"derived column '{d.name}'", d.expression, d) for d in spec.derived
+    ]
     checks += [(f"rule '{r.name}'", r.expression, None) for r in spec.rules]
     checks.append(("label.expression", spec.label_expression, None))
     for what, expression, derived in checks:
