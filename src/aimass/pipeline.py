@@ -383,6 +383,12 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
             saved_model_dir=Path(model["saved_model_dir"]),
             registry_version=str(model["registry_version"]),
             sample=sample,
+            lineage={
+                "mlflow_run_id": str(model["mlflow_run_id"]),
+                "partition": ctx["clean_dir"],
+                "ds": ctx["ds"],
+                "dag_run": ctx["run_key"],
+            },
         )
     finally:
         client.close()

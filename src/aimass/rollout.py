@@ -69,11 +69,18 @@ def existing_version(base: Path, registry_version: str) -> int | None:
     return None
 
 
-def copy_version(saved_model_dir: Path, base: Path, registry_version: str) -> int:
+def copy_version(
+    saved_model_dir: Path,
+    base: Path,
+    registry_version: str,
+    lineage: dict[str, str] | None = None,
+) -> int:
     """Copy a SavedModel in as the next version: into a hidden temp folder, then one rename.
 
     A half-copied SavedModel can load and then fail on requests, so the server must never
-    see the version folder before it is complete.
+    see the version folder before it is complete. The version folder's ``MARKER`` file
+    names the registry version and ``lineage`` (MLflow run, data partition, ...), so a
+    served version leads back to how it was made even without the registry.
     """
     if not (saved_model_dir / "saved_model.pb").exists():
         raise ServingError(
@@ -84,7 +91,8 @@ def copy_version(saved_model_dir: Path, base: Path, registry_version: str) -> in
     tmp = Path(tempfile.mkdtemp(prefix=f".incoming-{version}-", dir=base))
     try:
         shutil.copytree(saved_model_dir, tmp, dirs_exist_ok=True)
-        (tmp / MARKER).write_text(json.dumps({"registry_version": str(registry_version)}))
+        marker = {**(lineage or {}), "registry_version": str(registry_version)}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True))
         tmp.rename(base / str(version))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -168,6 +176,7 @@ def rollout(
     registry_version: str,
     sample: dict[str, np.ndarray],
     load_timeout_s: float = 120.0,
+    lineage: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Deploy ``saved_model_dir`` as the next version of ``model_name`` and label it ``stable``.
 
@@ -190,7 +199,7 @@ def rollout(
     )
 
     version = existing_version(base, registry_version) or copy_version(
-        saved_model_dir, base, registry_version
+        saved_model_dir, base, registry_version, lineage
     )
     if stable == version:
         log.info("%s version %d is already stable; nothing to roll out", model_name, version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,11 +82,14 @@ def test_first_and_second_rollout_move_stable_and_keep_previous_loaded(
     served: tuple[Settings, ServingClient], tmp_path: Path
 ) -> None:
     settings, client = served
-    first = _roll(served, _candidate(tmp_path, "a", 0.0), "7")
+    lineage = {"mlflow_run_id": "abc123", "partition": "/lake/clean/taxi/ds=2026-01-01"}
+    first = _roll(served, _candidate(tmp_path, "a", 0.0), "7", lineage=lineage)
     assert first["serving_version"] == 1 and first["previous_version"] is None
     assert _stable(settings) == 1
     np.testing.assert_allclose(first["grpc_probabilities"], _expected(0.0), atol=1e-3)
-    assert (settings.serving_base / MODEL / "1" / MARKER).exists()
+    # The served version leads back to its registry version, run and data partition.
+    marker = json.loads((settings.serving_base / MODEL / "1" / MARKER).read_text())
+    assert marker == {**lineage, "registry_version": "7"}
 
     second = _roll(served, _candidate(tmp_path, "b", -2.0), "8")
     assert second["serving_version"] == 2 and second["previous_version"] == 1
