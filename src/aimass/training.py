@@ -110,7 +110,10 @@ def train(
     Args:
         spec: a ``DatasetSpec``, or a spec name / YAML path (resolved by ``load_spec``).
         data: clean partition folder (Parquet with the label and ``split`` columns).
-        run_dir: output folder; gets ``export/`` (SavedModel), ``metrics.json`` and ``spec.yaml``.
+        run_dir: output folder; gets ``export/`` (SavedModel), ``metrics.json`` and ``spec.yaml``,
+            and ``checkpoints/`` while training: a call on a run dir that holds a checkpoint of
+            the same run (a retry) resumes after its last finished epoch; the chief deletes
+            ``checkpoints/`` once the export is written.
         workers: number of worker processes (worker 0 is the chief).
         epochs, batch_size, learning_rate: override the spec's ``training``; ``batch_size``
             is per worker, the global batch is ``batch_size * workers``.

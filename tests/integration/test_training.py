@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from testkit import TAXI_SPEC, write_partition
 from aimass.errors import StageError
 from aimass.spec import DatasetSpec, load_spec
 from aimass.training import run_workers, spec_to_dict, train
+from models.tabular.train import CHECKPOINT_DIR, CHECKPOINT_STATE, TEST_CRASH_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -99,10 +101,14 @@ def test_train_exports_a_model_and_metrics(
     assert metrics["holdout"]["auc"] > 0.6
     # The export itself, not only the logged metric, separates the classes.
     assert _holdout_auc(spec, partition, result.saved_model_dir) > 0.6
-    # Only the chief wrote into the run dir; no temporary exports are left behind.
+    assert result.params["resumed_from_epoch"] == 0
+    # Only the chief wrote into the run dir; no temporary exports are left behind, and the
+    # checkpoints went once the export was written.
     assert sorted(p.name for p in run_dir.iterdir()) == ["export", "metrics.json", "spec.yaml"]
     for i in range(workers):
         assert any(r.getMessage().startswith(f"[worker {i}] ") for r in caplog.records), i
+        assert any("no checkpoint, starting at epoch 0" in x for x in _worker_lines(caplog, i)), i
+    assert "checkpoint after epoch 2" in caplog.text
     assert not _our_workers()
 
 
@@ -191,3 +197,105 @@ def test_no_worker_outlives_its_launcher(sig: int, partition: Path, tmp_path: Pa
         for proc in [*_our_workers(), *([launcher] if launcher.poll() is None else [])]:
             proc.kill()
         launcher.wait()
+
+
+def _worker_lines(caplog: pytest.LogCaptureFixture, index: int) -> list[str]:
+    prefix = f"[worker {index}] "
+    return [
+        r.getMessage()[len(prefix) :] for r in caplog.records if r.getMessage().startswith(prefix)
+    ]
+
+
+def _epochs_run(lines: list[str], epochs: int) -> list[int]:
+    """The epochs Keras announced (``Epoch k/N``, verbose=2), 1-based."""
+    return [k for k in range(1, epochs + 1) for line in lines if line == f"Epoch {k}/{epochs}"]
+
+
+def test_a_killed_worker_is_resumed_from_the_last_checkpoint(
+    spec: DatasetSpec,
+    partition: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aimass.training")
+    kwargs = {"workers": 2, "epochs": 6, "batch_size": 64, "timeout_s": 400}
+    reference = train(spec, data=partition, run_dir=tmp_path / "uninterrupted", **kwargs)
+
+    # Worker 1 SIGKILLs itself once the chief has checkpointed 3 finished epochs.
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv(TEST_CRASH_ENV, "1:3")
+    caplog.clear()
+    with pytest.raises(StageError, match=r"worker 1 \(pid \d+\) exited with code -9"):
+        train(spec, data=partition, run_dir=run_dir, **kwargs)
+    assert not _our_workers()
+    assert _epochs_run(_worker_lines(caplog, 1), 6) == [1, 2, 3]
+    state = json.loads((run_dir / CHECKPOINT_DIR / CHECKPOINT_STATE).read_text())
+    assert state["epochs_done"] >= 3  # the chief may have begun epoch 4 before it was stopped
+    assert not (run_dir / "export").exists()
+
+    # The retry (same run dir, as an Airflow retry has) resumes after epoch 3 and finishes.
+    monkeypatch.delenv(TEST_CRASH_ENV)
+    caplog.clear()
+    result = train(spec, data=partition, run_dir=run_dir, **kwargs)
+    for i in range(2):
+        lines = _worker_lines(caplog, i)
+        assert any("resuming from epoch 3:" in line for line in lines), i
+        assert _epochs_run(lines, 6) == [4, 5, 6], i  # finished epochs were not redone
+    assert result.params["resumed_from_epoch"] == 3
+    assert (result.saved_model_dir / "saved_model.pb").exists()
+    # Same state and same shuffle order per epoch: the result is the uninterrupted run's.
+    assert result.history.keys() == reference.history.keys()
+    for name, values in reference.history.items():
+        assert result.history[name] == pytest.approx(values, rel=1e-6), name
+    assert result.holdout == pytest.approx(reference.holdout, rel=1e-6)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["export", "metrics.json", "spec.yaml"]
+    assert not _our_workers()
+
+    # A finished run leaves nothing to resume: running it again trains again.
+    caplog.clear()
+    again = train(spec, data=partition, run_dir=run_dir, workers=1, epochs=1, timeout_s=400)
+    assert "no checkpoint, starting at epoch 0" in caplog.text
+    assert again.params["resumed_from_epoch"] == 0
+    assert len(again.history["loss"]) == 1
+    assert not _our_workers()
+
+
+def test_a_finished_training_is_exported_and_another_runs_checkpoint_is_not_resumed(
+    spec: DatasetSpec,
+    partition: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aimass.training")
+    run_dir = tmp_path / "run"
+    # The only worker dies after its last epoch's checkpoint, before the export.
+    monkeypatch.setenv(TEST_CRASH_ENV, "0:2")
+    with pytest.raises(StageError, match=r"worker 0 \(pid \d+\) exited with code -9"):
+        train(spec, data=partition, run_dir=run_dir, workers=1, epochs=2, timeout_s=400)
+    monkeypatch.delenv(TEST_CRASH_ENV)
+    assert not (run_dir / "export").exists()
+    other_run = tmp_path / "other"
+    shutil.copytree(run_dir / CHECKPOINT_DIR, other_run / CHECKPOINT_DIR)
+
+    # Its retry trains no more epochs: it exports the restored model.
+    caplog.clear()
+    result = train(spec, data=partition, run_dir=run_dir, workers=1, epochs=2, timeout_s=400)
+    assert "resuming from epoch 2:" in caplog.text
+    assert "all 2 epochs were done before; exporting the restored model" in caplog.text
+    assert _epochs_run(_worker_lines(caplog, 0), 2) == []
+    assert result.params["resumed_from_epoch"] == 2
+    assert len(result.history["loss"]) == 2  # the history came back with the checkpoint
+    assert (result.saved_model_dir / "saved_model.pb").exists()
+    assert not (run_dir / CHECKPOINT_DIR).exists()
+
+    # A checkpoint of a run with other settings is deleted, not resumed.
+    caplog.clear()
+    result = train(spec, data=partition, run_dir=other_run, workers=1, epochs=3, timeout_s=400)
+    assert "is from another run (differs in ['epochs']); starting at epoch 0" in caplog.text
+    assert _epochs_run(_worker_lines(caplog, 0), 3) == [1, 2, 3]
+    assert result.params["resumed_from_epoch"] == 0
+    assert len(result.history["loss"]) == 3
+    assert not (other_run / CHECKPOINT_DIR).exists()
+    assert not _our_workers()
