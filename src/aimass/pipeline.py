@@ -192,6 +192,26 @@ def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def reset_run_dir(run_dir: Path) -> None:
+    """Empty ``run_dir`` for a training attempt, keeping the previous attempt's checkpoints.
+
+    A retry starts from a clean slate except for the epoch checkpoints, which the workers
+    resume from (``models.tabular.train`` checks they belong to the same run and discards
+    them otherwise).
+    """
+    from models.tabular.train import CHECKPOINT_DIR
+
+    if run_dir.exists():
+        for entry in run_dir.iterdir():
+            if entry.name == CHECKPOINT_DIR:
+                log.info("train: keeping %s of the previous attempt to resume from", entry)
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
 def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     """Train a candidate across worker processes, track it in MLflow and register a version."""
     import mlflow
@@ -203,20 +223,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
     run_dir = Path(ctx["run_dir"])
-    from models.tabular.train import CHECKPOINT_DIR
-
-    # A retry starts from a clean slate except for the epoch checkpoints of the attempt
-    # before it, which the workers resume from (models.tabular.train checks they belong
-    # to the same run and discards them otherwise).
-    if run_dir.exists():
-        for entry in run_dir.iterdir():
-            if entry.name == CHECKPOINT_DIR:
-                log.info("train: keeping %s of the previous attempt to resume from", entry)
-            elif entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    reset_run_dir(run_dir)
 
     exp_id = tracking.experiment_id(settings, spec.name)
     tracking.client(settings)
