@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import logging
 import re
 import signal
@@ -37,19 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aimass.config import Settings
 from aimass.errors import ConfigError, StageError
-from aimass.spec import DatasetSpec, load_spec
+from aimass.spec import DatasetSpec
 from aimass.training import (
     ENTRY_MODULE,
-    EXPORT_DIR,
     LOG_TAIL_LINES,
-    METRICS_FILE,
-    SPEC_FILE,
     TrainResult,
-    spec_to_dict,
+    prepare_run,
+    read_result,
     tf_config,
 )
 
@@ -649,59 +644,40 @@ def train_on_kubernetes(
         ConfigError: a bad argument, or a path outside the mounted var dir.
         StageError: a pod failed, could not start, or the run timed out.
     """
-    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
-    t = spec.training
-    epochs = t.epochs if epochs is None else epochs
-    batch_size = t.batch_size if batch_size is None else batch_size
-    learning_rate = t.learning_rate if learning_rate is None else learning_rate
-    if workers < 1:
-        raise ConfigError(f"workers={workers}; use 1 or more worker pods")
-    if epochs < 1:
-        raise ConfigError(f"epochs={epochs}; use 1 or more")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}; use 1 or more rows per worker")
-    if not 0 < learning_rate < 1:
-        raise ConfigError(f"learning_rate={learning_rate}; use a value in (0, 1)")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
     if not settings.k8s_image or not settings.k8s_pvc:
         raise ConfigError(
             "training on Kubernetes needs AIMASS_K8S_IMAGE and AIMASS_K8S_PVC; "
             "set them with AIMASS_TRAIN_LAUNCHER=kubernetes"
         )
-    data, run_dir = Path(data).resolve(), Path(run_dir).resolve()
     mount = Path(settings.var_dir).resolve()
-    for what, path in (("training data", data), ("run dir", run_dir)):
+    for what, path in (
+        ("training data", Path(data).resolve()),
+        ("run dir", Path(run_dir).resolve()),
+    ):
         if not path.is_relative_to(mount):
             raise ConfigError(
                 f"{what} {path} is outside the var dir {mount}, the only folder the worker pods "
                 f"see (claim {settings.k8s_pvc} mounted there); keep the lake and runs under "
                 "AIMASS_VAR_DIR"
             )
-    if not data.is_dir():
-        raise ConfigError(
-            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
-        )
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = run_dir / SPEC_FILE
-    spec_path.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
-    metrics_path = run_dir / METRICS_FILE
-    metrics_path.unlink(missing_ok=True)  # a result must come from this run
+    request = prepare_run(
+        spec,
+        data=Path(data).resolve(),
+        run_dir=Path(run_dir).resolve(),
+        workers=workers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        timeout_s=timeout_s,
+    )
+    data, run_dir = request.data, request.run_dir
 
     job = K8sTrainJob(
         name=name or job_name(f"{run_dir.parent.name}-{run_dir.name}"),
         namespace=settings.k8s_namespace,
         image=settings.k8s_image,
         workers=workers,
-        args=(
-            f"--spec={spec_path}",
-            f"--data={data}",
-            f"--run-dir={run_dir}",
-            f"--epochs={epochs}",
-            f"--batch-size={batch_size}",
-            f"--learning-rate={learning_rate}",
-        ),
+        args=tuple(request.worker_args),
         pvc=settings.k8s_pvc,
         mount_path=str(mount),
         cpu=settings.k8s_cpu,
@@ -713,7 +689,7 @@ def train_on_kubernetes(
     )
     logger.info(
         "training %s on %s with %d pod(s) of %s in namespace %s: %s -> %s",
-        spec.name,
+        request.spec.name,
         data,
         workers,
         job.image,
@@ -725,17 +701,9 @@ def train_on_kubernetes(
     (launcher or K8sLauncher()).run(job, timeout_s=timeout_s)
     logger.info("training finished in %.1f s", time.monotonic() - started)
 
-    if not metrics_path.exists():
-        raise StageError(
-            f"training pods exited 0 but the chief wrote no {metrics_path}; see the [worker 0] "
-            f"log, and check claim {settings.k8s_pvc} is the one mounted at {mount} here"
-        )
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    return TrainResult(
-        saved_model_dir=run_dir / EXPORT_DIR,
-        metrics_path=metrics_path,
-        history=metrics["history"],
-        params=metrics["params"],
-        workers=workers,
-        holdout=metrics.get("holdout", {}),
+    return read_result(
+        request,
+        workers,
+        missing_hint=f"see the [worker 0] log, and check claim {settings.k8s_pvc} is the one "
+        f"mounted at {mount} here",
     )

@@ -94,6 +94,109 @@ def tf_config(hosts: Sequence[str], index: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked training request: resolved hyperparameters and the run dir laid out."""
+
+    spec: DatasetSpec
+    data: Path
+    run_dir: Path
+    epochs: int
+    batch_size: int
+    learning_rate: float
+
+    @property
+    def spec_path(self) -> Path:
+        return self.run_dir / SPEC_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / METRICS_FILE
+
+    @property
+    def worker_args(self) -> list[str]:
+        """The arguments of ``python -m models.tabular.train``, the same for every worker."""
+        return [
+            f"--spec={self.spec_path}",
+            f"--data={self.data}",
+            f"--run-dir={self.run_dir}",
+            f"--epochs={self.epochs}",
+            f"--batch-size={self.batch_size}",
+            f"--learning-rate={self.learning_rate}",
+        ]
+
+
+def prepare_run(
+    spec: DatasetSpec | str | Path,
+    *,
+    data: Path,
+    run_dir: Path,
+    workers: int,
+    epochs: int | None,
+    batch_size: int | None,
+    learning_rate: float | None,
+    timeout_s: float | None,
+) -> RunRequest:
+    """Check a training request and lay out its run dir; shared by every launcher.
+
+    Resolves the spec's hyperparameters, checks them and the data folder, writes
+    ``spec.yaml`` (the spec the workers read) and removes an old ``metrics.json`` (a result
+    must come from this run).
+
+    Raises:
+        ConfigError: a bad argument, named with its fix.
+    """
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+    t = spec.training
+    epochs = t.epochs if epochs is None else epochs
+    batch_size = t.batch_size if batch_size is None else batch_size
+    learning_rate = t.learning_rate if learning_rate is None else learning_rate
+    if workers < 1:
+        raise ConfigError(f"workers={workers}; use 1 or more workers")
+    if epochs < 1:
+        raise ConfigError(f"epochs={epochs}; use 1 or more")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}; use 1 or more rows per worker")
+    if not 0 < learning_rate < 1:
+        raise ConfigError(f"learning_rate={learning_rate}; use a value in (0, 1)")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
+    data, run_dir = Path(data), Path(run_dir)
+    if not data.is_dir():
+        raise ConfigError(
+            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
+        )
+    request = RunRequest(spec, data, run_dir, epochs, batch_size, learning_rate)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    request.spec_path.write_text(
+        yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8"
+    )
+    request.metrics_path.unlink(missing_ok=True)
+    return request
+
+
+def read_result(request: RunRequest, workers: int, *, missing_hint: str) -> TrainResult:
+    """The ``TrainResult`` of a finished run, from the chief's ``metrics.json``.
+
+    Raises:
+        StageError: the workers finished but the chief wrote no ``metrics.json``.
+    """
+    if not request.metrics_path.exists():
+        raise StageError(
+            f"training workers exited 0 but the chief wrote no {request.metrics_path}; "
+            f"{missing_hint}"
+        )
+    metrics = json.loads(request.metrics_path.read_text(encoding="utf-8"))
+    return TrainResult(
+        saved_model_dir=request.run_dir / EXPORT_DIR,
+        metrics_path=request.metrics_path,
+        history=metrics["history"],
+        params=metrics["params"],
+        workers=workers,
+        holdout=metrics.get("holdout", {}),
+    )
+
+
 def train(
     spec: DatasetSpec | str | Path,
     *,
@@ -126,45 +229,19 @@ def train(
         ConfigError: a bad argument (named in the message).
         StageError: a worker failed (exit code and last log lines) or the run timed out.
     """
-    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
-    t = spec.training
-    epochs = t.epochs if epochs is None else epochs
-    batch_size = t.batch_size if batch_size is None else batch_size
-    learning_rate = t.learning_rate if learning_rate is None else learning_rate
-    if workers < 1:
-        raise ConfigError(f"workers={workers}; use 1 or more worker processes")
-    if epochs < 1:
-        raise ConfigError(f"epochs={epochs}; use 1 or more")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}; use 1 or more rows per worker")
-    if not 0 < learning_rate < 1:
-        raise ConfigError(f"learning_rate={learning_rate}; use a value in (0, 1)")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
-    data, run_dir = Path(data), Path(run_dir)
-    if not data.is_dir():
-        raise ConfigError(
-            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
-        )
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec_path = run_dir / SPEC_FILE
-    spec_path.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
-    metrics_path = run_dir / METRICS_FILE
-    metrics_path.unlink(missing_ok=True)  # a result must come from this run
-
+    request = prepare_run(
+        spec,
+        data=data,
+        run_dir=run_dir,
+        workers=workers,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        timeout_s=timeout_s,
+    )
+    spec, data, run_dir = request.spec, request.data, request.run_dir
     hosts = [f"127.0.0.1:{port}" for port in free_ports(workers)]
-    command = [
-        sys.executable,
-        "-m",
-        ENTRY_MODULE,
-        f"--spec={spec_path}",
-        f"--data={data}",
-        f"--run-dir={run_dir}",
-        f"--epochs={epochs}",
-        f"--batch-size={batch_size}",
-        f"--learning-rate={learning_rate}",
-    ]
+    command = [sys.executable, "-m", ENTRY_MODULE, *request.worker_args]
     base_env = {
         **os.environ,
         "TF_USE_LEGACY_KERAS": "1",
@@ -180,19 +257,7 @@ def train(
     run_workers([command] * workers, envs, timeout_s=timeout_s)
     logger.info("training finished in %.1f s", time.monotonic() - started)
 
-    if not metrics_path.exists():
-        raise StageError(
-            f"training workers exited 0 but the chief wrote no {metrics_path}; see the [worker 0] log"
-        )
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    return TrainResult(
-        saved_model_dir=run_dir / EXPORT_DIR,
-        metrics_path=metrics_path,
-        history=metrics["history"],
-        params=metrics["params"],
-        workers=workers,
-        holdout=metrics.get("holdout", {}),
-    )
+    return read_result(request, workers, missing_hint="see the [worker 0] log")
 
 
 def launch(
