@@ -30,7 +30,7 @@ from datetime import timedelta
 from importlib.util import find_spec
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
 from aimass.config import Settings
 
@@ -48,15 +48,20 @@ CLEAN_JOB: str = _CLEAN_SPEC.origin
 DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
     "chicago_taxi"
 ]
+SCHEDULE = Settings.from_env().retrain_schedule
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 
 with DAG(
     dag_id=DAG_ID,
     description="Clean, validate, train, evaluate and deploy a model from fresh data",
     doc_md=__doc__,
-    schedule="0 2 * * *",
-    # No start_date: the cron timetable waits for the next 02:00 instead of firing for the
-    # slot that just passed when the DAG first appears.
+    # Nightly at 02:00 UTC unless AIMASS_RETRAIN_SCHEDULE says otherwise ("none": manual
+    # only). run_immediately=0 and no start_date: a DAG that appears after its slot waits
+    # for the next one (Airflow would otherwise run the slot that passed within 10 % of
+    # the period, e.g. a DAG deployed at 02:40 would start retraining at once).
+    schedule=CronTriggerTimetable(SCHEDULE, timezone="UTC", run_immediately=timedelta(0))
+    if SCHEDULE
+    else None,
     catchup=False,
     max_active_runs=1,
     tags=["aimass", "retrain"],

@@ -31,11 +31,18 @@ def _port(name: str, default: int) -> int:
 
 
 TRAIN_LAUNCHERS = ("local", "kubernetes")
+DEFAULT_RETRAIN_SCHEDULE = "0 2 * * *"
+_SCHEDULE_OFF = ("", "none", "off", "manual")
 K8S_PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 # A Kubernetes resource quantity as written in manifests: 2, 500m, 1.5, 4Gi, 512M.
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _schedule(raw: str) -> str:
+    value = " ".join(raw.split())
+    return "" if value.lower() in _SCHEDULE_OFF else value
 
 
 def _count(name: str, default: int) -> int:
@@ -60,6 +67,8 @@ class Settings:
     serving_host: str = ""
     # Training launcher: "local" worker processes, or "kubernetes" pods (aimass.k8s_launcher).
     train_launcher: str = "local"
+    # Cron (UTC) of the nightly retraining; "" = manual and event runs only.
+    retrain_schedule: str = DEFAULT_RETRAIN_SCHEDULE
     k8s_namespace: str = "default"
     k8s_image: str = ""
     k8s_service_account: str = ""  # "" = the namespace's default service account
@@ -70,6 +79,12 @@ class Settings:
     k8s_image_pull_policy: str = "IfNotPresent"
 
     def __post_init__(self) -> None:
+        if self.retrain_schedule and len(self.retrain_schedule.split()) != 5:
+            raise ConfigError(
+                f"AIMASS_RETRAIN_SCHEDULE={self.retrain_schedule!r} is not a 5-field cron "
+                "expression (minute hour day month weekday, UTC), e.g. '0 2 * * *'; use 'none' "
+                "for manual runs only"
+            )
         if self.train_launcher not in TRAIN_LAUNCHERS:
             raise ConfigError(
                 f"AIMASS_TRAIN_LAUNCHER={self.train_launcher!r}; use one of {list(TRAIN_LAUNCHERS)}"
@@ -142,6 +157,9 @@ class Settings:
                 "AIMASS_MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}"
             ),
             train_launcher=os.environ.get("AIMASS_TRAIN_LAUNCHER", "local").strip().lower(),
+            retrain_schedule=_schedule(
+                os.environ.get("AIMASS_RETRAIN_SCHEDULE", DEFAULT_RETRAIN_SCHEDULE)
+            ),
             k8s_namespace=os.environ.get("AIMASS_K8S_NAMESPACE", "default"),
             k8s_image=os.environ.get("AIMASS_K8S_IMAGE", ""),
             k8s_service_account=os.environ.get("AIMASS_K8S_SERVICE_ACCOUNT", ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,35 @@ def test_parsing_does_not_load_heavy_modules(path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"parsing {path.name} loaded {loaded}"
+
+
+def test_retrain_runs_nightly_and_never_fires_for_a_slot_that_already_passed(
+    dagbag,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DAG deployed at 02:40 must wait for tomorrow's 02:00, not start retraining at once."""
+    import datetime as dt
+
+    import airflow.timetables.trigger as trigger
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    # The timetable the scheduler uses: the DAG after serialization.
+    dag = dagbag.dags["aimass_retrain"]
+    timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+    assert timetable.summary == "0 2 * * *"
+    now = dt.datetime(2026, 11, 26, 2, 40, tzinfo=dt.UTC)
+    monkeypatch.setattr(trigger, "utcnow", lambda: now)
+    restriction = TimeRestriction(earliest=None, latest=None, catchup=False)
+    info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert info is not None
+    assert info.run_after == dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
+
+
+def test_retrain_schedule_comes_from_the_environment() -> None:
+    code = "import dags.aimass_retrain as m; print(m.dag.timetable.__class__.__name__)"
+    env = {**os.environ, "AIMASS_RETRAIN_SCHEDULE": "none"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "NullTimetable"

@@ -54,6 +54,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
         "AIMASS_MLFLOW_PORT": str(free_port()),
         "AIMASS_SERVING_GRPC_PORT": str(free_port()),
         "AIMASS_SERVING_REST_PORT": str(free_port()),
+        # Only the runs this test triggers: a nightly slot passing mid-test would add its own
+        # run and champion (the schedule itself is tested in tests/dags).
+        "AIMASS_RETRAIN_SCHEDULE": "none",
     }
     for key, value in env.items():
         mp.setenv(key, value)

@@ -1,0 +1,28 @@
+"""Settings from the environment (aimass.config)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aimass.config import Settings
+from aimass.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, "0 2 * * *"), ("30  3 * * 1-5", "30 3 * * 1-5"), ("none", ""), ("", "")],
+)
+def test_retrain_schedule(monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: str) -> None:
+    if raw is None:
+        monkeypatch.delenv("AIMASS_RETRAIN_SCHEDULE", raising=False)
+    else:
+        monkeypatch.setenv("AIMASS_RETRAIN_SCHEDULE", raw)
+    assert Settings.from_env().retrain_schedule == expected
+
+
+def test_a_bad_schedule_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIMASS_RETRAIN_SCHEDULE", "nightly")
+    with pytest.raises(ConfigError, match="5-field cron"):
+        Settings.from_env()
