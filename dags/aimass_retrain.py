@@ -20,7 +20,9 @@ Runs nightly and on demand. Each run works on one partition of one dataset
    `champion` move to it only after it loaded and answered.
 
 Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
-the number of epochs and workers, or a stricter AUC bar. The summary of every run is the
+the number of epochs and workers, a stricter AUC bar, the learning rate and batch size, or
+mixed precision. Training uses the best values of the latest **aimass_tune** search unless
+`use_tuned_hparams` is off or a param overrides them. The summary of every run is the
 return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.json`.
 """
 
@@ -120,6 +122,37 @@ with DAG(
             title="Minimum AUC",
             description="Override the spec's absolute AUC bar for this run (classification specs "
             "only); empty keeps the spec's gate.",
+        ),
+        "use_tuned_hparams": Param(
+            True,
+            type="boolean",
+            title="Use tuned hyperparameters",
+            description="Train with the best values of the dataset's latest aimass_tune search "
+            "(if any); off trains with the spec's training section.",
+        ),
+        "learning_rate": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            title="Learning rate",
+            description="Adam learning rate for this run; empty means the tuned or spec value.",
+        ),
+        "batch_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=65536,
+            title="Batch size per worker",
+            description="Rows per worker per step (the global batch is this times the workers); "
+            "empty means the tuned or spec value.",
+        ),
+        "mixed_precision": Param(
+            False,
+            type="boolean",
+            title="Mixed precision",
+            description="float16 compute with float32 weights where the workers see a GPU; "
+            "no effect on CPU (logged).",
         ),
     },
 ) as dag:

@@ -128,8 +128,12 @@ def _head(
     spec: DatasetSpec, x: tf.Tensor, adapt_labels: np.ndarray | None
 ) -> tuple[tf.Tensor, Any, list[Any]]:
     """Output layer, loss and training metrics for the spec's task."""
+    # Heads compute in float32 even under a mixed-precision policy: a float16 sigmoid or
+    # softmax saturates and its loss loses precision.
     if spec.task == BINARY:
-        output = tf_keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        output = tf_keras.layers.Dense(
+            1, activation="sigmoid", name="probability", dtype="float32"
+        )(x)
         metrics = [
             tf_keras.metrics.AUC(name="auc"),
             tf_keras.metrics.BinaryAccuracy(name="accuracy"),
@@ -137,14 +141,14 @@ def _head(
         return output, tf_keras.losses.BinaryCrossentropy(), metrics
     if spec.task == MULTICLASS:
         output = tf_keras.layers.Dense(
-            spec.num_classes, activation="softmax", name="probabilities"
+            spec.num_classes, activation="softmax", name="probabilities", dtype="float32"
         )(x)
         metrics = [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         return output, tf_keras.losses.SparseCategoricalCrossentropy(), metrics
     if spec.task == REGRESSION:
         mean, std = _label_stats(adapt_labels)
-        standardized = tf_keras.layers.Dense(1, name="standardized")(x)
-        output = Rescale(std, mean, name="prediction")(standardized)
+        standardized = tf_keras.layers.Dense(1, name="standardized", dtype="float32")(x)
+        output = Rescale(std, mean, name="prediction", dtype="float32")(standardized)
         metrics = [
             tf_keras.metrics.RootMeanSquaredError(name="rmse"),
             tf_keras.metrics.MeanAbsoluteError(name="mae"),
@@ -160,6 +164,7 @@ def build_model(
     adapt_labels: np.ndarray | None = None,
     hidden_units: Sequence[int] | None = None,
     learning_rate: float | None = None,
+    dropout: float | None = None,
 ) -> tf_keras.Model:
     """Build and compile the model for ``spec``.
 
@@ -170,6 +175,11 @@ def build_model(
         adapt_labels: training labels; needed for regression (output scaling).
         hidden_units: sizes of the dense layers (default ``spec.training.hidden_units``).
         learning_rate: Adam learning rate (default ``spec.training.learning_rate``).
+        dropout: share of units dropped after each hidden layer while training
+            (default ``spec.training.dropout``; 0 adds no dropout layer).
+
+    Under a mixed-precision global policy (``tf_keras.mixed_precision``), the hidden
+    layers compute in float16 and the head in float32, so outputs stay float32.
 
     Returns:
         A compiled ``tf_keras.Model`` with one named scalar input per feature
@@ -181,6 +191,9 @@ def build_model(
     """
     hidden_units = tuple(hidden_units or spec.training.hidden_units)
     learning_rate = spec.training.learning_rate if learning_rate is None else learning_rate
+    dropout = spec.training.dropout if dropout is None else dropout
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout={dropout}; use a share in [0, 1)")
     feats = features(spec)
     missing = [f.name for f in feats if f.name not in adapt_data]
     if missing:
@@ -212,15 +225,22 @@ def build_model(
         else:
             mean, variance = _numeric_stats(feat, values)
             sentinel = feat.fill if feat.spec_dtype == "long" else None
-            x = Impute(mean, sentinel, name=f"{feat.name}_impute")(inp)
+            # Preprocessing stays float32 under mixed precision: in float16 a latitude
+            # near 41.9 moves in steps of 0.03, which would erase most of its signal.
+            x = Impute(mean, sentinel, name=f"{feat.name}_impute", dtype="float32")(inp)
             norm = tf_keras.layers.Normalization(
-                mean=[mean], variance=[max(variance, 1e-12)], name=f"{feat.name}_norm"
+                mean=[mean],
+                variance=[max(variance, 1e-12)],
+                name=f"{feat.name}_norm",
+                dtype="float32",
             )
             encoded.append(norm(x))
 
     x = tf_keras.layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
     for i, units in enumerate(hidden_units):
         x = tf_keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if dropout > 0:
+            x = tf_keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     output, loss, metrics = _head(spec, x, adapt_labels)
     model = tf_keras.Model(inputs=inputs, outputs=output, name=f"{spec.name}_{spec.task}")
     model.compile(

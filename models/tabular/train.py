@@ -123,6 +123,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=42, help="seed for weights and shuffling (same on every worker)"
     )
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute with float32 weights where a GPU is visible (ignored on CPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -318,6 +323,21 @@ def _check_same_start(strategy: Any, initial_epoch: int) -> None:
         )
 
 
+def precision_policy(mixed_precision: bool, *, gpus: int) -> str:
+    """The Keras dtype policy: ``mixed_float16`` when asked for and a GPU is visible.
+
+    On CPU, float16 matrix products are emulated and slower than float32, so the request
+    is logged and training stays in float32: the same run works with or without a GPU.
+    """
+    if not mixed_precision:
+        return "float32"
+    if gpus:
+        logger.info("mixed precision: float16 compute, float32 weights (policy mixed_float16)")
+        return "mixed_float16"
+    logger.warning("mixed precision was asked for but no GPU is visible; training in float32")
+    return "float32"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train on the train split, evaluate on holdout, export (chief only); return the metrics payload."""
     role = cluster_role()
@@ -354,21 +374,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         # Several workers may share one GPU; don't let the first take all its memory.
         tf.config.experimental.set_memory_growth(gpu, True)
     # The strategy must exist before other TensorFlow ops run in this process.
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     logger.info(
-        "%s of %d workers (chief=%s); visible devices: %s; replicas in sync: %d",
+        "%s of %d workers (chief=%s); visible devices: %s; training on %s; replicas in sync: %d",
         role.label,
         role.workers,
         role.is_chief,
         [d.name for d in tf.config.list_physical_devices()],
+        f"{len(gpus)} GPU(s)" if gpus else "CPU (no GPU visible)",
         strategy.num_replicas_in_sync,
     )
 
     import tf_keras
+
+    policy = precision_policy(args.mixed_precision, gpus=len(gpus))
+    tf_keras.mixed_precision.set_global_policy(policy)
 
     from models.tabular.export import export_saved_model
     from models.tabular.inputs import make_dataset
@@ -386,6 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "learning_rate": learning_rate,
             "seed": args.seed,
             "workers": role.workers,
+            "precision_policy": policy,
         },
     )
     tf_keras.utils.set_random_seed(args.seed)
@@ -396,6 +422,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             adapt_labels=train_y,
             hidden_units=spec.training.hidden_units,
             learning_rate=learning_rate,
+            dropout=spec.training.dropout,
         )
         # The optimizer's slots must exist for a checkpoint to restore them.
         model.optimizer.build(model.trainable_variables)
@@ -460,6 +487,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "learning_rate": learning_rate,
             "hidden_units": list(spec.training.hidden_units),
             "max_vocab": spec.training.max_vocab,
+            "dropout": spec.training.dropout,
+            "precision_policy": policy,
+            "devices": [d.name for d in gpus] or ["CPU"],
             "workers": role.workers,
             "seed": args.seed,
             "train_rows": train_rows,

@@ -624,6 +624,7 @@ def train_on_kubernetes(
     batch_size: int | None = None,
     learning_rate: float | None = None,
     timeout_s: float | None = None,
+    mixed_precision: bool = False,
     name: str | None = None,
     launcher: K8sLauncher | None = None,
 ) -> TrainResult:
@@ -632,8 +633,9 @@ def train_on_kubernetes(
     Args:
         settings: ``k8s_*`` fields give the image, namespace, claim and resources; the claim
             is mounted at ``settings.var_dir``, which must hold ``data`` and ``run_dir``.
-        spec, data, run_dir, workers, epochs, batch_size, learning_rate, timeout_s: as in
-            ``aimass.training.train``.
+        spec, data, run_dir, workers, epochs, batch_size, learning_rate, timeout_s,
+            mixed_precision: as in ``aimass.training.train`` (set ``AIMASS_K8S_GPUS`` to
+            give each pod a GPU).
         name: the job name (default: made from ``run_dir``'s dataset and run folders).
         launcher: the ``K8sLauncher`` to run with (default: one on the configured cluster).
 
@@ -669,6 +671,7 @@ def train_on_kubernetes(
         batch_size=batch_size,
         learning_rate=learning_rate,
         timeout_s=timeout_s,
+        mixed_precision=mixed_precision,
     )
     data, run_dir = request.data, request.run_dir
 

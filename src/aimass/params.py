@@ -16,6 +16,7 @@ from aimass.spec import load_spec
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_EPOCHS = 200
 MAX_WORKERS = 8
+MAX_BATCH_SIZE = 65_536
 # Training runs under MultiWorkerMirroredStrategy with this many worker processes by default.
 DEFAULT_WORKERS = 2
 
@@ -28,6 +29,10 @@ class RunParams:
     epochs: int | None
     workers: int
     min_auc: float | None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    use_tuned_hparams: bool = True
+    mixed_precision: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +130,35 @@ def _int(params: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
     return number
 
 
+def _bool(params: dict[str, Any], key: str, default: bool) -> bool:
+    value = params.get(key)
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"param {key}={value!r} must be true or false")
+
+
+def _learning_rate(params: dict[str, Any]) -> float | None:
+    value = params.get("learning_rate")
+    if value in (None, ""):
+        return None
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"param learning_rate={value!r} must be a number in (0, 1), e.g. 0.001 (or empty)"
+        ) from None
+    if isinstance(value, bool) or not 0 < rate < 1:
+        raise ConfigError(
+            f"param learning_rate={value!r} must be in (0, 1), e.g. 0.001 (or empty for the "
+            "tuned or spec value)"
+        )
+    return rate
+
+
 def validate_params(
     params: dict[str, Any], settings: Settings, *, run_date: date | datetime
 ) -> RunParams:
@@ -188,4 +222,87 @@ def validate_params(
         epochs=epochs,
         workers=workers,
         min_auc=min_auc,
+        learning_rate=_learning_rate(params),
+        batch_size=_int(params, "batch_size", 1, MAX_BATCH_SIZE),
+        use_tuned_hparams=_bool(params, "use_tuned_hparams", True),
+        mixed_precision=_bool(params, "mixed_precision", False),
+    )
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    dataset: str
+    ds: str
+    clean_dir: str
+    algorithm: str
+    max_trials: int
+    epochs: int
+    workers: int
+    mixed_precision: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latest_partition(settings: Settings, dataset: str) -> str:
+    """The newest ``ds`` of the dataset's clean partitions (ISO dates sort by time).
+
+    Raises:
+        ConfigError: the dataset has no clean partition yet.
+    """
+    root = settings.lake_dir / "clean" / dataset
+    dates = sorted(
+        p.name.removeprefix("ds=")
+        for p in root.glob("ds=*")
+        if p.is_dir() and _DS.match(p.name.removeprefix("ds=")) and any(p.rglob("*.parquet"))
+    )
+    if not dates:
+        raise ConfigError(
+            f"dataset {dataset!r} has no clean partition under {root}; run aimass_retrain "
+            "for it first (or its clean stage), then tune"
+        )
+    return dates[-1]
+
+
+def validate_tune_params(params: dict[str, Any], settings: Settings) -> TuneParams:
+    """Check a search's params; fill the spec's ``tuning`` values and the newest partition.
+
+    Raises:
+        ConfigError: naming the bad param and what to set instead.
+    """
+    from aimass.spec import TUNING_ALGORITHMS
+
+    dataset = str(params.get("dataset") or "chicago_taxi")
+    if not re.match(r"^[a-z][a-z0-9_]*$", dataset):
+        raise ConfigError(
+            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
+        )
+    spec = load_spec(dataset, settings.conf_dir)
+    ds = str(params.get("ds") or "")
+    if ds:
+        if not _DS.match(ds):
+            raise ConfigError(f"param ds={ds!r} must be a date like 2026-11-25 (or empty)")
+    else:
+        ds = latest_partition(settings, spec.name)
+    clean_dir = settings.clean_partition(spec.name, ds)
+    if not clean_dir.is_dir():
+        raise ConfigError(
+            f"param ds={ds!r}: there is no clean partition {clean_dir}; leave ds empty for the "
+            f"newest one ({latest_partition(settings, spec.name)})"
+        )
+    algorithm = str(params.get("algorithm") or spec.tuning.algorithm)
+    if algorithm not in TUNING_ALGORITHMS:
+        raise ConfigError(
+            f"param algorithm={algorithm!r} is unknown; use one of {TUNING_ALGORITHMS} "
+            "(or empty for the spec's tuning.algorithm)"
+        )
+    return TuneParams(
+        dataset=spec.name,
+        ds=ds,
+        clean_dir=str(clean_dir),
+        algorithm=algorithm,
+        max_trials=_int(params, "max_trials", 1, 100) or spec.tuning.max_trials,
+        epochs=_int(params, "epochs", 1, MAX_EPOCHS) or spec.tuning.epochs,
+        workers=_int(params, "workers", 1, MAX_WORKERS) or DEFAULT_WORKERS,
+        mixed_precision=_bool(params, "mixed_precision", False),
     )

@@ -212,6 +212,50 @@ def reset_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def resolve_hparams(settings: Settings, spec: Any, ctx: dict[str, Any]) -> tuple[Any, str]:
+    """The spec to train with: its ``training`` < the latest search's best < the run's params.
+
+    A search's values are used unless the run says ``use_tuned_hparams: false``; the run's
+    ``learning_rate`` and ``batch_size`` params win over both. Returns the spec with the
+    chosen values and a line saying where they came from (logged and tagged in MLflow).
+    """
+    from aimass.errors import ConfigError
+    from aimass.tuning import apply_hparams, tuned_hparams
+
+    source = "spec"
+    if ctx.get("use_tuned_hparams", True):
+        found = tuned_hparams(settings, spec.name)
+        if found is not None:
+            tuned, tuning_run = found
+            try:
+                spec = apply_hparams(spec, tuned)
+                source = f"tuned by MLflow run {tuning_run}: {json.dumps(tuned, sort_keys=True)}"
+            except ConfigError as exc:
+                log.warning(
+                    "train: ignoring the best values of tuning run %s (%s); using the spec's",
+                    tuning_run,
+                    exc,
+                )
+        else:
+            log.info("train: no finished hyperparameter search for %s; using the spec's", spec.name)
+    else:
+        log.info("train: use_tuned_hparams is off; using the spec's hyperparameters")
+    overrides = {k: ctx[k] for k in ("learning_rate", "batch_size") if ctx.get(k) is not None}
+    if overrides:
+        spec = apply_hparams(spec, overrides)
+        source += f"; run params override {json.dumps(overrides, sort_keys=True)}"
+    t = spec.training
+    log.info(
+        "train: learning_rate=%g batch_size=%d hidden_units=%s dropout=%g (%s)",
+        t.learning_rate,
+        t.batch_size,
+        list(t.hidden_units),
+        t.dropout,
+        source,
+    )
+    return spec, source
+
+
 def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     """Train a candidate across worker processes, track it in MLflow and register a version."""
     import mlflow
@@ -222,6 +266,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
+    spec, hparams_source = resolve_hparams(settings, spec, ctx)
     run_dir = Path(ctx["run_dir"])
     reset_run_dir(run_dir)
 
@@ -239,6 +284,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
                 "aimass.run_key": ctx["run_key"],
                 "aimass.git_commit": git_commit(settings.root),
                 "aimass.quality": "passed" if checks["quality"]["success"] else "warnings",
+                "aimass.hparams_source": hparams_source,
             }
         )
         result = launch(
@@ -248,12 +294,22 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
             run_dir=run_dir,
             workers=int(ctx["workers"]),
             epochs=ctx.get("epochs"),
+            mixed_precision=bool(ctx.get("mixed_precision", False)),
         )
         mlflow.log_params(
-            {**{k: v for k, v in result.params.items() if not isinstance(v, dict | list)}}
+            {
+                k: json.dumps(v) if isinstance(v, list) else v
+                for k, v in result.params.items()
+                if not isinstance(v, dict)
+            }
         )
         mlflow.log_params(
-            {"workers": result.workers, "input_path": ctx["input_path"], "ds": ctx["ds"]}
+            {
+                "workers": result.workers,
+                "input_path": ctx["input_path"],
+                "ds": ctx["ds"],
+                "hparams_source": hparams_source[:500],
+            }
         )
         for metric, values in result.history.items():
             for epoch, value in enumerate(values):
@@ -320,6 +376,7 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
         "registry_version": version,
         "saved_model_dir": str(result.saved_model_dir),
         "workers": result.workers,
+        "hparams_source": hparams_source,
         "train_seconds": round(time.monotonic() - started, 1),
     }
 

@@ -104,6 +104,7 @@ class RunRequest:
     epochs: int
     batch_size: int
     learning_rate: float
+    mixed_precision: bool = False
 
     @property
     def spec_path(self) -> Path:
@@ -123,6 +124,7 @@ class RunRequest:
             f"--epochs={self.epochs}",
             f"--batch-size={self.batch_size}",
             f"--learning-rate={self.learning_rate}",
+            *(["--mixed-precision"] if self.mixed_precision else []),
         ]
 
 
@@ -136,6 +138,7 @@ def prepare_run(
     batch_size: int | None,
     learning_rate: float | None,
     timeout_s: float | None,
+    mixed_precision: bool = False,
 ) -> RunRequest:
     """Check a training request and lay out its run dir; shared by every launcher.
 
@@ -166,7 +169,7 @@ def prepare_run(
         raise ConfigError(
             f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
         )
-    request = RunRequest(spec, data, run_dir, epochs, batch_size, learning_rate)
+    request = RunRequest(spec, data, run_dir, epochs, batch_size, learning_rate, mixed_precision)
     run_dir.mkdir(parents=True, exist_ok=True)
     request.spec_path.write_text(
         yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8"
@@ -207,6 +210,7 @@ def train(
     batch_size: int | None = None,
     learning_rate: float | None = None,
     timeout_s: float | None = None,
+    mixed_precision: bool = False,
 ) -> TrainResult:
     """Train the tabular model on a clean partition with ``workers`` local processes.
 
@@ -221,6 +225,7 @@ def train(
         epochs, batch_size, learning_rate: override the spec's ``training``; ``batch_size``
             is per worker, the global batch is ``batch_size * workers``.
         timeout_s: stop the workers and fail after this many seconds (None: no limit).
+        mixed_precision: float16 compute where the workers see a GPU (float32 on CPU).
 
     Returns:
         A ``TrainResult`` read from the chief's ``metrics.json``.
@@ -238,6 +243,7 @@ def train(
         batch_size=batch_size,
         learning_rate=learning_rate,
         timeout_s=timeout_s,
+        mixed_precision=mixed_precision,
     )
     spec, data, run_dir = request.spec, request.data, request.run_dir
     hosts = [f"127.0.0.1:{port}" for port in free_ports(workers)]
@@ -271,6 +277,7 @@ def launch(
     batch_size: int | None = None,
     learning_rate: float | None = None,
     timeout_s: float | None = None,
+    mixed_precision: bool = False,
 ) -> TrainResult:
     """Train with the launcher ``settings.train_launcher`` names (``AIMASS_TRAIN_LAUNCHER``).
 
@@ -290,6 +297,7 @@ def launch(
             batch_size=batch_size,
             learning_rate=learning_rate,
             timeout_s=timeout_s,
+            mixed_precision=mixed_precision,
         )
     if settings.train_launcher != "local":
         raise ConfigError(
@@ -304,6 +312,7 @@ def launch(
         batch_size=batch_size,
         learning_rate=learning_rate,
         timeout_s=timeout_s,
+        mixed_precision=mixed_precision,
     )
 
 

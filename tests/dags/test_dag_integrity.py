@@ -15,7 +15,17 @@ pytestmark = pytest.mark.dags
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
-HEAVY = ("pyspark", "tensorflow", "tf_keras", "great_expectations", "pandas", "mlflow", "sklearn")
+HEAVY = (
+    "pyspark",
+    "tensorflow",
+    "tf_keras",
+    "keras",
+    "keras_tuner",
+    "great_expectations",
+    "pandas",
+    "mlflow",
+    "sklearn",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +41,7 @@ def test_there_are_dags() -> None:
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dagbag.import_errors == {}
-    assert "aimass_retrain" in dagbag.dag_ids
+    assert {"aimass_retrain", "aimass_tune"} <= set(dagbag.dag_ids)
 
 
 def test_every_dag_has_tags_retries_docs_and_no_catchup(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -67,10 +77,24 @@ def test_task_ids_are_verbs(dagbag) -> None:  # type: ignore[no-untyped-def]
         "deploy",
         "reject",
         "publish",
+        "search",
     )
-    dag = dagbag.dags["aimass_retrain"]
-    for task_id in dag.task_ids:
-        assert task_id.split("_")[0] in verbs, f"task id {task_id} should start with a verb"
+    for dag_id, dag in dagbag.dags.items():
+        for task_id in dag.task_ids:
+            assert task_id.split("_")[0] in verbs, (
+                f"{dag_id}: task id {task_id} should start with a verb"
+            )
+
+
+def test_tuning_is_manual_and_feeds_training_params(dagbag) -> None:  # type: ignore[no-untyped-def]
+    tune = dagbag.dags["aimass_tune"]
+    assert type(tune.timetable).__name__ == "NullTimetable"  # manual only
+    assert tune.task_ids == ["prepare_tuning", "search_hyperparameters"]
+    assert tune.params.get_param("algorithm").schema["enum"] == ["", "bayesian", "random"]
+    retrain = dagbag.dags["aimass_retrain"]
+    for name in ("use_tuned_hparams", "learning_rate", "batch_size", "mixed_precision"):
+        assert name in retrain.params, f"aimass_retrain lacks the {name} param"
+    assert retrain.params["use_tuned_hparams"] is True
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

@@ -5,7 +5,8 @@ server are started as in `make demo`, on free ports and a temporary var dir. The
 triggered through the REST API and the scheduler runs it. Two taxi runs (binary): the
 first has no champion and deploys version 1; the second is gated against the first's
 champion. Then the same DAG runs the penguin specs, a multiclass and a regression label,
-which differ from the taxi data only by their YAML.
+which differ from the taxi data only by their YAML. Between the two taxi runs a Bayesian
+search runs from the tuning DAG, and the second run trains with its best values.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aimass.config import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "aimass_retrain"
+TUNE_DAG_ID = "aimass_tune"
 ROWS = 4000
 BAD_LINES = [
     "not,enough,fields\n",
@@ -153,9 +155,29 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     summary_file = settings.report_dir("chicago_taxi", "2026-11-01") / "run_summary.json"
     assert json.loads(summary_file.read_text())["model"]["registry_version"] == first_version
 
-    # a second run is gated against the first run's champion
+    # the tuning mode: a Bayesian search from the trigger form, trials as child MLflow runs
+    client.wait_for_dag(TUNE_DAG_ID, timeout_s=180)
+    tune_conf = {"algorithm": "bayesian", "max_trials": 2, "epochs": 1, "workers": 2}
+    tune_run = client.trigger(TUNE_DAG_ID, tune_conf)
+    tune_state = client.wait_for_run(TUNE_DAG_ID, tune_run, timeout_s=900)
+    assert tune_state == "success", _task_log_tail(settings, tune_run)
+    search = client.xcom(TUNE_DAG_ID, tune_run, "search_hyperparameters")
+    assert search["partition"] == str(clean_dir) and len(search["trials"]) == 2
+    children = mlc.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{search['mlflow_run_id']}'",
+    )
+    assert len(children) == 2 and all("val_auc" in c.data.metrics for c in children)
+    assert search["best_score"] == max(c.data.metrics["val_auc"] for c in children)
+
+    # a second run is gated against the first run's champion, trained with the tuned values
     run_id2, state2, summary2 = _run(client, {"epochs": 3, "ds": "2026-11-01"})
     assert state2 == "success", _task_log_tail(settings, run_id2)
+    assert summary2["model"]["hparams_source"].startswith(
+        f"tuned by MLflow run {search['mlflow_run_id']}"
+    ), summary2["model"]["hparams_source"]
+    trained = mlc.get_run(summary2["model"]["mlflow_run_id"]).data.params
+    assert float(trained["learning_rate"]) == pytest.approx(search["best_hparams"]["learning_rate"])
     # the same data again: no drift against the champion's reference, and a report to prove it
     assert summary2["drift"]["status"] == "ok", summary2["drift"]
     assert summary2["drift"]["champion_version"] == str(first_version)

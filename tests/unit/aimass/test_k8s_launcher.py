@@ -831,7 +831,13 @@ def test_launch_picks_the_configured_launcher(
         else Settings(root=k8s_settings.root, var_dir=k8s_settings.var_dir)
     )
     result = training.launch(
-        settings, TAXI_SPEC, data=Path("d"), run_dir=Path("r"), workers=3, epochs=4
+        settings,
+        TAXI_SPEC,
+        data=Path("d"),
+        run_dir=Path("r"),
+        workers=3,
+        epochs=4,
+        mixed_precision=True,
     )
     assert result == ("k8s result" if launcher_name == "kubernetes" else "local result")
     assert calls == [
@@ -845,6 +851,7 @@ def test_launch_picks_the_configured_launcher(
                 "batch_size": None,
                 "learning_rate": None,
                 "timeout_s": None,
+                "mixed_precision": True,
             },
         )
     ]
@@ -858,3 +865,22 @@ def test_default_api_without_any_cluster_is_a_config_error(
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="no cluster is configured"):
         k8s_launcher.default_api()
+
+
+def test_mixed_precision_reaches_the_worker_command_only_when_asked(tmp_path: Path) -> None:
+    def args(**kwargs: Any) -> list[str]:
+        request = training.prepare_run(
+            TAXI_SPEC,
+            data=tmp_path,
+            run_dir=tmp_path / "run",
+            workers=2,
+            epochs=1,
+            batch_size=None,
+            learning_rate=None,
+            timeout_s=None,
+            **kwargs,
+        )
+        return request.worker_args
+
+    assert "--mixed-precision" in args(mixed_precision=True)
+    assert "--mixed-precision" not in args()

@@ -8,7 +8,12 @@ import pytest
 
 from aimass.config import Settings
 from aimass.errors import ConfigError
-from aimass.params import allowed_roots, allowed_s3_roots, validate_params
+from aimass.params import (
+    allowed_roots,
+    allowed_s3_roots,
+    validate_params,
+    validate_tune_params,
+)
 
 pytestmark = pytest.mark.unit
 RUN_DATE = datetime(2026, 11, 25, 2, 0)
@@ -42,6 +47,11 @@ def test_defaults_resolve_spec_source_and_run_date(settings: Settings, raw_file:
         ({"ds": "2026-02-30"}, "not a real calendar date"),
         ({"min_auc": 1.5}, "between 0 and 1"),
         ({"input_path": "/etc/hostname"}, "outside the allowed data roots"),
+        ({"learning_rate": 0}, r"learning_rate=0 must be in \(0, 1\)"),
+        ({"learning_rate": "fast"}, "learning_rate='fast' must be a number"),
+        ({"batch_size": 0}, "batch_size=0 is out of range"),
+        ({"use_tuned_hparams": "yes"}, "use_tuned_hparams='yes' must be true or false"),
+        ({"mixed_precision": 1}, "mixed_precision=1 must be true or false"),
     ],
 )
 def test_bad_params_are_rejected_with_a_fix(
@@ -151,3 +161,64 @@ def test_a_bad_s3_data_root_names_the_entry(
     monkeypatch.setenv("AIMASS_DATA_ROOTS", "s3://")
     with pytest.raises(ConfigError, match="AIMASS_DATA_ROOTS entry 's3://'"):
         validate_params({"input_path": "s3://landing-bucket/a.csv"}, settings, run_date=RUN_DATE)
+
+
+def test_training_overrides_and_switches(settings: Settings, raw_file: Path) -> None:
+    p = validate_params(
+        {
+            "learning_rate": "0.005",
+            "batch_size": 128,
+            "use_tuned_hparams": "false",
+            "mixed_precision": True,
+        },
+        settings,
+        run_date=RUN_DATE,
+    )
+    assert (p.learning_rate, p.batch_size) == (0.005, 128)
+    assert p.use_tuned_hparams is False and p.mixed_precision is True
+    defaults = validate_params({}, settings, run_date=RUN_DATE)
+    assert defaults.use_tuned_hparams is True and defaults.mixed_precision is False
+    assert defaults.learning_rate is None and defaults.batch_size is None
+
+
+def _partition(settings: Settings, ds: str) -> None:
+    part = settings.clean_partition("chicago_taxi", ds)
+    part.mkdir(parents=True)
+    (part / "part-00000.parquet").write_bytes(b"")
+
+
+def test_tuning_params_default_to_the_spec_and_the_newest_partition(settings: Settings) -> None:
+    _partition(settings, "2026-11-01")
+    _partition(settings, "2026-11-20")
+    (settings.clean_partition("chicago_taxi", "2026-11-30")).mkdir(parents=True)  # no files yet
+    p = validate_tune_params({}, settings)
+    assert p.ds == "2026-11-20"
+    assert p.clean_dir == str(settings.clean_partition("chicago_taxi", "2026-11-20"))
+    assert (p.algorithm, p.max_trials, p.epochs, p.workers) == ("bayesian", 8, 3, 2)
+    p = validate_tune_params(
+        {"ds": "2026-11-01", "algorithm": "random", "max_trials": 4, "epochs": 2}, settings
+    )
+    assert (p.ds, p.algorithm, p.max_trials, p.epochs) == ("2026-11-01", "random", 4, 2)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"algorithm": "grid"}, "algorithm='grid' is unknown"),
+        ({"max_trials": 0}, "max_trials=0 is out of range"),
+        ({"epochs": -2}, "epochs=-2 is out of range"),
+        ({"ds": "2026-10-01"}, "there is no clean partition"),
+        ({"dataset": "nope"}, "dataset spec 'nope' not found"),
+    ],
+)
+def test_bad_tuning_params_are_rejected_with_a_fix(
+    settings: Settings, params: dict, message: str
+) -> None:
+    _partition(settings, "2026-11-20")
+    with pytest.raises(ConfigError, match=message):
+        validate_tune_params(params, settings)
+
+
+def test_tuning_without_a_partition_says_to_run_retraining_first(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="run aimass_retrain"):
+        validate_tune_params({}, settings)

@@ -172,3 +172,47 @@ def test_export_round_trip_matches_the_in_memory_model(
         predict({k: v for k, v in x.items() if k != "fare"})
     with pytest.raises(ConfigError, match="not a SavedModel"):
         load_predict_fn(tmp_path)
+
+
+def test_dropout_layers_follow_the_spec(taxi_spec: DatasetSpec, train_arrays: tuple) -> None:
+    from models.tabular.model import build_model
+
+    none = build_model(taxi_spec, adapt_data=train_arrays[0], hidden_units=(8, 4))
+    assert not [layer for layer in none.layers if isinstance(layer, tf_keras.layers.Dropout)]
+    model = build_model(taxi_spec, adapt_data=train_arrays[0], hidden_units=(8, 4), dropout=0.25)
+    drops = [layer for layer in model.layers if isinstance(layer, tf_keras.layers.Dropout)]
+    assert [d.rate for d in drops] == [0.25, 0.25]
+    with pytest.raises(ConfigError, match="dropout=1.0"):
+        build_model(taxi_spec, adapt_data=train_arrays[0], dropout=1.0)
+
+
+def test_mixed_precision_keeps_preprocessing_and_the_head_in_float32(
+    taxi_spec: DatasetSpec, train_arrays: tuple, holdout_arrays: tuple, tmp_path: Path
+) -> None:
+    """Under mixed_float16 (what a GPU run uses) the model still serves float32 outputs."""
+    from models.tabular.export import export_saved_model, load_predict_fn
+    from models.tabular.model import build_model
+    from models.tabular.train import precision_policy
+
+    assert precision_policy(False, gpus=1) == "float32"
+    assert precision_policy(True, gpus=0) == "float32"  # no GPU: asked for, logged, not used
+    assert precision_policy(True, gpus=2) == "mixed_float16"
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(taxi_spec, adapt_data=train_arrays[0], hidden_units=(8,))
+        dense = model.get_layer("dense_0")
+        assert dense.compute_dtype == "float16" and dense.dtype == "float32"  # float32 weights
+        assert model.get_layer("fare_norm").compute_dtype == "float32"
+        assert model.get_layer("probability").compute_dtype == "float32"
+        assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+        rows = {k: v[:32] for k, v in holdout_arrays[0].items()}
+        # a training step runs (loss scaling included) and gives a finite loss
+        loss = model.train_on_batch(rows, holdout_arrays[1][:32].astype(np.float32))
+        assert np.isfinite(loss[0] if isinstance(loss, list) else loss)
+        out = model(rows, training=False)
+        assert out.dtype == tf.float32
+        export_saved_model(model, taxi_spec, tmp_path / "export")
+        served = load_predict_fn(tmp_path / "export")(rows)
+        np.testing.assert_allclose(served, out.numpy().ravel(), rtol=1e-3, atol=1e-3)
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")

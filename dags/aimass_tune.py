@@ -1,0 +1,121 @@
+"""
+### Search hyperparameters (`aimass_tune`)
+
+Manual only. Runs a Keras Tuner search (Bayesian optimization or random search) over the
+space in the dataset spec's `tuning` section, on a clean partition the retraining DAG wrote
+(the newest one unless `ds` is set):
+
+1. **prepare_tuning**: checks the params; a bad value fails at once, saying what to fix.
+2. **search_hyperparameters**: every trial is a real training run with the same worker
+   processes as `aimass_retrain` (`workers`), scored on a validation share of the train
+   split (the holdout the gate uses stays unseen). Each trial is a child MLflow run under
+   one parent run; the parent ends with the best values (`best.*` params,
+   `tuning/best_hparams.json`). A retry resumes: finished trials are not rerun.
+
+The next `aimass_retrain` run of the dataset trains with the best values, unless its
+`use_tuned_hparams` param is off or its `learning_rate` / `batch_size` params override them.
+The task's return value holds the best values, every trial's score and the MLflow link.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from aimass.config import Settings
+
+DAG_ID = "aimass_tune"
+DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
+    "chicago_taxi"
+]
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Keras Tuner search over the spec's space; the best values feed the next training",
+    doc_md=__doc__,
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    tags=["aimass", "tuning"],
+    default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "dataset": Param(
+            "chicago_taxi",
+            type="string",
+            enum=DATASETS,
+            title="Dataset spec",
+            description="The spec in conf/datasets whose tuning section (space, objective) is searched.",
+        ),
+        "ds": Param(
+            "",
+            type="string",
+            pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
+            title="Partition date",
+            description="YYYY-MM-DD of the clean partition to tune on; empty means the newest.",
+        ),
+        "algorithm": Param(
+            "",
+            type="string",
+            enum=["", "bayesian", "random"],
+            title="Search algorithm",
+            description="Bayesian optimization or random search; empty means the spec's "
+            "tuning.algorithm.",
+        ),
+        "max_trials": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=100,
+            title="Trials",
+            description="How many hyperparameter sets to train and score; empty means the "
+            "spec's tuning.max_trials.",
+        ),
+        "epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=200,
+            title="Epochs per trial",
+            description="Training epochs of each trial; empty means the spec's tuning.epochs.",
+        ),
+        "workers": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=8,
+            title="Training workers",
+            description="TensorFlow worker processes per trial (MultiWorkerMirroredStrategy).",
+        ),
+        "mixed_precision": Param(
+            False,
+            type="boolean",
+            title="Mixed precision",
+            description="float16 compute where the workers see a GPU; no effect on CPU.",
+        ),
+    },
+) as dag:
+
+    @task
+    def prepare_tuning() -> dict:
+        """Validate the params before any work and decide where the search keeps its state."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from aimass.errors import ConfigError
+        from aimass.tuning import prepare_tuning as prepare
+
+        context = get_current_context()
+        try:
+            return prepare(dict(context["params"]), run_id=context["dag_run"].run_id)
+        except ConfigError as exc:
+            raise AirflowFailException(f"invalid tuning parameters: {exc}") from exc
+
+    @task(execution_timeout=timedelta(hours=12))
+    def search_hyperparameters(ctx: dict) -> dict:
+        """Train and score each trial; store the best values in MLflow for the next training."""
+        from aimass.tuning import run_search
+
+        return run_search(ctx)
+
+    ctx = prepare_tuning()
+    search_hyperparameters(ctx)
