@@ -516,6 +516,8 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.tabular.inputs import CHUNK_ROWS
+
     args = parse_cli(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     spec = load_spec(args.spec)
@@ -610,7 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_steps": args.warmup_steps,
         "repeats": args.repeats,
         "worker_epochs": args.epochs,
-        "lake_pipeline": "models.tabular.inputs.make_dataset(shuffle=True, shuffle_buffer=10000).repeat()",
+        "lake_pipeline": (
+            "models.tabular.inputs.make_dataset(shuffle=True, shuffle_buffer=10000, "
+            f"chunk_rows={CHUNK_ROWS}).repeat()"
+        ),
         "memory_pipeline": "from_tensor_slices(load_arrays, permuted once).batch().cache().repeat().prefetch()",
         "worker_note": (
             f"1 and 2 worker processes on one machine of {os.cpu_count()} cores: they share the "

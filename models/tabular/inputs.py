@@ -1,9 +1,10 @@
 """Input pipeline: a clean Parquet partition -> NumPy arrays or a ``tf.data.Dataset``.
 
 TensorFlow has no Parquet reader, so Arrow record batches are read with pyarrow
-and handed to tf.data one whole batch at a time (never row by row). Missing
-values get the wire fills from ``features`` (NaN / -1 / ""), the same values a
-serving client sends, so the model sees one encoding of "missing" everywhere.
+and handed to tf.data in chunks of several whole batches (never row by row),
+which tf.data cuts into batches. Missing values get the wire fills from
+``features`` (NaN / -1 / ""), the same values a serving client sends, so the
+model sees one encoding of "missing" everywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ SPLIT_COLUMN = "split"
 SPLITS = ("train", "holdout")
 
 Arrays = dict[str, np.ndarray]
+
+# Rows per element the Python generator hands to tf.data (rounded down to whole
+# batches, at least one; ``chunk_rows_for``). Per-element overhead (Arrow calls, NumPy -> tensor conversion, the
+# generator's Python frame) is paid once per chunk instead of once per batch.
+CHUNK_ROWS = 8192
 
 
 def _check_columns(dataset: pads.Dataset, partition: Path, needed: list[str]) -> None:
@@ -122,24 +128,54 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
     return _to_arrays(spec, table)
 
 
-def _batches(
+def chunk_rows_for(batch_size: int, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Rows per generator element: the largest whole multiple of ``batch_size`` <= ``chunk_rows``.
+
+    Never less than one batch. ``Dataset.rebatch`` cuts the stream of rows every
+    ``batch_size`` rows whatever the chunk sizes; whole multiples only make every
+    batch a slice of one chunk, never one assembled from two.
+    """
+    return max(1, chunk_rows // batch_size) * batch_size
+
+
+def _chunks(
     partition: Path,
     spec: DatasetSpec,
     *,
     split: str | None,
     batch_size: int,
+    chunk_rows: int,
     shuffle: bool,
     shuffle_buffer: int,
     drop_remainder: bool,
     rng: np.random.Generator,
 ) -> Iterator[tuple[Arrays, np.ndarray]]:
+    """The batch stream of one pass, as chunks of whole batches.
+
+    The row order: fragments (files) in order, or permuted by ``rng`` with
+    ``shuffle``; record batches are gathered until a window is full, and the
+    window's whole batches go out while its remainder joins the next window; what
+    is left at the end goes out too, its last partial batch dropped with
+    ``drop_remainder``. With ``shuffle`` a window is ``max(shuffle_buffer,
+    batch_size)`` rows and is permuted with ``rng`` first (the remainder carried
+    on is already permuted, and the end is permuted once more); without it, rows
+    keep file order and the window size (one chunk) changes nothing but the
+    chunking. Cutting that stream every ``batch_size`` rows gives the batches.
+
+    Every chunk yielded holds a whole multiple of ``batch_size`` rows, at most
+    ``chunk_rows_for(batch_size, chunk_rows)``, except the very last one of the
+    pass. Each window is encoded to NumPy once and handed out as slices: Arrow
+    and Python work per chunk, not per batch, is what keeps the pipeline fast.
+    """
+    step = chunk_rows_for(batch_size, chunk_rows)
     dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
     read_columns = _columns(spec)
     fragments = list(dataset.get_fragments())
     if shuffle:
         fragments = [fragments[i] for i in rng.permutation(len(fragments))]
-    window = max(shuffle_buffer, batch_size) if shuffle else batch_size
+    # The shuffled window decides the order; the unshuffled one only the chunk sizes.
+    window = max(shuffle_buffer, batch_size) if shuffle else step
     split_filter = _split_filter(split)
 
     pending: list[pa.RecordBatch] = []
@@ -153,17 +189,25 @@ def _batches(
             if pending_rows >= window:
                 table = _maybe_permute(pa.Table.from_batches(pending), rng if shuffle else None)
                 full = (table.num_rows // batch_size) * batch_size
-                for start in range(0, full, batch_size):
-                    yield _encode(spec, table.slice(start, batch_size))
+                yield from _slices(_encode(spec, table.slice(0, full)), full, step)
                 # The remainder (already permuted) joins the next window.
                 pending = table.slice(full).to_batches()
                 pending_rows = table.num_rows - full
     if pending_rows:
         table = _maybe_permute(pa.Table.from_batches(pending), rng if shuffle else None)
-        for start in range(0, table.num_rows, batch_size):
-            batch = table.slice(start, batch_size)
-            if batch.num_rows == batch_size or not drop_remainder:
-                yield _encode(spec, batch)
+        rows = (table.num_rows // batch_size) * batch_size if drop_remainder else table.num_rows
+        if rows:
+            yield from _slices(_encode(spec, table.slice(0, rows)), rows, step)
+
+
+def _slices(
+    encoded: tuple[Arrays, np.ndarray], rows: int, step: int
+) -> Iterator[tuple[Arrays, np.ndarray]]:
+    """``encoded`` (``rows`` rows) in consecutive slices of ``step`` rows (NumPy views)."""
+    feats, labels = encoded
+    for start in range(0, rows, step):
+        stop = start + step
+        yield {name: values[start:stop] for name, values in feats.items()}, labels[start:stop]
 
 
 def _maybe_permute(table: pa.Table, rng: np.random.Generator | None) -> pa.Table:
@@ -188,23 +232,39 @@ def make_dataset(
     first_epoch: int = 0,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tf.data.Dataset:
     """Stream a clean partition as batches of ``({feature: [batch]}, label[batch] float32)``.
 
-    Arrow record batches are regrouped into batches of ``batch_size`` rows in
-    Python and each whole batch enters tf.data at once. With ``shuffle``, rows are
-    permuted within windows of ``shuffle_buffer`` rows and the file order is
-    permuted too; the order depends only on ``seed`` and the epoch number, so
-    every worker of a multi-worker job reads the same stream. The first pass over
-    the dataset is epoch ``first_epoch`` (a training resumed after ``k`` finished
-    epochs passes ``k``, so it sees the order an uninterrupted run would). The dataset sets
-    ``AutoShardPolicy.DATA``: under a distribution strategy each worker keeps its
-    share of every global batch (``batch_size`` is the global batch size).
+    Every batch has ``batch_size`` rows except the last one of a pass, which is
+    partial (or dropped with ``drop_remainder``), so a pass over ``n`` rows has
+    ``ceil(n / batch_size)`` batches (``floor`` with ``drop_remainder``). With
+    ``shuffle``, rows are permuted within windows of ``shuffle_buffer`` rows and
+    the file order is permuted too; the order depends only on ``seed`` and the
+    epoch number, so every worker of a multi-worker job reads the same stream.
+    The first pass over the dataset is epoch ``first_epoch`` (a training resumed
+    after ``k`` finished epochs passes ``k``, so it sees the order an
+    uninterrupted run would). Without ``shuffle``, rows come in file order.
+
+    How: a Python generator reads Arrow record batches with pyarrow, encodes
+    them to NumPy and yields chunks of about ``chunk_rows`` rows (whole batches,
+    at least one, but for the pass's last chunk; see ``chunk_rows_for``), and
+    ``Dataset.rebatch`` cuts the rows into batches in C++ (``unbatch().batch()``
+    would too, one row at a time and several times slower). Per-batch Python
+    work had made the input the bottleneck of training; ``chunk_rows`` trades
+    that overhead against memory and never changes the batches. The element
+    spec keeps a batch dimension of ``None``.
+
+    The dataset sets ``AutoShardPolicy.DATA``: under a distribution strategy each
+    worker keeps its share of every global batch (``batch_size`` is the global
+    batch size).
     """
     import tensorflow as tf
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if first_epoch < 0:
         raise ConfigError(f"first_epoch must be >= 0, got {first_epoch}")
     partition = Path(partition)
@@ -217,11 +277,12 @@ def make_dataset(
 
     def generator() -> Iterator[tuple[Arrays, np.ndarray]]:
         rng = np.random.default_rng([seed, next(epochs)])
-        yield from _batches(
+        yield from _chunks(
             partition,
             spec,
             split=split,
             batch_size=batch_size,
+            chunk_rows=chunk_rows,
             shuffle=shuffle,
             shuffle_buffer=shuffle_buffer,
             drop_remainder=drop_remainder,
@@ -237,6 +298,10 @@ def make_dataset(
     )
     gen: Callable[[], Iterator[tuple[Arrays, np.ndarray]]] = generator
     ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    # Cuts the rows every batch_size rows, as the generator's stream defines the
+    # batches; drop_remainder was applied by the generator (here it would make the
+    # batch dimension static, which callers do not expect).
+    ds = ds.rebatch(batch_size, drop_remainder=False)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
