@@ -14,14 +14,19 @@ Runs nightly and on demand. Each run works on one partition of one dataset
    or is flagged and the run goes on, as the spec's `drift.on_critical` says.
 4. **train_model**: TensorFlow worker processes under `MultiWorkerMirroredStrategy`; the run is tracked
    in MLflow and the SavedModel registered as a new version.
-5. **evaluate_candidate**: candidate and champion on the same holdout; the gate explains itself and
-   either goes on to **deploy_model** or to **reject_candidate**.
+5. **evaluate_candidate**: candidate and champion on the same holdout, overall and per slice
+   (precision, recall and calibration too); the gate writes one line per check to the log, to
+   `gate_decision.json` and `gate_report.html` in the report dir and to the MLflow run, and goes
+   on to **deploy_model** or to **reject_candidate** (which logs every failed check). With
+   `AIMASS_REQUIRE_APPROVAL=true` a person approves in the UI (**check_approval**) before deploying.
 6. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
    `champion` move to it only after it loaded and answered.
 
 Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
 the number of epochs and workers, a stricter AUC bar, the learning rate and batch size, or
-mixed precision. Training uses the best values of the latest **aimass_tune** search unless
+mixed precision. `force_deploy` with a `force_reason` (10+ characters) deploys a candidate the
+gate rejects; the decision records it with the triggering user and MLflow tags it `forced`.
+Training uses the best values of the latest **aimass_tune** search unless
 `use_tuned_hparams` is off or a param overrides them. The summary of every run is the
 return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.json`.
 """
@@ -52,6 +57,12 @@ DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").gl
 ]
 SCHEDULE = Settings.from_env().retrain_schedule
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
+# A person approves each deployment in the UI when AIMASS_REQUIRE_APPROVAL is true; otherwise
+# the DAG has no approval step and a passing candidate goes straight to deploy_model.
+REQUIRE_APPROVAL = Settings.from_env().require_approval
+APPROVAL_TASK = "check_approval"
+# Unanswered approvals resolve to the default ("Reject") after this long.
+APPROVAL_TIMEOUT = timedelta(hours=24)
 
 with DAG(
     dag_id=DAG_ID,
@@ -154,6 +165,23 @@ with DAG(
             description="float16 compute with float32 weights where the workers see a GPU; "
             "no effect on CPU (logged).",
         ),
+        "force_deploy": Param(
+            False,
+            type="boolean",
+            title="Force deployment",
+            description="Deploy the candidate even if the evaluation gate rejects it. Needs a "
+            "reason below; the gate decision records it with who triggered the run, and the "
+            "MLflow run is tagged aimass.gate=forced.",
+        ),
+        "force_reason": Param(
+            "",
+            type="string",
+            maxLength=500,
+            title="Reason for forcing",
+            description="Why the gate may be overridden (at least 10 characters, e.g. a ticket "
+            "and the cause); required with force_deploy and only allowed with it. Stored with "
+            "the gate decision and as the MLflow tag aimass.force_reason.",
+        ),
     },
 ) as dag:
 
@@ -231,12 +259,21 @@ with DAG(
 
     @task.branch
     def evaluate_candidate(ctx: dict, model: dict) -> str:
-        """Candidate vs champion on the same holdout; deploy only if the gate passes."""
+        """Candidate vs champion on the same holdout; deploy only if the gate passes (or forced)."""
         from aimass.pipeline import evaluate_candidate as evaluate
 
-        decision = evaluate(ctx, model)
-        get_current_context()["ti"].xcom_push(key="decision", value=decision)
-        return "deploy_model" if decision["passed"] else "reject_candidate"
+        context = get_current_context()
+        user = getattr(context["dag_run"], "triggering_user_name", None)
+        decision = evaluate(ctx, model, triggered_by=user)
+        context["ti"].xcom_push(key="decision", value=decision)
+        if not decision["deploy"]:
+            return "reject_candidate"
+        # The approval step exists only when AIMASS_REQUIRE_APPROVAL was set at parse time.
+        return (
+            APPROVAL_TASK
+            if APPROVAL_TASK in context["task"].downstream_task_ids
+            else "deploy_model"
+        )
 
     @task
     def deploy_model(ctx: dict, model: dict) -> dict:
@@ -246,19 +283,14 @@ with DAG(
         return deploy(ctx, model)
 
     @task
-    def reject_candidate() -> None:
-        """Say why the gate kept the candidate out; production stays as it was."""
-        import logging
+    def reject_candidate() -> dict:
+        """Say why the gate kept the candidate out, one line per failed check; production stays."""
+        from aimass.pipeline import reject_candidate as reject
 
         decision = get_current_context()["ti"].xcom_pull(
             task_ids="evaluate_candidate", key="decision"
         )
-        log = logging.getLogger("aimass.gate")
-        log.warning(
-            "candidate version %s rejected; production unchanged", decision["candidate_version"]
-        )
-        for reason in decision["reasons"]:
-            log.warning("%s", reason)
+        return reject(decision)
 
     @task(trigger_rule="none_failed_min_one_success")
     def publish_summary(ctx: dict, checks: dict, model: dict) -> dict:
@@ -269,7 +301,8 @@ with DAG(
         decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
         deployment = ti.xcom_pull(task_ids="deploy_model")
         drift = ti.xcom_pull(task_ids="check_drift")
-        return publish(ctx, checks, model, decision, deployment, drift)
+        approval = ti.xcom_pull(task_ids=APPROVAL_TASK) if REQUIRE_APPROVAL else None
+        return publish(ctx, checks, model, decision, deployment, drift, approval)
 
     ctx = prepare_run()
     checks = validate_quality(ctx)
@@ -281,5 +314,22 @@ with DAG(
     gate = evaluate_candidate(ctx, model)
     deployed = deploy_model(ctx, model)
     rejected = reject_candidate()
-    gate >> [deployed, rejected]
+    if REQUIRE_APPROVAL:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        # "Reject" (or no answer in time) skips deploy_model; publish_summary still runs.
+        approval = ApprovalOperator(
+            task_id=APPROVAL_TASK,
+            subject="Deploy {{ params.dataset }} ds={{ "
+            + CTX
+            + "['ds'] }} candidate v{{ ti.xcom_pull(task_ids='evaluate_candidate', "
+            "key='decision')['candidate_version'] }}?",
+            body="{{ ti.xcom_pull(task_ids='evaluate_candidate', key='decision')['approval_md'] }}",
+            defaults=ApprovalOperator.REJECT,
+            response_timeout=APPROVAL_TIMEOUT,
+        )
+        gate >> [approval, rejected]
+        approval >> deployed
+    else:
+        gate >> [deployed, rejected]
     [deployed, rejected] >> publish_summary(ctx, checks, model)

@@ -53,6 +53,17 @@ def _count(name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not a whole number; set it to 0 or more") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; set it to true or false")
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -77,8 +88,17 @@ class Settings:
     k8s_memory: str = "4Gi"
     k8s_gpus: int = 0  # nvidia.com/gpu limit per worker pod
     k8s_image_pull_policy: str = "IfNotPresent"
+    # A person approves each deployment in the Airflow UI (aimass_retrain's approval step).
+    require_approval: bool = False
+    # Versions of a model kept loaded: the stable one, the previous (instant rollback), ...
+    serving_keep_versions: int = 2
 
     def __post_init__(self) -> None:
+        if not 1 <= self.serving_keep_versions <= 20:
+            raise ConfigError(
+                f"AIMASS_SERVING_KEEP_VERSIONS={self.serving_keep_versions}; keep 1..20 versions "
+                "loaded (2 keeps the previous one for an instant rollback)"
+            )
         if self.retrain_schedule and len(self.retrain_schedule.split()) != 5:
             raise ConfigError(
                 f"AIMASS_RETRAIN_SCHEDULE={self.retrain_schedule!r} is not a 5-field cron "
@@ -168,6 +188,8 @@ class Settings:
             k8s_memory=os.environ.get("AIMASS_K8S_MEMORY", "4Gi"),
             k8s_gpus=_count("AIMASS_K8S_GPUS", 0),
             k8s_image_pull_policy=os.environ.get("AIMASS_K8S_IMAGE_PULL_POLICY", "IfNotPresent"),
+            require_approval=_flag("AIMASS_REQUIRE_APPROVAL", False),
+            serving_keep_versions=_count("AIMASS_SERVING_KEEP_VERSIONS", 2),
         )
 
     def env(self) -> dict[str, str]:

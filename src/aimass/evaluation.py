@@ -1,23 +1,43 @@
-"""Holdout metrics for a SavedModel, computed with numpy, by label task.
+"""Holdout metrics for a SavedModel, computed with numpy, by label task, overall and per slice.
 
-- binary: AUC, accuracy at 0.5, log loss (plus the positive rate);
-- multiclass: macro one-vs-rest AUC, accuracy of the arg-max class, log loss;
+- binary: AUC, log loss, and at the decision threshold (0.5 unless the spec's
+  ``gate.threshold`` says otherwise) accuracy, precision and recall; expected calibration
+  error (ECE) of the positive-class probability; plus the positive rate;
+- multiclass: macro one-vs-rest AUC, log loss, accuracy of the arg-max class, macro
+  precision and recall of the arg-max class, and ECE of the top-class confidence;
 - regression: RMSE, MAE and R².
 
+ECE uses ``ECE_BINS`` equal-width bins over [0, 1]: the share of rows in each bin times the
+gap between the bin's mean confidence and its observed rate, summed.
+
 Every result also has ``rows``. The names match ``aimass.spec.METRICS``, which the gate's
-bars refer to.
+bars refer to. Per-slice metrics (``slice_metrics``) are the same functions on the rows of
+each value of a slice column; a metric a slice cannot define (AUC over one class) is left out
+of that slice instead of failing the evaluation.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aimass.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 EPS = 1e-7
+DEFAULT_THRESHOLD = 0.5
+ECE_BINS = 10
+# The value a slice column's nulls are reported under.
+NULL_SLICE = "(null)"
+# Values of one slice column reported one by one (the most frequent); the rest are pooled.
+MAX_SLICE_VALUES = 50
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -44,28 +64,110 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def _auc_if_defined(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """AUC, or None when the labels hold a single class (a small slice, say)."""
+    positives = int(np.count_nonzero(labels))
+    if positives == 0 or positives == np.asarray(labels).size:
+        return None
+    return roc_auc(labels, scores)
+
+
+def precision_recall(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of boolean predictions; 0.0 where a denominator is 0.
+
+    That is sklearn's ``zero_division=0``: a class never predicted has precision 0, a
+    class absent from the labels has recall 0.
+    """
+    truth = np.asarray(truth, dtype=bool).ravel()
+    predicted = np.asarray(predicted, dtype=bool).ravel()
+    hits = int(np.count_nonzero(truth & predicted))
+    n_predicted = int(np.count_nonzero(predicted))
+    n_true = int(np.count_nonzero(truth))
+    return (
+        hits / n_predicted if n_predicted else 0.0,
+        hits / n_true if n_true else 0.0,
+    )
+
+
+def expected_calibration_error(
+    outcomes: np.ndarray, confidences: np.ndarray, *, bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of [0, 1].
+
+    Args:
+        outcomes: 1 where the event the confidence is about happened (the label is
+            positive; the top class is the true one), else 0.
+        confidences: the predicted probability of that event, in [0, 1].
+        bins: bin ``k`` holds confidences in ``[k / bins, (k + 1) / bins)``; the last
+            bin also holds 1.0.
+
+    Returns:
+        ``sum_k (n_k / n) * |mean(outcomes_k) - mean(confidences_k)|`` over non-empty bins.
+    """
+    hit = np.asarray(outcomes, dtype=np.float64).ravel()
+    conf = np.clip(np.asarray(confidences, dtype=np.float64).ravel(), 0.0, 1.0)
+    if hit.shape != conf.shape:
+        raise ValueError(f"{hit.size} outcomes but {conf.size} confidences")
+    if conf.size == 0:
+        raise ValueError("calibration error needs at least one row")
+    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    # n_k * |mean gap| = |sum of outcomes - sum of confidences| within the bin.
+    gap = np.bincount(index, weights=hit, minlength=bins) - np.bincount(
+        index, weights=conf, minlength=bins
+    )
+    return float(np.abs(gap).sum() / conf.size)
+
+
 def binary_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, *, threshold: float = 0.5
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    strict: bool = True,
 ) -> dict[str, float]:
-    """AUC, accuracy (at ``threshold``) and log loss of positive-class probabilities."""
+    """Metrics of positive-class probabilities; accuracy, precision, recall at ``threshold``.
+
+    With ``strict=False`` a single-class holdout leaves ``auc`` out instead of raising.
+    """
     y = np.asarray(labels, dtype=np.float64).ravel()
-    p = np.clip(np.asarray(probabilities, dtype=np.float64).ravel(), EPS, 1 - EPS)
-    if y.shape != p.shape:
-        raise ValueError(f"{y.size} labels but {p.size} predictions")
-    return {
-        "auc": roc_auc(y, p),
-        "accuracy": float(np.mean((p >= threshold) == (y >= 0.5))),
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-        "rows": float(y.size),
-        "positive_rate": float(y.mean()),
-    }
+    raw = np.clip(np.asarray(probabilities, dtype=np.float64).ravel(), 0.0, 1.0)
+    if y.shape != raw.shape:
+        raise ValueError(f"{y.size} labels but {raw.size} predictions")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"the decision threshold must be in (0, 1), got {threshold}")
+    p = np.clip(raw, EPS, 1 - EPS)
+    positive = y >= 0.5
+    predicted = raw >= threshold
+    precision, recall = precision_recall(positive, predicted)
+    out: dict[str, float] = {}
+    auc = roc_auc(y, p) if strict else _auc_if_defined(positive, p)
+    if auc is not None:
+        out["auc"] = auc
+    out.update(
+        {
+            "accuracy": float(np.mean(predicted == positive)),
+            "precision": precision,
+            "recall": recall,
+            "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            "ece": expected_calibration_error(positive, raw),
+            "rows": float(y.size),
+            "positive_rate": float(y.mean()),
+        }
+    )
+    return out
 
 
-def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Macro one-vs-rest AUC, accuracy and log loss of per-class probabilities ``[rows, K]``.
+def multiclass_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, *, strict: bool = True
+) -> dict[str, float]:
+    """Metrics of per-class probabilities ``[rows, K]``; the predicted class is the arg-max.
 
     The AUC averages the classes that have both positive and negative rows in the
-    holdout (a class absent from it has no AUC); ``auc_classes`` says how many.
+    holdout (a class absent from it has no AUC); ``auc_classes`` says how many. With
+    ``strict=False`` a holdout where no class qualifies leaves ``auc`` out instead of
+    raising. Precision and recall are macro averages over the classes that occur in the
+    labels or the predictions (sklearn's ``average="macro"``, ``zero_division=0``). ECE is
+    over the top-class confidence, an outcome being a correct arg-max.
     """
     y = np.asarray(labels).astype(np.int64).ravel()
     p = np.asarray(probabilities, dtype=np.float64)
@@ -77,16 +179,27 @@ def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[st
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"labels must be class indices 0..{k - 1}; got {y.min()}..{y.max()}")
     aucs = [roc_auc(y == c, p[:, c]) for c in range(k) if 0 < int((y == c).sum()) < y.size]
-    if not aucs:
+    if not aucs and strict:
         raise ValueError("AUC needs at least two classes in the holdout")
+    predicted = p.argmax(axis=1)
+    occurring = np.union1d(y, predicted)
+    per_class = [precision_recall(y == c, predicted == c) for c in occurring]
     chosen = np.clip(p[np.arange(y.size), y], EPS, 1.0)
-    return {
-        "auc": float(np.mean(aucs)),
-        "accuracy": float(np.mean(p.argmax(axis=1) == y)),
-        "log_loss": float(-np.mean(np.log(chosen))),
-        "rows": float(y.size),
-        "auc_classes": float(len(aucs)),
-    }
+    out: dict[str, float] = {}
+    if aucs:
+        out["auc"] = float(np.mean(aucs))
+    out.update(
+        {
+            "accuracy": float(np.mean(predicted == y)),
+            "precision": float(np.mean([pr for pr, _ in per_class])),
+            "recall": float(np.mean([rc for _, rc in per_class])),
+            "log_loss": float(-np.mean(np.log(chosen))),
+            "ece": expected_calibration_error(predicted == y, p.max(axis=1)),
+            "rows": float(y.size),
+            "auc_classes": float(len(aucs)),
+        }
+    )
+    return out
 
 
 def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -108,25 +221,207 @@ def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str,
     }
 
 
-def task_metrics(task: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-    """The holdout metrics of ``task`` (binary, multiclass or regression) for model outputs."""
+def task_metrics(
+    task: str,
+    labels: np.ndarray,
+    outputs: np.ndarray,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    strict: bool = True,
+) -> dict[str, float]:
+    """The holdout metrics of ``task`` (binary, multiclass or regression) for model outputs.
+
+    ``threshold`` is the binary decision threshold; ``strict=False`` leaves out a metric
+    the rows cannot define (AUC over one class) instead of raising.
+    """
     if task == "binary":
-        return binary_metrics(labels, np.asarray(outputs).ravel())
+        return binary_metrics(
+            labels, np.asarray(outputs).ravel(), threshold=threshold, strict=strict
+        )
     if task == "multiclass":
-        return multiclass_metrics(labels, outputs)
+        return multiclass_metrics(labels, outputs, strict=strict)
     if task == "regression":
         return regression_metrics(labels, outputs)
     raise ValueError(f"unknown task {task!r}; use binary, multiclass or regression")
 
 
-def evaluate(
-    saved_model_dir: Path, features: dict[str, np.ndarray], labels: np.ndarray, *, task: str
-) -> dict[str, float]:
-    """Score an exported model (SavedModel ``serving_default``) on holdout arrays."""
+@dataclass(frozen=True)
+class SliceMetrics:
+    """The metrics of the holdout rows where ``column`` has ``value``."""
+
+    column: str
+    value: str
+    rows: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.column}={self.value}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "value": self.value,
+            "rows": self.rows,
+            "metrics": dict(self.metrics),
+        }
+
+
+def slice_metrics(
+    task: str,
+    labels: np.ndarray,
+    outputs: np.ndarray,
+    slices: Mapping[str, np.ndarray],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    max_values: int = MAX_SLICE_VALUES,
+) -> tuple[SliceMetrics, ...]:
+    """Metrics per value of each slice column (columns in order, values by row count).
+
+    Args:
+        task: the label task.
+        labels: holdout labels.
+        outputs: the model's outputs for those rows.
+        slices: column -> one value per holdout row (strings; nulls as ``NULL_SLICE``).
+        threshold: the binary decision threshold.
+        max_values: a column's most frequent values reported one by one; the rest are
+            pooled into one slice named ``(other: N values)``.
+
+    Raises:
+        ValueError: a slice column's length differs from the labels'.
+    """
+    y = np.asarray(labels)
+    out_arr = np.asarray(outputs)
+    results: list[SliceMetrics] = []
+    for column, raw_values in slices.items():
+        values = np.asarray(raw_values).astype(str)
+        if values.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"slice column '{column}' has {values.shape[0]} values for {y.shape[0]} labels"
+            )
+        uniques, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        # Largest first; ties by value, so the order is stable from run to run.
+        order = sorted(range(uniques.size), key=lambda i: (-int(counts[i]), str(uniques[i])))
+        groups = [(str(uniques[i]), inverse == i) for i in order[:max_values]]
+        rest = order[max_values:]
+        if rest:
+            log.warning(
+                "slice column %s has %d values; the %d least frequent are pooled",
+                column,
+                uniques.size,
+                len(rest),
+            )
+            groups.append((f"(other: {len(rest)} values)", np.isin(inverse, rest)))
+        for value, mask in groups:
+            metrics = task_metrics(task, y[mask], out_arr[mask], threshold=threshold, strict=False)
+            results.append(SliceMetrics(column, value, int(mask.sum()), metrics))
+    return tuple(results)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's holdout metrics, overall and per slice."""
+
+    overall: dict[str, float]
+    slices: tuple[SliceMetrics, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"overall": dict(self.overall), "slices": [s.to_dict() for s in self.slices]}
+
+
+def load_slices(
+    partition: Path, spec: DatasetSpec, labels: np.ndarray, *, split: str = "holdout"
+) -> dict[str, np.ndarray]:
+    """The spec's slice columns for the rows of ``split``, in ``load_arrays``' row order.
+
+    Slice columns need not be features, so they are read from the clean partition
+    alongside the label, with the same split filter and file order as
+    ``models.tabular.inputs.load_arrays``. As a guard that the rows line up, the label read
+    here must equal ``labels`` (what ``load_arrays`` returned).
+    Values come back as strings, nulls as ``NULL_SLICE``.
+
+    Raises:
+        ConfigError: the partition lacks a slice column.
+        StageError: the rows read here do not line up with ``labels``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from aimass.errors import ConfigError, StageError
+    from aimass.lake import open_partition
+    from models.tabular.inputs import SPLIT_COLUMN
+
+    if not spec.slices:
+        return {}
+    dataset = open_partition(partition)
+    columns = list(dict.fromkeys([*spec.slices, spec.label_name]))
+    missing = [c for c in [*columns, SPLIT_COLUMN] if c not in dataset.schema.names]
+    if missing:
+        raise ConfigError(
+            f"clean partition {partition} lacks columns {missing} needed for the slices "
+            f"{list(spec.slices)}; rerun the clean stage with this spec, or fix the spec's slices"
+        )
+    table = dataset.to_table(columns=columns, filter=pc.field(SPLIT_COLUMN) == split)
+    label_type = pa.int64() if spec.is_classification else pa.float64()
+    read = pc.cast(table.column(spec.label_name), label_type).to_numpy(zero_copy_only=False)
+    expected = np.asarray(labels)
+    if read.shape != expected.shape or not np.array_equal(read, expected.astype(read.dtype)):
+        raise StageError(
+            f"the slice columns read from {partition} do not line up with the {split} rows "
+            f"({read.size} rows read, {expected.size} expected); was the partition rewritten "
+            "while evaluating? Rerun evaluate_candidate"
+        )
+    return {
+        column: np.asarray(
+            pc.fill_null(pc.cast(table.column(column), pa.string()), NULL_SLICE).to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=object,
+        )
+        for column in spec.slices
+    }
+
+
+def predict(saved_model_dir: Path, features: dict[str, np.ndarray]) -> np.ndarray:
+    """The outputs of an exported model (SavedModel ``serving_default``) for holdout arrays."""
     from models.tabular.export import load_predict_fn
 
-    predict = load_predict_fn(Path(saved_model_dir))
-    metrics = task_metrics(task, labels, np.asarray(predict(features)))
+    return np.asarray(load_predict_fn(Path(saved_model_dir))(features))
+
+
+def evaluate(
+    saved_model_dir: Path,
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    task: str,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, float]:
+    """Score an exported model (SavedModel ``serving_default``) on holdout arrays."""
+    metrics = task_metrics(task, labels, predict(saved_model_dir, features), threshold=threshold)
+    _log_metrics(saved_model_dir, metrics)
+    return metrics
+
+
+def evaluate_with_slices(
+    saved_model_dir: Path,
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    slices: Mapping[str, np.ndarray],
+    *,
+    task: str,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Evaluation:
+    """Score an exported model on holdout arrays, overall and per value of each slice column."""
+    outputs = predict(saved_model_dir, features)
+    overall = task_metrics(task, labels, outputs, threshold=threshold)
+    _log_metrics(saved_model_dir, overall)
+    return Evaluation(
+        overall=overall,
+        slices=slice_metrics(task, labels, outputs, slices, threshold=threshold),
+    )
+
+
+def _log_metrics(saved_model_dir: Path, metrics: dict[str, float]) -> None:
     shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "rows")
     log.info("evaluated %s on %d rows: %s", saved_model_dir, int(metrics["rows"]), shown)
-    return metrics

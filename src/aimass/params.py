@@ -10,6 +10,7 @@ from typing import Any
 
 from aimass.config import Settings
 from aimass.errors import ConfigError
+from aimass.gate import MIN_FORCE_REASON
 from aimass.s3io import S3Location, is_s3_uri, parse_s3_uri
 from aimass.spec import load_spec
 
@@ -19,6 +20,7 @@ MAX_WORKERS = 8
 MAX_BATCH_SIZE = 65_536
 # Training runs under MultiWorkerMirroredStrategy with this many worker processes by default.
 DEFAULT_WORKERS = 2
+MAX_FORCE_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class RunParams:
     batch_size: int | None = None
     use_tuned_hparams: bool = True
     mixed_precision: bool = False
+    # Deploy even when the gate rejects the candidate; the reason is stored with the decision.
+    force_deploy: bool = False
+    force_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +164,34 @@ def _learning_rate(params: dict[str, Any]) -> float | None:
     return rate
 
 
+def _force(params: dict[str, Any]) -> tuple[bool, str]:
+    """``force_deploy`` and its ``force_reason`` (stripped), checked together."""
+    force = _bool(params, "force_deploy", False)
+    raw = params.get("force_reason")
+    if raw is not None and not isinstance(raw, str):
+        raise ConfigError(
+            f"param force_reason={raw!r} must be text saying why the gate may be overridden"
+        )
+    reason = (raw or "").strip()
+    if force and len(reason) < MIN_FORCE_REASON:
+        raise ConfigError(
+            f"param force_deploy=true needs force_reason: at least {MIN_FORCE_REASON} "
+            f"characters saying why the gate may be overridden (got {reason!r}); it is stored "
+            "with the gate decision and tagged in MLflow. Or untick force_deploy"
+        )
+    if len(reason) > MAX_FORCE_REASON:
+        raise ConfigError(
+            f"param force_reason is {len(reason)} characters; shorten it to at most "
+            f"{MAX_FORCE_REASON} (link to a ticket for the details)"
+        )
+    if reason and not force:
+        raise ConfigError(
+            "param force_reason is set but force_deploy is false; tick force_deploy to deploy "
+            "even if the gate rejects the candidate, or clear force_reason"
+        )
+    return force, reason
+
+
 def validate_params(
     params: dict[str, Any], settings: Settings, *, run_date: date | datetime
 ) -> RunParams:
@@ -195,6 +228,7 @@ def validate_params(
 
     epochs = _int(params, "epochs", 1, MAX_EPOCHS)
     workers = _int(params, "workers", 1, MAX_WORKERS) or DEFAULT_WORKERS
+    force_deploy, force_reason = _force(params)
 
     min_auc = params.get("min_auc")
     if min_auc in (None, ""):
@@ -226,6 +260,8 @@ def validate_params(
         batch_size=_int(params, "batch_size", 1, MAX_BATCH_SIZE),
         use_tuned_hparams=_bool(params, "use_tuned_hparams", True),
         mixed_precision=_bool(params, "mixed_precision", False),
+        force_deploy=force_deploy,
+        force_reason=force_reason,
     )
 
 

@@ -381,66 +381,136 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def evaluate_candidate(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
-    """Score candidate and champion on the same holdout and decide with the gate."""
+def evaluate_candidate(
+    ctx: dict[str, Any], model: dict[str, Any], *, triggered_by: str | None = None
+) -> dict[str, Any]:
+    """Score candidate and champion on the same holdout, overall and per slice; decide.
+
+    The decision (one line per check) goes to the task log, to ``gate_decision.json`` and
+    ``gate_report.html`` in the run's report dir, and to the MLflow run (artifacts under
+    ``evaluation/``, tag ``aimass.gate``). With the run's ``force_deploy`` a rejected
+    candidate is marked forced, with the reason and ``triggered_by`` (the run's user).
+    """
     import mlflow
 
     from aimass import tracking
-    from aimass.evaluation import evaluate
-    from aimass.gate import decide
-    from aimass.spec import load_spec
+    from aimass.evaluation import evaluate_with_slices, load_slices
+    from aimass.gate import decide, force
+    from aimass.gate_report import (
+        HTML_NAME,
+        JSON_NAME,
+        approval_markdown,
+        json_safe,
+        write_report,
+    )
+    from aimass.spec import BINARY, load_spec
     from models.tabular.inputs import load_arrays
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
-    features, labels = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
-    candidate = evaluate(Path(model["saved_model_dir"]), features, labels, task=spec.task)
+    partition = Path(ctx["clean_dir"])
+    features, labels = load_arrays(partition, spec, "holdout")
+    slices = load_slices(partition, spec, labels)
+    threshold = spec.gate.decision_threshold
+    candidate = evaluate_with_slices(
+        Path(model["saved_model_dir"]),
+        features,
+        labels,
+        slices,
+        task=spec.task,
+        threshold=threshold,
+    )
 
-    champion_metrics = None
+    champion = None
     champion_version = None
     champ = tracking.version_by_alias(settings, spec.name, tracking.CHAMPION)
     if champ is not None and str(champ.version) != str(model["registry_version"]):
         champion_version = str(champ.version)
         champ_dir = tracking.download_version(settings, champ)
         try:
-            champion_metrics = evaluate(champ_dir, features, labels, task=spec.task)
+            champion = evaluate_with_slices(
+                champ_dir, features, labels, slices, task=spec.task, threshold=threshold
+            )
         finally:
             shutil.rmtree(champ_dir, ignore_errors=True)
     decision = decide(
-        spec.gate, candidate, champion_metrics, metrics=spec.metrics, min_auc=ctx.get("min_auc")
+        spec.gate,
+        candidate.overall,
+        champion.overall if champion is not None else None,
+        metrics=spec.metrics,
+        min_auc=ctx.get("min_auc"),
+        candidate_slices=candidate.slices,
+        champion_slices=champion.slices if champion is not None else None,
     )
+    if ctx.get("force_deploy"):
+        decision = force(decision, reason=str(ctx.get("force_reason") or ""), user=triggered_by)
     for line in decision.summary().splitlines():
         log.info("%s", line)
 
+    report_dir = Path(ctx["report_dir"])
     out = {
         **decision.to_dict(),
+        "dataset": spec.name,
+        "ds": ctx["ds"],
+        "run_id": ctx["run_id"],
         "champion_version": champion_version,
         "candidate_version": model["registry_version"],
         "task": spec.task,
         "primary_metric": spec.primary_metric,
+        "threshold": threshold if spec.task == BINARY else None,
+        "mlflow_run_url": model.get("mlflow_run_url"),
+        "report_json": str(report_dir / JSON_NAME),
+        "report_html": str(report_dir / HTML_NAME),
     }
-    report = Path(ctx["report_dir"]) / "gate_decision.json"
-    report.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    out["approval_md"] = approval_markdown(out)
+    out = json_safe(out)
+    paths = write_report(out, report_dir)
+    log.info("gate report: %s (JSON: %s)", paths["html"], paths["json"])
+    tags = {"aimass.gate": decision.verdict}
+    if decision.forced:
+        # MLflow tag values are limited to 5000 characters; the reason is at most 500.
+        tags.update(
+            {
+                "aimass.force_reason": str(decision.force_reason),
+                "aimass.forced_by": str(decision.forced_by),
+            }
+        )
     tracking.client(settings)
     with mlflow.start_run(run_id=model["mlflow_run_id"]):
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.items()})
-        if champion_metrics is not None:
-            mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in champion_metrics.items()})
-        mlflow.set_tag("aimass.gate", "passed" if decision.passed else "rejected")
-        mlflow.log_artifact(str(report), artifact_path="evaluation")
-    tracking.client(settings).set_model_version_tag(
-        spec.name,
-        model["registry_version"],
-        "aimass.gate",
-        "passed" if decision.passed else "rejected",
-    )
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.overall.items()})
+        if champion is not None:
+            mlflow.log_metrics({f"champion_holdout_{k}": v for k, v in champion.overall.items()})
+        mlflow.set_tags(tags)
+        mlflow.log_artifact(str(paths["json"]), artifact_path="evaluation")
+        mlflow.log_artifact(str(paths["html"]), artifact_path="evaluation")
+    mlc = tracking.client(settings)
+    for key, value in tags.items():
+        mlc.set_model_version_tag(spec.name, model["registry_version"], key, value)
     return out
+
+
+def reject_candidate(decision: dict[str, Any]) -> dict[str, Any]:
+    """Log why the gate kept the candidate out, one line per failed check; nothing changes."""
+    log.warning(
+        "candidate version %s rejected; production unchanged (%d failed checks)",
+        decision["candidate_version"],
+        len(decision["reasons"]),
+    )
+    for reason in decision["reasons"]:
+        log.warning("%s", reason)
+    if decision.get("report_html"):
+        log.warning("gate report: %s", decision["report_html"])
+    return {
+        "candidate_version": decision["candidate_version"],
+        "reasons": list(decision["reasons"]),
+        "report_html": decision.get("report_html"),
+    }
 
 
 def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """Roll the candidate out to the model server as the next version and make it champion."""
     from aimass import tracking
-    from aimass.rollout import rollout
+    from aimass.rollout import CanaryPolicy, rollout
     from aimass.serving.client import ServingClient
     from aimass.spec import load_spec
     from models.tabular.inputs import load_arrays
@@ -449,6 +519,9 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     spec = load_spec(ctx["dataset"], settings.conf_dir)
     features, _ = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
     sample = smoke_sample(features)
+    policy = CanaryPolicy.from_env()
+    # The canary replays the first holdout rows (NaN is fine over gRPC) to canary and stable.
+    canary_rows = {k: v[: policy.requests] for k, v in features.items()}
     client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
         result = rollout(
@@ -458,6 +531,9 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
             saved_model_dir=Path(model["saved_model_dir"]),
             registry_version=str(model["registry_version"]),
             sample=sample,
+            canary_rows=canary_rows,
+            policy=policy,
+            keep_versions=settings.serving_keep_versions,
             lineage={
                 "mlflow_run_id": str(model["mlflow_run_id"]),
                 "partition": ctx["clean_dir"],
@@ -500,8 +576,12 @@ def publish_summary(
     decision: dict[str, Any] | None,
     deployment: dict[str, Any] | None,
     drift: dict[str, Any] | None = None,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Collect the run's outcome in one place (XCom, a JSON file) for the UI and `make demo`."""
+    """Collect the run's outcome in one place (XCom, a JSON file) for the UI and `make demo`.
+
+    ``approval`` is the human approval step's answer, when the DAG has that step.
+    """
     settings = Settings.from_env()
     summary = {
         "dataset": ctx["dataset"],
@@ -521,12 +601,26 @@ def publish_summary(
             "task": decision.get("task"),
             "primary_metric": decision.get("primary_metric"),
             "checks": [c["message"] for c in decision["checks"]],
+            "reasons": decision.get("reasons", []),
+            "verdict": decision.get("verdict"),
+            "forced": decision.get("forced", False),
+            "force_reason": decision.get("force_reason"),
+            "forced_by": decision.get("forced_by"),
+            "report_html": decision.get("report_html"),
         },
         "deployment": deployment,
+        "approval": None
+        if approval is None
+        else {
+            "chosen": list(approval.get("chosen_options") or []),
+            "by": approval.get("responded_by_user"),
+            "at": None if approval.get("responded_at") is None else str(approval["responded_at"]),
+        },
         "links": {
             "mlflow_run": (model or {}).get("mlflow_run_url"),
             "data_docs": ((checks or {}).get("quality") or {}).get("data_docs"),
             "drift_report": (drift or {}).get("report_html"),
+            "gate_report": (decision or {}).get("report_html"),
             "serving_rest": f"{settings.serving_rest_url}/v1/models/{ctx['dataset']}",
         },
     }
@@ -534,3 +628,118 @@ def publish_summary(
     path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     log.info("run summary: %s", path)
     return summary
+
+
+def prepare_rollback(params: dict[str, Any], *, who: str) -> dict[str, Any]:
+    """Check a rollback's params against what is served now; the context the next task reads.
+
+    Raises:
+        ConfigError: an unknown dataset, a version that is not on disk or already stable,
+            nothing to roll back to, or a reason too short to tell anyone anything.
+    """
+    from aimass.errors import ConfigError
+    from aimass.rollout import PREVIOUS, STABLE, serving_config_path
+    from aimass.serving.config import find_model, list_versions, read_config
+    from aimass.spec import load_spec
+
+    settings = Settings.from_env()
+    spec = load_spec(str(params.get("dataset") or "chicago_taxi"), settings.conf_dir)
+    reason = str(params.get("reason") or "").strip()
+    if len(reason) < 10:
+        raise ConfigError(
+            f"param reason={reason!r} is too short; say in a sentence why you roll back "
+            "(it is recorded with the rollback)"
+        )
+    path = serving_config_path(settings)
+    entry = find_model(read_config(path), spec.name) if path.exists() else None
+    labels = {} if entry is None else dict(entry.version_labels)
+    if STABLE not in labels:
+        raise ConfigError(
+            f"{spec.name} has no stable version on the model server; nothing to roll back"
+        )
+    on_disk = list_versions(settings.serving_base / spec.name)
+    raw = params.get("version")
+    target = labels.get(PREVIOUS) if raw in (None, "") else raw
+    if target is None:
+        raise ConfigError(
+            f"{spec.name} has no 'previous' version (stable is {labels[STABLE]}); set param "
+            f"version to one of {[v for v in on_disk if v != labels[STABLE]]}"
+        )
+    if isinstance(target, bool) or not str(target).isdigit() or int(target) not in on_disk:
+        raise ConfigError(
+            f"param version={target!r} is not a served version of {spec.name}; use one of {on_disk}"
+        )
+    if int(target) == labels[STABLE]:
+        raise ConfigError(f"param version={target} is already stable; pick another of {on_disk}")
+    ctx = {
+        "dataset": spec.name,
+        "version": int(target),
+        "stable": labels[STABLE],
+        "reason": reason,
+        "who": who,
+    }
+    log.info(
+        "rollback of %s: stable %s -> %s by %s: %s", spec.name, labels[STABLE], target, who, reason
+    )
+    return ctx
+
+
+def roll_back(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Move ``stable`` and the MLflow alias ``champion`` back; record who and why."""
+    from datetime import UTC
+
+    from aimass import tracking
+    from aimass.rollout import rollback
+    from aimass.serving.client import ServingClient
+
+    settings = Settings.from_env()
+    client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        result = rollback(
+            settings,
+            client,
+            model_name=ctx["dataset"],
+            version=int(ctx["version"]),
+            keep_versions=settings.serving_keep_versions,
+        )
+    finally:
+        client.close()
+    registry_version = result["marker"].get("registry_version")
+    previous = None
+    if registry_version:
+        previous = tracking.promote(settings, ctx["dataset"], str(registry_version))
+        mlc = tracking.client(settings)
+        for key, value in (
+            ("aimass.rollback_by", ctx["who"]),
+            ("aimass.rollback_reason", ctx["reason"][:4000]),
+            ("aimass.rollback_from_serving_version", str(result["rolled_back_from"])),
+        ):
+            mlc.set_model_version_tag(ctx["dataset"], str(registry_version), key, value)
+    else:
+        log.warning(
+            "serving version %s has no lineage marker; the MLflow alias %s was not moved",
+            ctx["version"],
+            tracking.CHAMPION,
+        )
+    at = datetime.now(UTC)
+    record = {
+        **ctx,
+        **{k: v for k, v in result.items() if k != "smoke"},
+        "registry_version": registry_version,
+        "previous_champion": previous,
+        "at": at.isoformat(),
+    }
+    folder = settings.reports_dir / ctx["dataset"] / "rollbacks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{at.strftime('%Y%m%dT%H%M%S')}-v{ctx['version']}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+    log.info(
+        "rolled back %s: stable %s -> %s (registry version %s) in %.2f s; record %s",
+        ctx["dataset"],
+        result["rolled_back_from"],
+        result["serving_version"],
+        registry_version,
+        result["seconds"],
+        path,
+    )
+    return {**record, "record": str(path)}

@@ -41,7 +41,7 @@ def test_there_are_dags() -> None:
 
 def test_no_import_errors(dagbag) -> None:  # type: ignore[no-untyped-def]
     assert dagbag.import_errors == {}
-    assert {"aimass_retrain", "aimass_tune"} <= set(dagbag.dag_ids)
+    assert {"aimass_retrain", "aimass_tune", "aimass_rollback"} <= set(dagbag.dag_ids)
 
 
 def test_every_dag_has_tags_retries_docs_and_no_catchup(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -78,6 +78,7 @@ def test_task_ids_are_verbs(dagbag) -> None:  # type: ignore[no-untyped-def]
         "reject",
         "publish",
         "search",
+        "roll",
     )
     for dag_id, dag in dagbag.dags.items():
         for task_id in dag.task_ids:
@@ -155,3 +156,11 @@ def test_retrain_schedule_comes_from_the_environment() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "NullTimetable"
+
+
+def test_rollback_is_manual_and_asks_for_a_version_and_a_reason(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["aimass_rollback"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert dag.task_ids == ["prepare_rollback", "roll_back"]
+    assert {"dataset", "version", "reason"} <= set(dag.params)
+    assert dag.params["version"] is None  # empty: the 'previous' label

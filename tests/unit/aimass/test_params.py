@@ -222,3 +222,41 @@ def test_bad_tuning_params_are_rejected_with_a_fix(
 def test_tuning_without_a_partition_says_to_run_retraining_first(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="run aimass_retrain"):
         validate_tune_params({}, settings)
+
+
+def test_force_deploy_with_a_reason_is_accepted(settings: Settings, raw_file: Path) -> None:
+    p = validate_params(
+        {"force_deploy": True, "force_reason": "  INC-42: champion fails on new fares "},
+        settings,
+        run_date=RUN_DATE,
+    )
+    assert p.force_deploy is True and p.force_reason == "INC-42: champion fails on new fares"
+    assert p.to_dict()["force_reason"] == p.force_reason
+    defaults = validate_params({}, settings, run_date=RUN_DATE)
+    assert defaults.force_deploy is False and defaults.force_reason == ""
+    string_form = validate_params(
+        {"force_deploy": "true", "force_reason": "x" * 10}, settings, run_date=RUN_DATE
+    )
+    assert string_form.force_deploy is True
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"force_deploy": True}, "force_deploy=true needs force_reason: at least 10 characters"),
+        ({"force_deploy": True, "force_reason": "   "}, "needs force_reason"),
+        ({"force_deploy": True, "force_reason": "too short"}, "needs force_reason"),
+        ({"force_deploy": "yes", "force_reason": "a good long reason"}, "must be true or false"),
+        (
+            {"force_deploy": True, "force_reason": 12345678901},
+            "force_reason=12345678901 must be text",
+        ),
+        ({"force_deploy": True, "force_reason": "x" * 501}, "shorten it to at most 500"),
+        ({"force_reason": "a good long reason"}, "force_deploy is false; tick force_deploy"),
+    ],
+)
+def test_bad_force_params_are_rejected_before_any_work(
+    settings: Settings, raw_file: Path, params: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_params(params, settings, run_date=RUN_DATE)

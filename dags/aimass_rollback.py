@@ -1,0 +1,88 @@
+"""
+### Roll a model back (`aimass_rollback`)
+
+Manual only, for when the model in production misbehaves. Moves the model server's
+`stable` label and the MLflow alias `champion` back to an earlier version **without
+retraining**, in seconds when the target is still loaded (the previous version always is):
+
+1. **prepare_rollback**: checks the params against what is served now: the dataset, the
+   target `version` (empty means the `previous` label) and a `reason`. A bad value fails at
+   once, saying what to fix; nothing moves.
+2. **roll_back**: loads the target if it is not loaded, moves `stable` to it (the version
+   rolled back from becomes `previous`, so a second rollback rolls forward again), moves
+   `champion` in MLflow (the old champion becomes `previous`), and records who and why:
+   tags on the registry version and `reports/<dataset>/rollbacks/<time>-v<version>.json`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from aimass.config import Settings
+
+DAG_ID = "aimass_rollback"
+DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
+    "chicago_taxi"
+]
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Move stable and champion back to an earlier model version, without retraining",
+    doc_md=__doc__,
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    tags=["aimass", "serving"],
+    default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=10)},
+    params={
+        "dataset": Param(
+            "chicago_taxi",
+            type="string",
+            enum=DATASETS,
+            title="Model (dataset spec)",
+            description="Whose model to roll back; models are named after their dataset spec.",
+        ),
+        "version": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Serving version",
+            description="The model server version to make stable again; empty means the "
+            "'previous' label (the version that was stable before the current one).",
+        ),
+        "reason": Param(
+            "",
+            type="string",
+            title="Reason",
+            description="Why you roll back, in a sentence (at least 10 characters); recorded "
+            "with the rollback in MLflow and in the rollback record.",
+        ),
+    },
+) as dag:
+
+    @task
+    def prepare_rollback() -> dict:
+        """Check the target version and the reason before anything moves."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from aimass.errors import ConfigError
+        from aimass.pipeline import prepare_rollback as prepare
+
+        context = get_current_context()
+        who = context["dag_run"].triggering_user_name or "unknown"
+        try:
+            return prepare(dict(context["params"]), who=who)
+        except ConfigError as exc:
+            raise AirflowFailException(f"invalid rollback parameters: {exc}") from exc
+
+    @task
+    def roll_back(ctx: dict) -> dict:
+        """Move stable and champion back; record who and why."""
+        from aimass.pipeline import roll_back as run
+
+        return run(ctx)
+
+    ctx = prepare_rollback()
+    roll_back(ctx)
