@@ -6,7 +6,8 @@ triggered through the REST API and the scheduler runs it. Two taxi runs (binary)
 first has no champion and deploys version 1; the second is gated against the first's
 champion. Then the same DAG runs the penguin specs, a multiclass and a regression label,
 which differ from the taxi data only by their YAML. Between the two taxi runs a Bayesian
-search runs from the tuning DAG, and the second run trains with its best values.
+search runs from the tuning DAG, and the second run trains with its best values; then the
+rollback DAG moves `stable` and `champion` back.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DAG_ID = "aimass_retrain"
 TUNE_DAG_ID = "aimass_tune"
+ROLLBACK_DAG_ID = "aimass_rollback"
 ROWS = 4000
 BAD_LINES = [
     "not,enough,fields\n",
@@ -196,6 +198,27 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         )
     else:
         assert summary2["deployment"] is None
+        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
+            first_version
+        )
+
+    # rollback from the UI: a reason is required; the target is the 'previous' version
+    client.wait_for_dag(ROLLBACK_DAG_ID, timeout_s=180)
+    short = client.trigger(ROLLBACK_DAG_ID, {"reason": "oops"})
+    assert client.wait_for_run(ROLLBACK_DAG_ID, short, timeout_s=300) == "failed"
+    why = {"reason": "e2e: the rollback DAG moves stable and champion back"}
+    back_run = client.trigger(ROLLBACK_DAG_ID, why)
+    back_state = client.wait_for_run(ROLLBACK_DAG_ID, back_run, timeout_s=300)
+    if gate["passed"]:  # version 2 is stable: roll back to 1
+        assert back_state == "success", _task_log_tail(settings, back_run)
+        back = client.xcom(ROLLBACK_DAG_ID, back_run, "roll_back")
+        assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
+        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
+            first_version
+        )
+        assert _predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
+    else:  # only version 1 was ever stable: nothing to roll back to, nothing moves
+        assert back_state == "failed"
         assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
             first_version
         )
