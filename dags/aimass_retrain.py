@@ -39,6 +39,7 @@ from importlib.util import find_spec
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
+from aimass.alerts import notify_failed_run
 from aimass.config import Settings
 
 DAG_ID = "aimass_retrain"
@@ -77,6 +78,8 @@ with DAG(
     else None,
     catchup=False,
     max_active_runs=1,
+    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
+    on_failure_callback=notify_failed_run,
     tags=["aimass", "retrain"],
     default_args={
         "owner": "aimass",

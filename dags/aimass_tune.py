@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from aimass.alerts import notify_failed_run
 from aimass.config import Settings
 
 DAG_ID = "aimass_tune"
@@ -37,6 +38,8 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=1,
+    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
+    on_failure_callback=notify_failed_run,
     tags=["aimass", "tuning"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=30)},
     params={

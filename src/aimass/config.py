@@ -38,6 +38,7 @@ K8S_PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 
 
 def _schedule(raw: str) -> str:
@@ -92,12 +93,20 @@ class Settings:
     require_approval: bool = False
     # Versions of a model kept loaded: the stable one, the previous (instant rollback), ...
     serving_keep_versions: int = 2
+    # Airflow connection (http webhook or smtp) alerts also go to; "" = log and store only.
+    alert_conn_id: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.serving_keep_versions <= 20:
             raise ConfigError(
                 f"AIMASS_SERVING_KEEP_VERSIONS={self.serving_keep_versions}; keep 1..20 versions "
                 "loaded (2 keeps the previous one for an instant rollback)"
+            )
+        if self.alert_conn_id and not _CONN_ID.match(self.alert_conn_id):
+            raise ConfigError(
+                f"AIMASS_ALERT_CONN_ID={self.alert_conn_id!r} is not a connection id; use "
+                "letters, digits, '_', '-' and '.' (the id of an http or smtp Airflow connection), "
+                "or leave it empty to keep alerts in the log and the alerts store"
             )
         if self.retrain_schedule and len(self.retrain_schedule.split()) != 5:
             raise ConfigError(
@@ -190,6 +199,7 @@ class Settings:
             k8s_image_pull_policy=os.environ.get("AIMASS_K8S_IMAGE_PULL_POLICY", "IfNotPresent"),
             require_approval=_flag("AIMASS_REQUIRE_APPROVAL", False),
             serving_keep_versions=_count("AIMASS_SERVING_KEEP_VERSIONS", 2),
+            alert_conn_id=os.environ.get("AIMASS_ALERT_CONN_ID", "").strip(),
         )
 
     def env(self) -> dict[str, str]:

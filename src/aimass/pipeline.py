@@ -184,6 +184,10 @@ def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
         **xcom_summary(report, paths),
         "champion_version": str(champ.version),
     }
+    if report.status == "critical":
+        from aimass.alerts import alert_on_drift
+
+        alert_on_drift(summary, dataset=spec.name, settings=settings)
     if report.action == "fail":
         raise DataQualityError(
             f"critical drift against champion v{champ.version} in {summary['critical_features'] or summary['schema_changes']}; "
@@ -500,6 +504,23 @@ def reject_candidate(decision: dict[str, Any]) -> dict[str, Any]:
         log.warning("%s", reason)
     if decision.get("report_html"):
         log.warning("gate report: %s", decision["report_html"])
+    from aimass.alerts import CANDIDATE_REJECTED, send_alert
+
+    send_alert(
+        CANDIDATE_REJECTED,
+        f"{decision.get('dataset') or 'model'} candidate v{decision['candidate_version']} "
+        f"rejected ({len(decision['reasons'])} failed checks); production unchanged",
+        {
+            "dataset": decision.get("dataset"),
+            "ds": decision.get("ds"),
+            "candidate_version": decision["candidate_version"],
+            "champion_version": decision.get("champion_version"),
+            "failed_checks": list(decision["reasons"]),
+            "report_html": decision.get("report_html"),
+            "mlflow_run_url": decision.get("mlflow_run_url"),
+        },
+        run_id=decision.get("run_id"),
+    )
     return {
         "candidate_version": decision["candidate_version"],
         "reasons": list(decision["reasons"]),
@@ -741,5 +762,23 @@ def roll_back(ctx: dict[str, Any]) -> dict[str, Any]:
         registry_version,
         result["seconds"],
         path,
+    )
+    from aimass.alerts import ROLLBACK, send_alert
+
+    send_alert(
+        ROLLBACK,
+        f"{ctx['dataset']} rolled back: stable {result['rolled_back_from']} -> "
+        f"{result['serving_version']} by {ctx['who']}",
+        {
+            "dataset": ctx["dataset"],
+            "who": ctx["who"],
+            "reason": ctx["reason"],
+            "from_serving_version": result["rolled_back_from"],
+            "to_serving_version": result["serving_version"],
+            "registry_version": registry_version,
+            "previous_champion": previous,
+            "record": str(path),
+        },
+        settings=settings,
     )
     return {**record, "record": str(path)}
