@@ -33,14 +33,27 @@ return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.j
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import timedelta
 from importlib.util import find_spec
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetAlias,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronTriggerTimetable,
+    Param,
+    get_current_context,
+    task,
+)
 
 from aimass.alerts import notify_failed_run
 from aimass.config import Settings
+from aimass.landing_trigger import LandingZoneTrigger
 
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
@@ -57,6 +70,31 @@ DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").gl
     "chicago_taxi"
 ]
 SCHEDULE = Settings.from_env().retrain_schedule
+# One landing zone per dataset: a file dropped in <var>/landing/<dataset>/ is claimed by the
+# watcher in the triggerer and its asset event schedules a run for that dataset.
+_VAR = Settings.from_env().var_dir
+LANDED = [
+    Asset(
+        name=f"aimass_landing_{name}",
+        uri=f"file://{_VAR / 'landing' / name}",
+        group="aimass-landing",
+        watchers=[
+            AssetWatcher(
+                name=f"aimass_landing_{name}_watcher",
+                trigger=LandingZoneTrigger(directory=str(_VAR / "landing" / name), dataset=name),
+            )
+        ],
+    )
+    for name in DATASETS
+]
+# A validated clean partition, announced by validate_quality for whichever dataset ran.
+CLEAN_PARTITION = AssetAlias("aimass_clean_partition")
+_NIGHTLY = (
+    CronTriggerTimetable(SCHEDULE, timezone="UTC", run_immediately=timedelta(0))
+    if SCHEDULE
+    else None
+)
+_ON_LANDING = functools.reduce(operator.or_, LANDED)
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 # A person approves each deployment in the UI when AIMASS_REQUIRE_APPROVAL is true; otherwise
 # the DAG has no approval step and a passing candidate goes straight to deploy_model.
@@ -73,9 +111,10 @@ with DAG(
     # only). run_immediately=0 and no start_date: a DAG that appears after its slot waits
     # for the next one (Airflow would otherwise run the slot that passed within 10 % of
     # the period, e.g. a DAG deployed at 02:40 would start retraining at once).
-    schedule=CronTriggerTimetable(SCHEDULE, timezone="UTC", run_immediately=timedelta(0))
-    if SCHEDULE
-    else None,
+    # and whenever a file lands in a dataset's landing zone.
+    schedule=AssetOrTimeSchedule(timetable=_NIGHTLY, assets=_ON_LANDING)
+    if _NIGHTLY is not None
+    else _ON_LANDING,
     catchup=False,
     max_active_runs=1,
     # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
@@ -194,17 +233,31 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         from aimass.errors import ConfigError
+        from aimass.landing import NothingLanded
         from aimass.pipeline import prepare_run as prepare
 
         context = get_current_context()
         run = context["dag_run"]
+        # Files announced by a landing-zone watcher, if a landing scheduled this run.
+        landed = [
+            event.extra["payload"]
+            for asset, events in (context.get("triggering_asset_events") or {}).items()
+            if getattr(asset, "name", "").startswith("aimass_landing_")
+            for event in events
+            if isinstance((event.extra or {}).get("payload"), dict)
+        ]
         try:
             return prepare(
                 dict(context["params"]),
                 dag_id=run.dag_id,
                 run_id=run.run_id,
                 run_date=run.logical_date or run.run_after,
+                landed=landed,
             )
+        except NothingLanded as exc:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(str(exc)) from exc
         except ConfigError as exc:
             # A bad parameter does not get better on retry: fail now, saying what to fix.
             raise AirflowFailException(f"invalid run parameters: {exc}") from exc
@@ -239,12 +292,22 @@ with DAG(
         execution_timeout=timedelta(hours=1),
     )
 
-    @task
+    @task(outlets=[CLEAN_PARTITION])
     def validate_quality(ctx: dict) -> dict:
         """Great Expectations on the clean partition; critical failures stop the run."""
         from aimass.pipeline import validate_quality as validate
 
-        return validate(ctx)
+        result = validate(ctx)
+        # The validated partition is an asset other DAGs can be scheduled on.
+        get_current_context()["outlet_events"][CLEAN_PARTITION].add(
+            Asset(
+                name=f"aimass_clean_{ctx['dataset']}",
+                uri=f"file://{ctx['clean_dir'].rsplit('/ds=', 1)[0]}",
+                group="aimass-clean",
+            ),
+            extra={"ds": ctx["ds"], "partition": ctx["clean_dir"], "run_id": ctx["run_id"]},
+        )
+        return result
 
     @task
     def check_drift(ctx: dict) -> dict:
@@ -281,9 +344,16 @@ with DAG(
     @task
     def deploy_model(ctx: dict, model: dict) -> dict:
         """Roll out to the model server and make the candidate champion."""
-        from aimass.pipeline import deploy_model as deploy
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return deploy(ctx, model)
+        from aimass.pipeline import deploy_model as deploy
+        from aimass.rollout import CandidateRejected
+
+        try:
+            return deploy(ctx, model)
+        except CandidateRejected as exc:
+            # The candidate failed infra validation or its canary: a retry gives the same.
+            raise AirflowFailException(f"candidate rejected at rollout: {exc}") from exc
 
     @task
     def reject_candidate() -> dict:

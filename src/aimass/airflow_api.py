@@ -100,6 +100,11 @@ class AirflowClient:
         log.info("triggered %s run %s", dag_id, run["dag_run_id"])
         return str(run["dag_run_id"])
 
+    def runs(self, dag_id: str, *, run_type: str | None = None) -> list[dict[str, Any]]:
+        """The DAG's runs, oldest first (optionally only ``manual``, ``scheduled``, ``asset_triggered``)."""
+        query = "?order_by=run_after&limit=100" + (f"&run_type={run_type}" if run_type else "")
+        return list(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"])
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         quoted = urllib.parse.quote(run_id, safe="")
         return str(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"])

@@ -55,12 +55,46 @@ def git_commit(root: Path) -> str:
 
 
 def prepare_run(
-    params: dict[str, Any], *, dag_id: str, run_id: str, run_date: datetime
+    params: dict[str, Any],
+    *,
+    dag_id: str,
+    run_id: str,
+    run_date: datetime,
+    landed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Validate the params and lay out where every stage of this run reads and writes."""
+    """Validate the params and lay out where every stage of this run reads and writes.
+
+    ``landed``: the payloads of the landing-zone events that scheduled this run. The run
+    then takes the claimed files of the first event's dataset (``aimass.landing.take``) and
+    cleans the day's landed files (``processed/ds=<ds>/``) into that day's partition.
+
+    Raises:
+        ConfigError: a bad param, named with its fix.
+        NothingLanded: landing events whose files another run already took.
+    """
+    from aimass import landing
     from aimass.params import validate_params
 
     settings = Settings.from_env()
+    landed_files: list[str] = []
+    if landed:
+        dataset = str(landed[0]["dataset"])
+        day = (run_date.date() if isinstance(run_date, datetime) else run_date).isoformat()
+        taken = landing.take(settings.var_dir, dataset, ds=day, run_id=run_id)
+        if not taken:
+            raise landing.NothingLanded(
+                f"the landed files {[e.get('file') for e in landed]} of {dataset} were taken by "
+                f"another run (see {landing.landing_dir(settings.var_dir, dataset)}/processed/"
+                f"{landing.LEDGER}); nothing to do"
+            )
+        landed_files = [e["file"] for e in taken]
+        params = {
+            **params,
+            "dataset": dataset,
+            "ds": day,
+            "input_path": str(Path(taken[0]["path"]).parent),
+        }
+        log.info("run %s: %d landed file(s) of %s: %s", run_id, len(taken), dataset, landed_files)
     p = validate_params(params, settings, run_date=run_date)
     report_dir = settings.report_dir(p.dataset, p.ds)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +108,7 @@ def prepare_run(
         "report_dir": str(report_dir),
         "clean_summary": str(report_dir / "clean_summary.json"),
         "run_dir": str(settings.runs_dir / p.dataset / _safe(run_id)),
+        "landed_files": landed_files,
     }
     log.info("run %s: dataset=%s ds=%s input=%s", run_id, p.dataset, p.ds, p.input_path)
     return ctx

@@ -140,7 +140,7 @@ def test_retrain_runs_nightly_and_never_fires_for_a_slot_that_already_passed(
     # The timetable the scheduler uses: the DAG after serialization.
     dag = dagbag.dags["aimass_retrain"]
     timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
-    assert timetable.summary == "0 2 * * *"
+    assert timetable.summary == "Asset or 0 2 * * *"  # nightly, or when data lands
     now = dt.datetime(2026, 11, 26, 2, 40, tzinfo=dt.UTC)
     monkeypatch.setattr(trigger, "utcnow", lambda: now)
     restriction = TimeRestriction(earliest=None, latest=None, catchup=False)
@@ -155,7 +155,27 @@ def test_retrain_schedule_comes_from_the_environment() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip().splitlines()[-1] == "NullTimetable"
+    # no nightly run: only landed data schedules it
+    assert out.stdout.strip().splitlines()[-1] == "AssetTriggeredTimetable"
+
+
+def test_every_dataset_has_a_watched_landing_zone(dagbag) -> None:  # type: ignore[no-untyped-def]
+    import dags.aimass_retrain as module
+    from aimass.landing_trigger import LandingZoneTrigger
+
+    names = {asset.name for asset in module.LANDED}
+    assert names == {f"aimass_landing_{d}" for d in module.DATASETS}
+    for asset in module.LANDED:
+        (watcher,) = asset.watchers
+        assert isinstance(watcher.trigger, LandingZoneTrigger)
+        dataset = asset.name.removeprefix("aimass_landing_")
+        assert watcher.trigger.directory.endswith(f"/landing/{dataset}")
+        # the triggerer rebuilds the trigger from this
+        classpath, kwargs = watcher.trigger.serialize()
+        assert classpath == "aimass.landing_trigger.LandingZoneTrigger"
+        assert LandingZoneTrigger(**kwargs).serialize() == (classpath, kwargs)
+    validate = dagbag.dags["aimass_retrain"].get_task("validate_quality")
+    assert [o.name for o in validate.outlets] == ["aimass_clean_partition"]
 
 
 def test_rollback_is_manual_and_asks_for_a_version_and_a_reason(dagbag) -> None:  # type: ignore[no-untyped-def]

@@ -292,3 +292,43 @@ def test_penguin_specs_run_multiclass_and_regression_through_the_same_dag(
             assert any(s["state"] == "AVAILABLE" for s in sc.model_status(model)), model
     finally:
         sc.close()
+
+
+def test_a_file_dropped_in_the_landing_zone_retrains_with_no_one_acting(
+    stack: tuple[Settings, AirflowClient],
+) -> None:
+    """The triggerer's watcher claims the file, its asset event schedules a run, the run
+    cleans the day's landed files and goes through the gate; the file is processed once."""
+    import time
+
+    settings, client = stack
+    zone = settings.var_dir / "landing" / "chicago_taxi"
+    zone.mkdir(parents=True, exist_ok=True)
+    before = {r["dag_run_id"] for r in client.runs(DAG_ID, run_type="asset_triggered")}
+    with open(SAMPLE_CSV, encoding="utf-8") as src:
+        lines = list(itertools.islice(src, 2001))
+    partial = zone / ".trips_landed.csv.tmp"  # written under a hidden name, then renamed
+    partial.write_text("".join(lines), encoding="utf-8")
+    partial.rename(zone / "trips_landed.csv")
+
+    deadline = time.monotonic() + 180
+    new: list[str] = []
+    while not new:
+        assert time.monotonic() < deadline, "no asset-triggered run within 180 s of the drop"
+        time.sleep(3)
+        runs = client.runs(DAG_ID, run_type="asset_triggered")
+        new = [r["dag_run_id"] for r in runs if r["dag_run_id"] not in before]
+    run_id = new[0]
+    state = client.wait_for_run(DAG_ID, run_id, timeout_s=900)
+    assert state == "success", _task_log_tail(settings, run_id)
+    summary = client.xcom(DAG_ID, run_id, "publish_summary")
+    assert summary["clean"]["rows_in"] == 2000
+    assert summary["clean"]["input"].endswith(f"processed/ds={summary['ds']}")
+    # moved, never deleted: the file is in processed/, recorded once, for this run
+    assert not list(zone.glob("*.csv")) and not list((zone / ".claimed").glob("*"))
+    ledger = [
+        json.loads(line) for line in (zone / "processed" / "ledger.jsonl").read_text().splitlines()
+    ]
+    assert [e["run_id"] for e in ledger] == [run_id]
+    assert ledger[0]["file"].endswith("-trips_landed.csv")
+    assert Path(ledger[0]["path"]).is_file()

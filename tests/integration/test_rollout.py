@@ -48,7 +48,7 @@ ROWS = {
     "trip_start_hour": _RNG.integers(0, 24, 120).astype(np.int64),
 }
 # Candidates in these tests differ by a bias on purpose; the prediction-shift bar is tested alone.
-ANY_SHIFT = CanaryPolicy(max_prediction_psi=float("inf"))
+ANY_SHIFT = CanaryPolicy(max_mean_shift=float("inf"))
 # A sandbox server costs ~10 s of TensorFlow start-up: tests of other steps skip it.
 NO_SANDBOX = {"infra_validation": False}
 
@@ -191,12 +191,12 @@ def test_not_a_saved_model_is_refused_before_copying(
 def test_a_canary_that_answers_nonsense_is_not_promoted(
     served: tuple[Settings, ServingClient], tmp_path: Path
 ) -> None:
-    """It loads and answers, but every probability is ~1: the prediction-shift bar stops it."""
+    """It loads and answers, but every probability is ~0: the prediction-shift bar stops it."""
     settings, client = served
     _roll(served, _candidate(tmp_path, "good", 0.0), "1")
     strict = CanaryPolicy()  # the default bars
     with pytest.raises(ServingError, match="canary analysis failed: FAIL prediction shift"):
-        _roll(served, _candidate(tmp_path, "constant", 40.0), "2", policy=strict)
+        _roll(served, _candidate(tmp_path, "constant", -40.0), "2", policy=strict)
     assert _labels(settings) == {"stable": 1}
     assert _served_versions(settings) == [1]
     answer = client.predict_grpc(MODEL, SAMPLE, label="stable")["probabilities"]

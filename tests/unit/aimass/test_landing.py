@@ -1,0 +1,107 @@
+"""The landing zone: settle, claim, take exactly once; and the watcher's events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from aimass import landing
+from aimass.config import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def _drop(folder: Path, name: str, text: str = "a,b\n1,2\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_file_is_ready_only_once_it_stopped_changing(tmp_path: Path) -> None:
+    seen: dict[str, landing.Watch] = {}
+    path = _drop(tmp_path, "trips.csv")
+    _drop(tmp_path, ".hidden.csv")
+    _drop(tmp_path, "trips2.csv.tmp")
+    _drop(tmp_path, "notes.txt")
+    assert landing.settled(tmp_path, seen, settle_s=2, now=100.0) == []  # first sight
+    assert landing.settled(tmp_path, seen, settle_s=2, now=101.0) == []  # not settled yet
+    with open(path, "a", encoding="utf-8") as fh:  # still being written
+        fh.write("3,4\n")
+    os.utime(path, ns=(1, 2))
+    assert landing.settled(tmp_path, seen, settle_s=2, now=102.5) == []
+    assert landing.settled(tmp_path, seen, settle_s=2, now=104.6) == [path]
+    path.unlink()
+    assert landing.settled(tmp_path, seen, settle_s=2, now=110.0) == [] and seen == {}
+
+
+def test_claim_and_take_move_each_file_exactly_once(settings: Settings) -> None:
+    zone = landing.landing_dir(settings.var_dir, "chicago_taxi")
+    first = landing.claim(_drop(zone, "a.csv"))
+    second = landing.claim(_drop(zone, "b.csv"))
+    assert first is not None and second is not None
+    assert landing.claim(zone / "gone.csv") is None
+    assert [p.name for p in landing.pending(settings.var_dir, "chicago_taxi")] == sorted(
+        [first.name, second.name]
+    )
+    payload = landing.event_payload("chicago_taxi", first)
+    assert payload["original"] == "a.csv" and payload["bytes"] > 0
+
+    taken = landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r1")
+    assert sorted(e["file"] for e in taken) == sorted([first.name, second.name])
+    out = zone / "processed" / "ds=2026-11-26"
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
+    assert landing.pending(settings.var_dir, "chicago_taxi") == []
+    # a duplicate event for another run finds nothing; a retry of r1 finds its own files
+    assert landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r2") == []
+    again = landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r1")
+    assert sorted(e["file"] for e in again) == sorted(e["file"] for e in taken)
+    assert len(landing.ledger(settings.var_dir, "chicago_taxi")) == 2
+
+
+def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
+    settings: Settings,
+) -> None:
+    from aimass.pipeline import prepare_run
+
+    zone = landing.landing_dir(settings.var_dir, "chicago_taxi")
+    claimed = landing.claim(_drop(zone, "trips.csv"))
+    assert claimed is not None
+    payload = landing.event_payload("chicago_taxi", claimed)
+    when = datetime(2026, 11, 26, 9, 30)
+    ctx = prepare_run(
+        {}, dag_id="aimass_retrain", run_id="asset__1", run_date=when, landed=[payload]
+    )
+    assert ctx["dataset"] == "chicago_taxi" and ctx["ds"] == "2026-11-26"
+    assert ctx["input_path"] == str(zone / "processed" / "ds=2026-11-26")
+    assert ctx["landed_files"] == [claimed.name]
+    with pytest.raises(landing.NothingLanded, match="taken by another run"):
+        prepare_run({}, dag_id="aimass_retrain", run_id="asset__2", run_date=when, landed=[payload])
+
+
+def test_the_watcher_claims_each_landed_file_and_announces_leftovers(tmp_path: Path) -> None:
+    from aimass.landing_trigger import LandingZoneTrigger
+
+    zone = tmp_path / "landing" / "chicago_taxi"
+    leftover = landing.claim(_drop(zone, "before_restart.csv"))
+    assert leftover is not None
+    _drop(zone, "new.csv")
+    trigger = LandingZoneTrigger(str(zone), "chicago_taxi", poke_interval=0.05, settle_seconds=0.1)
+
+    async def first_two() -> list[dict]:
+        events = []
+        async for event in trigger.run():
+            events.append(event.payload)
+            if len(events) == 2:
+                break
+        return events
+
+    replayed, fresh = asyncio.run(asyncio.wait_for(first_two(), timeout=10))
+    assert replayed["file"] == leftover.name and replayed["replay"] is True
+    assert fresh["original"] == "new.csv" and fresh["replay"] is False
+    assert not (zone / "new.csv").exists()
+    assert (zone / landing.CLAIMED / fresh["file"]).is_file()  # moved, never deleted
