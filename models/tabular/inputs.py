@@ -13,7 +13,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,8 @@ Arrays = dict[str, np.ndarray]
 # batches, at least one; ``chunk_rows_for``). Per-element overhead (Arrow calls, NumPy -> tensor conversion, the
 # generator's Python frame) is paid once per chunk instead of once per batch.
 CHUNK_ROWS = 8192
+# Arrow data of a split kept in memory across epochs when it fits (per worker process).
+CACHE_BYTES = 1 << 30
 
 
 def _check_columns(dataset: pads.Dataset, partition: Path, needed: list[str]) -> None:
@@ -149,6 +151,7 @@ def _chunks(
     shuffle_buffer: int,
     drop_remainder: bool,
     rng: np.random.Generator,
+    cache: ReadCache | None = None,
 ) -> Iterator[tuple[Arrays, np.ndarray]]:
     """The batch stream of one pass, as chunks of whole batches.
 
@@ -162,16 +165,24 @@ def _chunks(
     keep file order and the window size (one chunk) changes nothing but the
     chunking. Cutting that stream every ``batch_size`` rows gives the batches.
 
+    With a ``cache``, the Arrow record batches of each file are read from disk on the
+    first pass and from memory on later ones, as long as they fit its budget; they are
+    the same record batches, so the stream is the same either way.
+
     Every chunk yielded holds a whole multiple of ``batch_size`` rows, at most
     ``chunk_rows_for(batch_size, chunk_rows)``, except the very last one of the
     pass. Each window is encoded to NumPy once and handed out as slices: Arrow
     and Python work per chunk, not per batch, is what keeps the pipeline fast.
     """
     step = chunk_rows_for(batch_size, chunk_rows)
-    dataset = open_partition(partition)
-    _check_columns(dataset, partition, _needed(spec, split))
     read_columns = _columns(spec)
-    fragments = list(dataset.get_fragments())
+    fragments: list[tuple[int, Any]]
+    if cache is not None and cache.complete:
+        fragments = [(i, None) for i in range(cache.files)]  # all in memory: no disk access
+    else:
+        dataset = open_partition(partition)
+        _check_columns(dataset, partition, _needed(spec, split))
+        fragments = list(enumerate(dataset.get_fragments()))
     if shuffle:
         fragments = [fragments[i] for i in rng.permutation(len(fragments))]
     # The shuffled window decides the order; the unshuffled one only the chunk sizes.
@@ -180,8 +191,15 @@ def _chunks(
 
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    for fragment in fragments:
-        for record_batch in fragment.to_batches(columns=read_columns, filter=split_filter):
+    for index, fragment in fragments:
+        cached = cache.get(index) if cache is not None else None
+        if cached is None:
+            batches = list(fragment.to_batches(columns=read_columns, filter=split_filter))
+            if cache is not None:
+                cache.put(index, batches, complete_at=len(fragments))
+        else:
+            batches = cached
+        for record_batch in batches:
             if not record_batch.num_rows:
                 continue
             pending.append(record_batch)
@@ -198,6 +216,49 @@ def _chunks(
         rows = (table.num_rows // batch_size) * batch_size if drop_remainder else table.num_rows
         if rows:
             yield from _slices(_encode(spec, table.slice(0, rows)), rows, step)
+
+
+class ReadCache:
+    """Record batches per file, kept across passes while they fit in ``budget_bytes``.
+
+    Reading and decoding Parquet again every epoch is the lake's cost over memory; a
+    partition that fits is read once. One that does not is streamed every pass, so
+    memory stays bounded whatever the partition's size.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.nbytes = 0
+        self.enabled = budget_bytes > 0
+        self.files = 0  # how many files the split has, once a pass has listed them
+        self._files: dict[int, list[pa.RecordBatch]] = {}
+
+    @property
+    def complete(self) -> bool:
+        """Every file of the split is in memory."""
+        return self.enabled and self.files > 0 and len(self._files) == self.files
+
+    def get(self, index: int) -> list[pa.RecordBatch] | None:
+        return self._files.get(index) if self.enabled else None
+
+    def put(self, index: int, batches: list[pa.RecordBatch], *, complete_at: int) -> None:
+        if not self.enabled:
+            return
+        self.nbytes += sum(b.nbytes for b in batches)
+        if self.nbytes > self.budget_bytes:
+            logger.info(
+                "input cache off: the split needs more than %d MiB; streaming it every pass",
+                self.budget_bytes >> 20,
+            )
+            self.enabled = False
+            self._files.clear()
+            return
+        self._files[index] = batches
+        self.files = complete_at
+        if len(self._files) == complete_at:
+            logger.info(
+                "input cache: %d files, %.1f MiB in memory", complete_at, self.nbytes / 2**20
+            )
 
 
 def _slices(
@@ -233,6 +294,7 @@ def make_dataset(
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    cache_bytes: int = CACHE_BYTES,
 ) -> tf.data.Dataset:
     """Stream a clean partition as batches of ``({feature: [batch]}, label[batch] float32)``.
 
@@ -255,6 +317,10 @@ def make_dataset(
     that overhead against memory and never changes the batches. The element
     spec keeps a batch dimension of ``None``.
 
+    The Arrow data of the split is kept in memory after the first pass when it fits
+    in ``cache_bytes`` (0 turns this off), so later epochs skip the Parquet reads and
+    decoding; the batches are the same.
+
     The dataset sets ``AutoShardPolicy.DATA``: under a distribution strategy each
     worker keeps its share of every global batch (``batch_size`` is the global
     batch size).
@@ -274,6 +340,7 @@ def make_dataset(
     _check_columns(dataset, partition, _needed(spec, split))
 
     epochs = itertools.count(first_epoch)
+    cache = ReadCache(cache_bytes)
 
     def generator() -> Iterator[tuple[Arrays, np.ndarray]]:
         rng = np.random.default_rng([seed, next(epochs)])
@@ -287,6 +354,7 @@ def make_dataset(
             shuffle_buffer=shuffle_buffer,
             drop_remainder=drop_remainder,
             rng=rng,
+            cache=cache,
         )
 
     signature = (

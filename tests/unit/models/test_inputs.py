@@ -366,3 +366,34 @@ def test_make_dataset_keeps_an_unknown_batch_dimension(
     assert all(s.shape.as_list() == [None] for s in x_spec.values())
     with pytest.raises(ConfigError, match="chunk_rows"):
         make_dataset(taxi_partition, taxi_spec, split="train", batch_size=64, chunk_rows=0)
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 64 * 1024, 1 << 30])
+def test_the_read_cache_serves_later_passes_from_memory_when_it_fits(
+    taxi_spec: DatasetSpec, small_row_groups: Path, tmp_path: Path, cache_bytes: int
+) -> None:
+    import shutil
+
+    part = tmp_path / "part"
+    shutil.copytree(small_row_groups, part)
+    common = {
+        "split": "train",
+        "batch_size": 64,
+        "shuffle": True,
+        "seed": 2,
+        "shuffle_buffer": 300,
+        "drop_remainder": False,
+    }
+    ds = make_dataset(part, taxi_spec, cache_bytes=cache_bytes, **common)
+    _assert_same_batches(
+        ds, _reference_batches(small_row_groups, taxi_spec, epoch=0, **common), taxi_spec
+    )
+    # the files go away: only a pass served from memory can still read the split
+    for file in part.glob("*.parquet"):
+        file.rename(file.with_suffix(".gone"))
+    second = _reference_batches(small_row_groups, taxi_spec, epoch=1, **common)
+    if cache_bytes >= 1 << 30:
+        _assert_same_batches(ds, second, taxi_spec)
+    else:  # off, or over budget: streamed from disk every pass
+        with pytest.raises(Exception, match="holds no .parquet files"):
+            _assert_same_batches(ds, second, taxi_spec)
