@@ -7,15 +7,19 @@ version produced it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,9 @@ INSTANCES = [
     {"fare": 0.0, "company": "", "trip_start_hour": 23},
     {"fare": 42.5, "company": "Other", "trip_start_hour": -1},
 ]
+
+
+_SAMPLE = re.compile(r"(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)")
 
 
 def expected(version: int) -> np.ndarray:
@@ -91,6 +98,22 @@ class Server:
             self.client.wait_available(MODEL, version, timeout_s=30)
         self.configure(versions, labels)
 
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Every sample of ``GET /monitoring/prometheus/metrics``: (name, labels) -> value."""
+        url = f"{self.rest_url}/monitoring/prometheus/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode("utf-8")
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line:
+                continue
+            match = _SAMPLE.fullmatch(line)
+            assert match, f"not a Prometheus sample line: {line!r}"
+            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
+            samples[(match["name"], labels)] = float(match["value"].replace("Inf", "inf"))
+        return samples
+
     def rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.rest_url}{path}", data=data, method=method)
@@ -101,16 +124,9 @@ class Server:
             return exc.code, json.loads(exc.read())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("serving")
-    base = root / "models" / MODEL
-    save_model(base / "1", BIASES[1])
-    save_model(base / "2", BIASES[2])
-    config_path = write_config(
-        root / "models.config",
-        server_config([model_config(MODEL, base, [1, 2], {"stable": 1})]),
-    )
+@contextlib.contextmanager
+def run_server(root: Path, base: Path, config_path: Path, *extra_args: str) -> Iterator[Server]:
+    """`python -m aimass.serving.server` on free ports; stopped (SIGTERM, exit 0) on exit."""
     grpc_port, rest_port = free_port(), free_port()
     log_path = root / "server.log"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -127,6 +143,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 str(rest_port),
                 "--file_system_poll_wait_seconds",
                 "0.5",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -149,6 +166,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         client.close()
         proc.terminate()
+        returncode: int | None
         try:
             returncode = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -156,6 +174,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.wait()
             returncode = None
     assert returncode == 0, f"SIGTERM did not stop the server cleanly:\n{log_path.read_text()}"
+
+
+def _models(root: Path) -> tuple[Path, Path]:
+    base = root / "models" / MODEL
+    save_model(base / "1", BIASES[1])
+    save_model(base / "2", BIASES[2])
+    config_path = write_config(
+        root / "models.config",
+        server_config([model_config(MODEL, base, [1, 2], {"stable": 1})]),
+    )
+    return base, config_path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serving")
+    base, config_path = _models(root)
+    with run_server(root, base, config_path) as running:
+        yield running
 
 
 def probabilities(server: Server, **spec: Any) -> np.ndarray:
@@ -329,3 +366,170 @@ def test_rewriting_the_config_file_applies_it_without_grpc(server: Server) -> No
         assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
         time.sleep(0.2)
     assert "label stable: version 1 -> 5" in server.log_path.read_text()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def delta(before: dict, after: dict, name: str, **labels: str) -> float:  # how much one series grew
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_count_every_grpc_and_rest_request_and_error(server: Server) -> None:
+    server.reset([1, 2], {"stable": 1})
+    before = server.metrics()
+
+    for _ in range(3):
+        probabilities(server, version=1)
+    for _ in range(2):
+        probabilities(server, label="stable")
+    server.client.predict_rest(MODEL, INSTANCES, label="stable")
+    with pytest.raises(ServingError, match="INVALID_ARGUMENT"):  # a wrong dtype, over gRPC
+        server.client.predict_grpc(
+            MODEL, {**FEATURES, "fare": FEATURES["fare"].astype(np.float64)}, version=2
+        )
+    status, _ = server.rest(  # a missing input, over REST
+        "POST", f"/v1/models/{MODEL}/versions/2:predict", {"instances": [{"fare": 1.0}]}
+    )
+    assert status == 400
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        server.client.predict_grpc("no-such-model", FEATURES)
+    with pytest.raises(ServingError, match="Unrecognized servable version label"):
+        probabilities(server, label="nightly")
+    server.client.model_status(MODEL)
+    after = server.metrics()
+
+    def grew(name: str, **labels: str) -> float:
+        return delta(before, after, name, **labels)
+
+    requests, errors = "aimass_serving_requests_total", "aimass_serving_request_errors_total"
+    grpc_v1 = {"model": MODEL, "version": "1", "api": "grpc", "method": "predict"}
+    assert grew(requests, **grpc_v1, label="") == 3
+    assert grew(requests, **grpc_v1, label="stable") == 2
+    assert grew("aimass_serving_request_latency_seconds_count", **grpc_v1, label="stable") == 2
+    rest_stable = {"model": MODEL, "version": "1", "label": "stable", "api": "rest"}
+    assert grew(requests, **rest_stable, method="predict") == 1
+    assert grew(errors, **rest_stable, method="predict", code="INVALID_ARGUMENT") == 0
+
+    v2 = {"model": MODEL, "version": "2", "label": "", "method": "predict"}
+    assert grew(requests, **v2, api="grpc") == 1
+    assert grew(errors, **v2, api="grpc", code="INVALID_ARGUMENT") == 1
+    assert grew(requests, **v2, api="rest") == 1
+    assert grew(errors, **v2, api="rest", code="INVALID_ARGUMENT") == 1
+    # Names the server does not know are counted without becoming series of their own.
+    unknown = {"model": "_unknown", "version": "", "label": "", "api": "grpc", "method": "predict"}
+    assert grew(errors, **unknown, code="NOT_FOUND") == 1
+    labelled = {"model": MODEL, "version": "", "label": "_unknown", "api": "grpc"}
+    assert grew(errors, **labelled, method="predict", code="INVALID_ARGUMENT") == 1
+    assert not any(
+        "no-such-model" in value or "nightly" in value for _, ls in after for _, value in ls
+    )
+    status_labels = {"model": MODEL, "version": "", "label": "", "api": "grpc", "method": "status"}
+    assert grew(requests, **status_labels) == 1
+
+    # Totals: everything sent above and nothing else (the scrape itself is not counted).
+    total_requests = sum(after[key] - before.get(key, 0.0) for key in after if key[0] == requests)
+    total_errors = sum(after[key] - before.get(key, 0.0) for key in after if key[0] == errors)
+    assert (total_requests, total_errors) == (11, 4)
+
+    # TF Serving's families, by model and status.
+    tf_count = ":tensorflow:serving:request_count"
+    assert grew(tf_count, model_name=MODEL, status="OK") == 6
+    assert grew(tf_count, model_name=MODEL, status="INVALID_ARGUMENT") == 3
+
+    # The version gauges describe the loaded versions and the labels.
+    versions = "aimass_serving_model_versions"
+    assert after[(versions, frozenset({("model", MODEL), ("state", "AVAILABLE")}))] == 2
+    label_gauge = "aimass_serving_model_version_label"
+    assert (
+        after[(label_gauge, frozenset({("model", MODEL), ("label", "stable"), ("version", "1")}))]
+        == 1
+    )
+
+
+def test_batching_gives_the_same_predictions_as_no_batching_under_concurrency(
+    server: Server, tmp_path: Path
+) -> None:
+    server.reset([1, 2], {"stable": 1})
+    params = tmp_path / "batching.config"
+    params.write_text(
+        "max_batch_size { value: 8 }\n"
+        "batch_timeout_micros { value: 200000 }\n"
+        "num_batch_threads { value: 2 }\n"
+        "max_enqueued_batches { value: 100 }\n",
+        encoding="utf-8",
+    )
+    base, config_path = _models(tmp_path)
+    # Requests of 1 to 3 rows for either version, over gRPC and REST; 9 rows are more than a
+    # batch holds, so that one runs alone.
+    rng = np.random.default_rng(5)
+    requests = []
+    for i in range(60):
+        n = 9 if i == 7 else int(rng.integers(1, 4))
+        rows = {
+            "fare": rng.uniform(0, 50, n).astype(np.float32),
+            "company": np.array(rng.choice([b"Flash Cab", b"", b"Other"], n), dtype=object),
+            "trip_start_hour": rng.integers(0, 24, n).astype(np.int64),
+        }
+        requests.append((1 + i % 2, "rest" if i % 3 == 0 else "grpc", rows))
+
+    def send(target: Server, version: int, api: str, rows: dict[str, np.ndarray]) -> np.ndarray:
+        if api == "grpc":
+            return target.client.predict_grpc(MODEL, rows, version=version)["probabilities"]
+        return np.asarray(
+            target.client.predict_columns(MODEL, rows, version=version), dtype=np.float32
+        )
+
+    def bad(target: Server) -> None:
+        with pytest.raises(ServingError, match="INVALID_ARGUMENT.*fare"):
+            target.client.predict_grpc(
+                MODEL, {**FEATURES, "fare": FEATURES["fare"].astype(np.float64)}, version=1
+            )
+
+    with (
+        run_server(
+            tmp_path, base, config_path, "--enable_batching", f"--batching_parameters_file={params}"
+        ) as batched,
+        futures.ThreadPoolExecutor(max_workers=12) as pool,
+    ):
+        before = batched.metrics()
+        start = threading.Barrier(12)
+
+        def at_once(target: Server, request: tuple) -> np.ndarray:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                start.wait(timeout=1)
+            return send(target, *request)
+
+        answers = list(pool.map(lambda r: at_once(batched, r), requests))
+        bad_batched = pool.submit(bad, batched)
+        bad_batched.result(timeout=60)
+        plain = list(pool.map(lambda r: send(server, *r), requests))
+        after = batched.metrics()
+
+    for (version, _, rows), got, reference in zip(requests, answers, plain, strict=True):
+        assert got.shape == (len(rows["fare"]),)
+        # Equal up to float32 rounding: TensorFlow's vectorized kernels may round a row one ulp
+        # differently depending on where it sits in the batch.
+        np.testing.assert_allclose(got, reference, rtol=1e-6, atol=0)
+        logit = (
+            0.1 * rows["fare"].astype(np.float64)
+            + 0.01 * rows["trip_start_hour"]
+            + (rows["company"] == b"Flash Cab")
+            + BIASES[version]
+        )
+        np.testing.assert_allclose(got, 1 / (1 + np.exp(-logit)), rtol=1e-5)
+
+    # Every request but the 9-row one went through a batch, and batches merged requests.
+    merged = {
+        name: sum(after[k] - before.get(k, 0.0) for k in after if k[0] == name)
+        for name in ("aimass_serving_batch_requests_sum", "aimass_serving_batch_requests_count")
+    }
+    assert merged["aimass_serving_batch_requests_sum"] == len(requests) - 1
+    assert merged["aimass_serving_batch_requests_count"] < len(requests) - 1
+    predicts = sum(
+        after[k] - before.get(k, 0.0)
+        for k in after
+        if k[0] == "aimass_serving_requests_total" and ("method", "predict") in k[1]
+    )
+    assert predicts == len(requests) + 1

@@ -7,7 +7,11 @@ against the official image:
 - gRPC ``PredictionService`` (Predict, GetModelMetadata) and ``ModelService`` (GetModelStatus,
   HandleReloadConfigRequest);
 - REST ``GET /v1/models/<m>[/versions/<v>|/labels/<l>][/metadata]`` and
-  ``POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict`` (``instances`` and ``inputs``).
+  ``POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict`` (``instances`` and ``inputs``);
+- Prometheus metrics at ``GET /monitoring/prometheus/metrics`` on the REST port (TF Serving's
+  path; see `aimass.serving.metrics` for the families);
+- optional server-side batching of Predict (``--enable_batching``,
+  ``--batching_parameters_file``; see `BatchingOptions`).
 
 Run it as ``python -m aimass.serving.server --model_config_file models.config --port 8500
 --rest_api_port 8501``, or in-process with `ModelServer`.
@@ -23,14 +27,18 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import collections
+import functools
 import json
 import logging
+import math
+import os
 import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,10 +65,12 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from aimass.errors import ConfigError, ServingError
 from aimass.serving.config import SAVED_MODEL_FILE, list_versions, read_config
+from aimass.serving.metrics import CONTENT_TYPE, METRICS_PATH, ServerMetrics
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
+UNKNOWN = "_unknown"  # metrics label for model and label names the server does not know
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 _MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
@@ -86,6 +96,12 @@ class LoadedModel:
     module: Any
     signatures: Mapping[str, Any]
     signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]
+    _input_dtypes: dict[str, dict[str, tf.DType]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _numpy_dtypes: dict[str, dict[str, np.dtype]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def signature_def(self, name: str) -> meta_graph_pb2.SignatureDef:
         name = name or DEFAULT_SIGNATURE
@@ -97,14 +113,26 @@ class LoadedModel:
         return self.signature_defs[name]
 
     def input_dtypes(self, signature: str) -> dict[str, tf.DType]:
-        sig = self.signature_def(signature)
-        return {key: tf.as_dtype(info.dtype) for key, info in sig.inputs.items()}
+        """Input name -> dtype of `signature` (cached; do not modify the answer)."""
+        dtypes = self._input_dtypes.get(signature)
+        if dtypes is None:
+            sig = self.signature_def(signature)
+            dtypes = {key: tf.as_dtype(info.dtype) for key, info in sig.inputs.items()}
+            self._input_dtypes[signature] = dtypes
+        return dtypes
 
     def predict(
         self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
         """Run `signature` on `inputs` (named as the signature's inputs, dtypes as declared)."""
         signature = signature or DEFAULT_SIGNATURE
+        self.check(signature, inputs, output_filter)
+        return self.run(signature, inputs, output_filter)
+
+    def check(
+        self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+    ) -> None:
+        """Raise the INVALID_ARGUMENT `predict` would for these input names, dtypes and outputs."""
         sig = self.signature_def(signature)
         expected = self.input_dtypes(signature)
         if set(inputs) != set(expected):
@@ -122,15 +150,29 @@ class LoadedModel:
                 f"output tensor alias not found in signature: {unknown[0]} Outputs expected to "
                 f"be in the set {sorted(sig.outputs)}.",
             )
-        tensors = {}
+        numpy_dtypes = self._numpy_dtypes.get(signature)
+        if numpy_dtypes is None:
+            numpy_dtypes = {
+                key: np.dtype(object) if dtype == tf.string else np.dtype(dtype.as_numpy_dtype)
+                for key, dtype in expected.items()
+            }
+            self._numpy_dtypes[signature] = numpy_dtypes
         for key, value in inputs.items():
+            if value.dtype == numpy_dtypes[key]:
+                continue  # the common case, without TensorFlow's dtype lookups
             got = tf.as_dtype(value.dtype) if value.dtype != object else tf.string
             if got != expected[key]:
                 raise ServableError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"Expects arg[{key}] to be {expected[key].name} but {got.name} is provided",
                 )
-            tensors[key] = tf.constant(value, dtype=expected[key])
+
+    def run(
+        self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+    ) -> dict[str, np.ndarray]:
+        """Call `signature` on inputs that passed `check`."""
+        expected = self.input_dtypes(signature)
+        tensors = {key: tf.constant(value, dtype=expected[key]) for key, value in inputs.items()}
         try:
             result = self.signatures[signature](**tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
@@ -176,6 +218,315 @@ def replay_warmup(loaded: LoadedModel, path: Path) -> int:
     return count
 
 
+# --------------------------------------------------------------------------- batching
+
+# BatchingParameters fields (TF Serving's session_bundle_config.proto) this server reads, and
+# those it accepts but ignores (they tune TF Serving's padding and splitting, which it lacks).
+_BATCHING_INT_FIELDS = (
+    "max_batch_size",
+    "batch_timeout_micros",
+    "max_enqueued_batches",
+    "num_batch_threads",
+)
+_BATCHING_IGNORED_FIELDS = (
+    "thread_pool_name",
+    "allowed_batch_sizes",
+    "pad_variable_length_inputs",
+    "enable_large_batch_splitting",
+    "max_execution_batch_size",
+)
+_BATCHING_FIELD = re.compile(
+    r"\s*(\w+)\s*(?:\{\s*value\s*:\s*(\"[^\"]*\"|[^\s{}]+)\s*\}|:\s*(\"[^\"]*\"|[^\s{}]+))\s*"
+)
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """Server-side batching of Predict requests (TF Serving's ``BatchingParameters``).
+
+    Concurrent requests for the same model version, signature and output filter whose inputs
+    have the same names, dtypes and inner shapes are concatenated along the first dimension,
+    run once and split back. A batch runs when it holds `max_batch_size` rows, or when its
+    oldest request has waited `batch_timeout_micros` and a batch thread is free (0: as soon as
+    a thread is free, so batches grow only while every thread is busy).
+
+    Attributes:
+        max_batch_size: rows per batch; a request with more rows runs alone.
+        batch_timeout_micros: how long a partial batch waits for more requests.
+        max_enqueued_batches: batches waiting per queue before requests get RESOURCE_EXHAUSTED.
+        num_batch_threads: threads running batches (batches of different queues run in parallel).
+    """
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"batching {name}={value!r}; use an integer >= 1")
+        if not isinstance(self.batch_timeout_micros, int) or self.batch_timeout_micros < 0:
+            raise ConfigError(
+                f"batching batch_timeout_micros={self.batch_timeout_micros!r}; use an integer >= 0"
+            )
+
+
+def read_batching_parameters(path: str | Path) -> BatchingOptions:
+    """Read a text-format ``BatchingParameters`` file (``--batching_parameters_file``).
+
+    Example: ``max_batch_size { value: 64 } batch_timeout_micros { value: 2000 }``; fields
+    left out keep TF Serving's defaults.
+
+    Raises:
+        ConfigError: the file is missing, or names an unknown field or a bad value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the batching parameters file {path}: {exc}") from exc
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    values: dict[str, int] = {}
+    pos = 0
+    while pos < len(text):
+        if not text[pos:].strip():
+            break
+        match = _BATCHING_FIELD.match(text, pos)
+        if match is None:
+            raise ConfigError(
+                f"{path}: cannot parse {text[pos:].strip()[:60]!r}; write fields as "
+                "'max_batch_size { value: 64 }' (text-format BatchingParameters)"
+            )
+        name, raw = match.group(1), match.group(2) or match.group(3)
+        if name in _BATCHING_INT_FIELDS:
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise ConfigError(f"{path}: {name} is {raw!r}; use an integer") from None
+        elif name in _BATCHING_IGNORED_FIELDS:
+            logger.warning("%s: %s is not supported by the local server; ignoring it", path, name)
+        else:
+            raise ConfigError(
+                f"{path}: unknown batching field {name!r}; known fields are "
+                f"{', '.join(_BATCHING_INT_FIELDS + _BATCHING_IGNORED_FIELDS)}"
+            )
+        pos = match.end()
+    return BatchingOptions(**values)
+
+
+BatchFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class _Task:
+    __slots__ = ("inputs", "rows", "future", "enqueued")
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], rows: int) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.future: futures.Future[dict[str, np.ndarray]] = futures.Future()
+        self.enqueued = time.monotonic()
+
+
+class _Batch:
+    __slots__ = ("key", "fn", "labels", "tasks", "rows", "deadline")
+
+    def __init__(
+        self, key: Hashable, fn: BatchFn, labels: tuple[str, ...], deadline: float
+    ) -> None:
+        self.key = key
+        self.fn = fn
+        self.labels = labels
+        self.tasks: list[_Task] = []
+        self.rows = 0
+        self.deadline = deadline
+
+
+BatchObserver = Callable[[tuple[str, ...], int, int, list[float]], None]
+
+
+class Batcher:
+    """Merges concurrent calls of the same function into one call on concatenated inputs.
+
+    `run` blocks its caller until the batch holding its request has run; each caller gets its
+    own slice of the outputs, or its own exception. A batch that fails as a whole (one bad
+    request can fail a model call) is retried request by request, so an error reaches only
+    the callers it belongs to.
+
+    Args:
+        options: sizes, timeout and threads.
+        observe: called after each batch with (labels, rows, requests, queue waits in seconds).
+    """
+
+    def __init__(self, options: BatchingOptions, *, observe: BatchObserver | None = None) -> None:
+        self.options = options
+        self._observe = observe
+        self._timeout_s = options.batch_timeout_micros / 1e6
+        self._cond = threading.Condition()
+        self._open: dict[Hashable, _Batch] = {}  # per queue, the batch still taking requests
+        self._ready: collections.deque[_Batch] = collections.deque()  # full, waiting a thread
+        self._queued: dict[Hashable, int] = {}  # per queue, batches open or ready
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+            for i in range(options.num_batch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(
+        self,
+        key: Hashable,
+        inputs: Mapping[str, np.ndarray],
+        fn: BatchFn,
+        labels: tuple[str, ...] = (),
+    ) -> dict[str, np.ndarray]:
+        """``fn(inputs)``, batched with concurrent calls of the same `key` and input layout.
+
+        Calls with the same `key` must pass equivalent `fn` (the batch runs the first one's).
+        Inputs without a common first dimension, empty ones, and ones with more rows than
+        `max_batch_size` run alone, at once, in the caller's thread.
+
+        Raises:
+            ServableError: RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE once the
+                batcher is stopped, or whatever `fn` raised for this call's rows.
+        """
+        rows = _batch_rows(inputs)
+        if rows is None or rows > self.options.max_batch_size:
+            return fn(dict(inputs))
+        queue = (key, _layout(inputs))
+        task = _Task(inputs, rows)
+        with self._cond:
+            if self._stopped:
+                raise ServableError(grpc.StatusCode.UNAVAILABLE, "the batch scheduler is stopped")
+            batch = self._open.get(queue)
+            if batch is not None and batch.rows + rows > self.options.max_batch_size:
+                self._close(queue)
+                batch = None
+            if batch is None:
+                if self._queued.get(queue, 0) >= self.options.max_enqueued_batches:
+                    raise ServableError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "The batch scheduling queue to which this task was submitted is full",
+                    )
+                batch = _Batch(queue, fn, labels, task.enqueued + self._timeout_s)
+                self._open[queue] = batch
+                self._queued[queue] = self._queued.get(queue, 0) + 1
+            batch.tasks.append(task)
+            batch.rows += rows
+            if batch.rows >= self.options.max_batch_size:
+                self._close(queue)
+            self._cond.notify()
+        return task.future.result()
+
+    def pending(self) -> int:
+        """Requests queued and not yet taken by a batch thread."""
+        with self._cond:
+            batches = [*self._open.values(), *self._ready]
+            return sum(len(batch.tasks) for batch in batches)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Run what is queued, then stop the threads; later `run` calls get UNAVAILABLE."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _close(self, queue: Hashable) -> None:
+        self._ready.append(self._open.pop(queue))
+
+    def _next(self) -> _Batch | None:
+        """The batch a free thread should run now (called with the lock held), else None."""
+        if self._ready:
+            batch = self._ready.popleft()
+        else:
+            now = time.monotonic()
+            due = [b for b in self._open.values() if self._stopped or b.deadline <= now]
+            if not due:
+                return None
+            batch = min(due, key=lambda b: b.deadline)
+            del self._open[batch.key]
+        self._queued[batch.key] -= 1
+        if not self._queued[batch.key]:
+            del self._queued[batch.key]
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next()
+                while batch is None:
+                    if self._stopped and not self._open and not self._ready:
+                        return
+                    wait = None
+                    if self._open:
+                        earliest = min(b.deadline for b in self._open.values())
+                        wait = max(0.0, earliest - time.monotonic())
+                    self._cond.wait(wait)
+                    batch = self._next()
+            try:
+                self._execute(batch)
+            except Exception as exc:  # never leave a caller waiting
+                logger.exception("batch of %d requests failed unexpectedly", len(batch.tasks))
+                for task in batch.tasks:
+                    if not task.future.done():
+                        task.future.set_exception(exc)
+
+    def _execute(self, batch: _Batch) -> None:
+        started = time.monotonic()
+        tasks = batch.tasks
+        if len(tasks) == 1:
+            _resolve(tasks[0], batch.fn)
+        else:
+            merged = {
+                key: np.concatenate([task.inputs[key] for task in tasks]) for key in tasks[0].inputs
+            }
+            try:
+                outputs = batch.fn(merged)
+            except Exception:
+                logger.debug("batch of %d requests failed; running them one by one", len(tasks))
+                outputs = None
+            if outputs is not None and all(
+                value.ndim and value.shape[0] == batch.rows for value in outputs.values()
+            ):
+                start = 0
+                for task in tasks:
+                    end = start + task.rows
+                    task.future.set_result({k: v[start:end] for k, v in outputs.items()})
+                    start = end
+            else:  # a failed batch, or outputs without the batch dimension to split
+                for task in tasks:
+                    _resolve(task, batch.fn)
+        if self._observe is not None:
+            waits = [started - task.enqueued for task in tasks]
+            self._observe(batch.labels, batch.rows, len(tasks), waits)
+
+
+def _resolve(task: _Task, fn: BatchFn) -> None:
+    try:
+        task.future.set_result(fn(dict(task.inputs)))
+    except Exception as exc:
+        task.future.set_exception(exc)
+
+
+def _batch_rows(inputs: Mapping[str, np.ndarray]) -> int | None:
+    """The common first dimension of `inputs`, or None when they cannot be batched."""
+    rows = {value.shape[0] if value.ndim else -1 for value in inputs.values()}
+    if len(rows) != 1:
+        return None
+    count = rows.pop()
+    return count if count > 0 else None
+
+
+def _layout(inputs: Mapping[str, np.ndarray]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """What must match for two requests to share a batch: names, dtypes and inner shapes."""
+    return tuple(
+        (key, inputs[key].dtype.str, tuple(inputs[key].shape[1:])) for key in sorted(inputs)
+    )
+
+
 # --------------------------------------------------------------------------- model manager
 
 
@@ -200,6 +551,7 @@ class ModelManager:
         self._config = model_server_config_pb2.ModelServerConfig()
         self._servables: dict[str, dict[int, Servable]] = {}
         self._labels: dict[str, dict[str, int]] = {}
+        self._model_names: frozenset[str] = frozenset()
         self._missing_logged: set[tuple[str, int]] = set()
 
     @property
@@ -235,6 +587,7 @@ class ModelManager:
                 self._validate(config, check_labels=True)
             with self._lock:
                 self._config.CopyFrom(config)
+                self._model_names = frozenset(model.name for model in models)
                 self._missing_logged.clear()
             self._load_missing(models, retry_failed=True)
             self._switch_labels(models)
@@ -395,6 +748,40 @@ class ModelManager:
             servable.loaded = None  # in-flight requests keep their own reference
         logger.info("unloaded model %s version %d (%s)", servable.name, servable.version, reason)
 
+    # ---- metrics
+
+    def metric_names(self, model: str, label: str) -> tuple[str, str]:
+        """`model` and `label` as metrics label them: names the server does not know collapse
+        into ``_unknown``, so clients cannot grow the number of series without bound."""
+        # Lock-free on the request path: membership tests on these tables are atomic under
+        # the GIL, and the tables are only grown or replaced whole.
+        if model and model not in self._model_names and model not in self._servables:
+            return UNKNOWN, UNKNOWN if label else ""
+        if label and label not in self._labels.get(model, {}):
+            label = UNKNOWN
+        return model, label
+
+    def version_states(self) -> dict[tuple[str, ...], float]:
+        """``{(model, state): versions}``; every known model reports AVAILABLE, if only as 0."""
+        with self._lock:
+            counts: dict[tuple[str, ...], float] = {
+                (name, "AVAILABLE"): 0.0 for name in set(self._servables) | self._model_names
+            }
+            for name, versions in self._servables.items():
+                for servable in versions.values():
+                    key = (name, servable.state)
+                    counts[key] = counts.get(key, 0.0) + 1
+        return counts
+
+    def version_labels(self) -> dict[tuple[str, ...], float]:
+        """``{(model, label, version): 1}`` for every version label."""
+        with self._lock:
+            return {
+                (name, label, str(version)): 1.0
+                for name, labels in self._labels.items()
+                for label, version in labels.items()
+            }
+
     # ---- requests
 
     def resolve(self, spec: model_pb2.ModelSpec) -> tuple[int, LoadedModel]:
@@ -500,60 +887,211 @@ def _desired_versions(model: model_server_config_pb2.ModelConfig) -> list[int]:
     return on_disk[-(count or 1) :]
 
 
+_NUMPY_DTYPES = {
+    dtype.as_datatype_enum: dtype.as_numpy_dtype
+    for dtype in (
+        tf.float16,
+        tf.float32,
+        tf.float64,
+        tf.int8,
+        tf.int16,
+        tf.int32,
+        tf.int64,
+        tf.uint8,
+        tf.uint16,
+        tf.uint32,
+        tf.uint64,
+        tf.bool,
+    )
+}
+_DATATYPES = {np.dtype(numpy): enum for enum, numpy in _NUMPY_DTYPES.items()}
+# The repeated field small tensors travel in (tf.make_tensor_proto skips tensor_content for them).
+_VALUE_FIELDS = {
+    tf.float32.as_datatype_enum: ("float_val", np.float32),
+    tf.float64.as_datatype_enum: ("double_val", np.float64),
+    tf.int32.as_datatype_enum: ("int_val", np.int32),
+    tf.int64.as_datatype_enum: ("int64_val", np.int64),
+    tf.bool.as_datatype_enum: ("bool_val", np.bool_),
+}
+_DT_STRING = tf.string.as_datatype_enum
+
+
+def tensor_to_ndarray(proto: Any) -> np.ndarray:
+    """`tf.make_ndarray`, without its per-call overhead for the common encodings.
+
+    Numeric tensors in ``tensor_content``, and tensors with one value per element in their
+    repeated field (strings, floats, ints, bools), are read directly (the array may be
+    read-only); anything else (e.g. one value broadcast to the shape) goes to `tf.make_ndarray`.
+    """
+    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    if proto.tensor_content:
+        dtype = _NUMPY_DTYPES.get(proto.dtype)
+        if dtype is not None:
+            return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+    elif proto.dtype == _DT_STRING:
+        if len(proto.string_val) == math.prod(shape):
+            return np.array(list(proto.string_val), dtype=object).reshape(shape)
+    elif proto.dtype in _VALUE_FIELDS:
+        name, dtype = _VALUE_FIELDS[proto.dtype]
+        values = getattr(proto, name)
+        if len(values) == math.prod(shape):
+            return np.fromiter(values, dtype=dtype, count=len(values)).reshape(shape)
+    return tf.make_ndarray(proto)
+
+
+def fill_tensor_proto(proto: Any, value: np.ndarray) -> None:
+    """Write `value` into a TensorProto as `tf.make_tensor_proto` would, faster for numbers."""
+    enum = _DATATYPES.get(value.dtype)
+    if enum is None:
+        proto.CopyFrom(tf.make_tensor_proto(value))
+        return
+    proto.dtype = enum
+    for size in value.shape:
+        proto.tensor_shape.dim.add().size = size
+    proto.tensor_content = np.ascontiguousarray(value).tobytes()
+
+
 def _short(exc: BaseException, limit: int = 600) -> str:
     text = str(exc).strip() or type(exc).__name__
     text = text if len(text) <= limit else text[:limit] + "..."
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, ServableError) else text
 
 
+# --------------------------------------------------------------------------- front end
+
+
+class _Call:
+    """One request being answered, and what its metrics are labelled with."""
+
+    __slots__ = ("api", "method", "model", "label", "version", "started")
+
+    def __init__(self, api: str, method: str, spec: model_pb2.ModelSpec | None = None) -> None:
+        self.api = api
+        self.method = method
+        self.model = spec.name if spec is not None else ""
+        labelled = spec is not None and spec.WhichOneof("version_choice") == "version_label"
+        self.label = spec.version_label if labelled and spec is not None else ""
+        self.version = ""  # set once the request resolved a version
+        self.started = time.perf_counter()
+
+
+class Frontend:
+    """What the gRPC and REST front ends share: the models, the batcher and the metrics."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServerMetrics | None = None,
+        batcher: Batcher | None = None,
+    ) -> None:
+        self.manager = manager
+        self.metrics = metrics or ServerMetrics(
+            version_states=manager.version_states, version_labels=manager.version_labels
+        )
+        self.batcher = batcher
+
+    def predict(
+        self,
+        spec: model_pb2.ModelSpec,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        call: _Call,
+        resolved: tuple[int, LoadedModel] | None = None,
+    ) -> tuple[int, dict[str, np.ndarray]]:
+        """Run the signature of the version `spec` names (or `resolved`, when the caller already
+        resolved it), through the batcher when batching is on."""
+        version, loaded = resolved or self.manager.resolve(spec)
+        call.version = str(version)
+        signature = signature or DEFAULT_SIGNATURE
+        batcher = self.batcher
+        if batcher is None:
+            return version, loaded.predict(signature, inputs, output_filter)
+        loaded.check(signature, inputs, output_filter)  # a bad request fails alone, unbatched
+        wanted = tuple(output_filter)
+        key = (spec.name, version, id(loaded), signature, wanted)  # `fn` keeps `loaded` alive
+        fn = functools.partial(loaded.run, signature, output_filter=wanted)
+        return version, batcher.run(key, inputs, fn, labels=(spec.name, str(version)))
+
+    def observe_batch(
+        self, labels: tuple[str, ...], rows: int, requests: int, waits: list[float]
+    ) -> None:
+        model, version = labels
+        self.metrics.observe_batch(
+            model=model, version=version, rows=rows, requests=requests, waits=waits
+        )
+
+    def finish(self, call: _Call, code: grpc.StatusCode) -> None:
+        """Record an answered request (before the answer is sent, so a scrape after it sees it)."""
+        model, label = self.manager.metric_names(call.model, call.label)
+        self.metrics.observe_request(
+            api=call.api,
+            method=call.method,
+            model=model,
+            version=call.version,
+            label=label,
+            code=code.name,
+            seconds=time.perf_counter() - call.started,
+        )
+
+    def answer_grpc(self, context: grpc.ServicerContext, call: _Call, run: Callable[[], _T]) -> _T:
+        code = grpc.StatusCode.OK
+        try:
+            return run()
+        except ServableError as exc:
+            code = exc.code
+            context.abort(exc.code, exc.message)
+        except Exception as exc:
+            code = grpc.StatusCode.INTERNAL
+            logger.exception("gRPC %s failed", call.method)
+            context.abort(grpc.StatusCode.INTERNAL, _short(exc))
+        finally:
+            self.finish(call, code)
+        raise AssertionError("unreachable")  # context.abort always raises
+
+
 # --------------------------------------------------------------------------- gRPC
-
-
-def _grpc_call(context: grpc.ServicerContext, method: str, call: Callable[[], _T]) -> _T:
-    try:
-        return call()
-    except ServableError as exc:
-        context.abort(exc.code, exc.message)
-    except Exception as exc:
-        logger.exception("%s failed", method)
-        context.abort(grpc.StatusCode.INTERNAL, _short(exc))
-    raise AssertionError("unreachable")  # context.abort always raises
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """PredictionService.Predict and GetModelMetadata (Classify/Regress answer UNIMPLEMENTED)."""
 
-    def __init__(self, manager: ModelManager) -> None:
-        self._manager = manager
+    def __init__(self, frontend: Frontend) -> None:
+        self._frontend = frontend
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
-        return _grpc_call(context, "Predict", lambda: self._predict(request))
+        call = _Call("grpc", "predict", request.model_spec)
+        return self._frontend.answer_grpc(context, call, lambda: self._predict(request, call))
 
-    def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        version, loaded = self._manager.resolve(request.model_spec)
+    def _predict(
+        self, request: predict_pb2.PredictRequest, call: _Call
+    ) -> predict_pb2.PredictResponse:
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         try:
-            inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+            inputs = {key: tensor_to_ndarray(value) for key, value in request.inputs.items()}
         except Exception as exc:
             raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, _short(exc)) from exc
-        outputs = loaded.predict(signature, inputs, list(request.output_filter))
+        version, outputs = self._frontend.predict(
+            request.model_spec, signature, inputs, list(request.output_filter), call
+        )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = version
         response.model_spec.signature_name = signature
         for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            fill_tensor_proto(response.outputs[key], value)
         return response
 
     def GetModelMetadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        return _grpc_call(context, "GetModelMetadata", lambda: self._metadata(request))
+        call = _Call("grpc", "metadata", request.model_spec)
+        return self._frontend.answer_grpc(context, call, lambda: self._metadata(request, call))
 
     def _metadata(
-        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, call: _Call
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.metadata_field:
             raise ServableError(
@@ -565,13 +1103,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise ServableError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {name} is not supported"
                 )
-        return metadata_response(self._manager, request.model_spec)
+        return metadata_response(self._frontend.manager, request.model_spec, call)
 
 
 def metadata_response(
-    manager: ModelManager, spec: model_pb2.ModelSpec
+    manager: ModelManager, spec: model_pb2.ModelSpec, call: _Call | None = None
 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
     version, loaded = manager.resolve(spec)
+    if call is not None:
+        call.version = str(version)
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = spec.name
     response.model_spec.version.value = version
@@ -583,10 +1123,13 @@ def metadata_response(
 
 
 def status_response(
-    manager: ModelManager, spec: model_pb2.ModelSpec
+    manager: ModelManager, spec: model_pb2.ModelSpec, call: _Call | None = None
 ) -> get_model_status_pb2.GetModelStatusResponse:
     response = get_model_status_pb2.GetModelStatusResponse()
-    for servable in manager.status(spec):
+    servables = manager.status(spec)
+    if call is not None and spec.WhichOneof("version_choice") and servables:
+        call.version = str(servables[0].version)  # the one version asked for
+    for servable in servables:
         entry = response.model_version_status.add()
         entry.version = servable.version
         entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(servable.state)
@@ -598,18 +1141,21 @@ def status_response(
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """ModelService.GetModelStatus and HandleReloadConfigRequest."""
 
-    def __init__(self, manager: ModelManager) -> None:
-        self._manager = manager
+    def __init__(self, frontend: Frontend) -> None:
+        self._frontend = frontend
+        self._manager = frontend.manager
 
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
+        call = _Call("grpc", "status", request.model_spec)
+
         def run() -> get_model_status_pb2.GetModelStatusResponse:
             if not request.HasField("model_spec"):
                 raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
-            return status_response(self._manager, request.model_spec)
+            return status_response(self._manager, request.model_spec, call)
 
-        return _grpc_call(context, "GetModelStatus", run)
+        return self._frontend.answer_grpc(context, call, run)
 
     def HandleReloadConfigRequest(
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
@@ -624,7 +1170,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 raise
             return model_management_pb2.ReloadConfigResponse()
 
-        return _grpc_call(context, "HandleReloadConfigRequest", run)
+        return self._frontend.answer_grpc(context, _Call("grpc", "reload"), run)
 
 
 # --------------------------------------------------------------------------- REST
@@ -699,8 +1245,11 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def rest_predict(manager: ModelManager, spec: model_pb2.ModelSpec, body: bytes) -> dict[str, Any]:
+def rest_predict(
+    frontend: Frontend, spec: model_pb2.ModelSpec, body: bytes, call: _Call | None = None
+) -> dict[str, Any]:
     """Answer a REST :predict body in TF Serving's row (instances) or columnar (inputs) format."""
+    call = call or _Call("rest", "predict", spec)
     try:
         request = json.loads(body or b"{}")
     except ValueError as exc:
@@ -715,7 +1264,8 @@ def rest_predict(manager: ModelManager, spec: model_pb2.ModelSpec, body: bytes) 
             else "Not formatted correctly, either 'instances' or 'inputs' should be specified, not both",
         )
     signature = request.get("signature_name") or DEFAULT_SIGNATURE
-    version, loaded = manager.resolve(spec)
+    version, loaded = frontend.manager.resolve(spec)
+    call.version = str(version)
     dtypes = loaded.input_dtypes(signature)
     row_format = "instances" in request
     columns = _instances_to_columns(request["instances"], dtypes) if row_format else None
@@ -731,7 +1281,7 @@ def rest_predict(manager: ModelManager, spec: model_pb2.ModelSpec, body: bytes) 
     arrays = {
         key: _to_array(values, dtypes.get(key, tf.string), key) for key, values in columns.items()
     }
-    outputs = loaded.predict(signature, arrays)
+    _, outputs = frontend.predict(spec, signature, arrays, (), call, (version, loaded))
     if not row_format:
         if len(outputs) == 1:
             return {"outputs": _to_json(next(iter(outputs.values())))}
@@ -780,9 +1330,13 @@ def _instances_to_columns(instances: Any, dtypes: Mapping[str, tf.DType]) -> dic
 
 
 class _RestHandler(BaseHTTPRequestHandler):
-    manager: ModelManager  # set on the subclass made by ModelServer
+    frontend: Frontend  # set on the subclass made by ModelServer
     protocol_version = "HTTP/1.1"
     server_version = "aimass-model-server"
+    # Headers and body leave in one segment, without waiting for the client's delayed ACK
+    # (otherwise every answer on a kept-alive connection stalls ~40 ms).
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._dispatch("GET")
@@ -794,44 +1348,57 @@ class _RestHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if method == "GET" and path == METRICS_PATH:
+            self._send(200, self.frontend.metrics.render().encode("utf-8"), CONTENT_TYPE)
+            return
+        call: list[_Call] = []  # the routed request, once known
         try:
-            payload = self._route(method, path, body)
-            code = 200
+            payload = self._route(method, path, body, call)
+            code, status = 200, grpc.StatusCode.OK
         except ServableError as exc:
             payload, code = {"error": exc.message}, _HTTP_STATUS.get(exc.code, 500)
+            status = exc.code
         except Exception as exc:
             logger.exception("REST %s %s failed", method, path)
-            payload, code = {"error": _short(exc)}, 500
-        data = json.dumps(payload).encode("utf-8")
+            payload, code, status = {"error": _short(exc)}, 500, grpc.StatusCode.INTERNAL
+        if call:
+            self.frontend.finish(call[0], status)
+        self._send(code, json.dumps(payload).encode("utf-8"), "application/json")
+
+    def _send(self, code: int, data: bytes, content_type: str) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _route(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+    def _route(self, method: str, path: str, body: bytes, call: list[_Call]) -> dict[str, Any]:
         if not path.lower().startswith("/v1/"):
             raise ServableError(grpc.StatusCode.NOT_FOUND, f"no route for {method} {path}")
+        manager = self.frontend.manager
         if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
             name, version, label, verb = match.groups()
+            spec = _model_spec(name, version, label)
+            call.append(_Call("rest", verb.lower(), spec))
             if verb.lower() != "predict":
                 raise ServableError(
                     grpc.StatusCode.UNIMPLEMENTED, f":{verb} is not served by the local server"
                 )
-            return rest_predict(self.manager, _model_spec(name, version, label), body)
+            return rest_predict(self.frontend, spec, body, call[0])
         if method == "GET" and (match := _STATUS_PATH.fullmatch(path)):
             name, version, label, metadata = match.groups()
+            spec = _model_spec(name or "", version, label)
+            call.append(_Call("rest", "metadata" if metadata else "status", spec))
             if not name:
                 raise ServableError(
                     grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request."
                 )
-            spec = _model_spec(name, version, label)
             options = {
                 "preserving_proto_field_name": True,
                 "always_print_fields_with_no_presence": True,
             }
             if metadata:
-                response = metadata_response(self.manager, spec)
+                response = metadata_response(manager, spec, call[0])
                 signature_map = get_model_metadata_pb2.SignatureDefMap()
                 response.metadata["signature_def"].Unpack(signature_map)
                 return {
@@ -840,7 +1407,8 @@ class _RestHandler(BaseHTTPRequestHandler):
                         "signature_def": json_format.MessageToDict(signature_map, **options)
                     },
                 }
-            return json_format.MessageToDict(status_response(self.manager, spec), **options)
+            status = status_response(manager, spec, call[0])
+            return json_format.MessageToDict(status, **options)
         raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
@@ -860,6 +1428,11 @@ class ModelServer:
         grpc_port: gRPC port; 0 picks a free one (see `grpc_port` after `start()`).
         rest_port: REST port; 0 picks a free one, None disables REST.
         poll_seconds: how often to re-read the config file and rescan base paths; 0 disables.
+        max_workers: gRPC threads (requests answered at once over gRPC).
+        batching: server-side batching of Predict requests; None (the default) runs each
+            request on its own, as TF Serving without ``--enable_batching``.
+
+    Metrics are served on the REST port at ``GET /monitoring/prometheus/metrics``.
     """
 
     def __init__(
@@ -872,10 +1445,14 @@ class ModelServer:
         rest_port: int | None = 0,
         poll_seconds: float = 2.0,
         max_workers: int = 8,
+        batching: BatchingOptions | None = None,
     ) -> None:
         if config is None and config_file is None:
             raise ConfigError("ModelServer needs a config or a config_file; pass one of them")
         self.manager = ModelManager()
+        self.frontend = Frontend(self.manager)
+        self.metrics = self.frontend.metrics
+        self.batching = batching
         self._initial = config
         self._config_file = Path(config_file) if config_file is not None else None
         self._config_text: bytes | None = None
@@ -911,6 +1488,9 @@ class ModelServer:
         except ServableError as exc:
             raise ServingError(f"model server config rejected: {exc.message}") from exc
         self._check_models_available(config)
+        if self.batching is not None:
+            self.frontend.batcher = Batcher(self.batching, observe=self.frontend.observe_batch)
+            logger.info("batching Predict requests: %s", self.batching)
         self._start_grpc()
         if self.rest_port is not None:
             self._start_rest()
@@ -933,6 +1513,9 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
             self._grpc = None
+        if self.frontend.batcher is not None:
+            self.frontend.batcher.stop()
+            self.frontend.batcher = None
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
@@ -979,10 +1562,10 @@ class ModelServer:
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager), server
+            PredictionService(self.frontend), server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager), server
+            ModelService(self.frontend), server
         )
         try:
             port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
@@ -998,7 +1581,7 @@ class ModelServer:
         self._grpc, self.grpc_port = server, port
 
     def _start_rest(self) -> None:
-        handler = type("RestHandler", (_RestHandler,), {"manager": self.manager})
+        handler = type("RestHandler", (_RestHandler,), {"frontend": self.frontend})
         try:
             http = ThreadingHTTPServer((self.host, self.rest_port or 0), handler)
         except OSError as exc:
@@ -1079,9 +1662,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds between config file re-reads (defaults to --file_system_poll_wait_seconds)",
     )
+    parser.add_argument(
+        "--grpc_max_threads", type=int, default=8, help="gRPC threads answering requests"
+    )
+    parser.add_argument(
+        "--enable_batching",
+        action="store_true",
+        help="batch concurrent Predict requests for the same model version and signature",
+    )
+    parser.add_argument(
+        "--batching_parameters_file",
+        help="text-format BatchingParameters (max_batch_size, batch_timeout_micros, "
+        "max_enqueued_batches, num_batch_threads); needs --enable_batching",
+    )
     args = parser.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("pass exactly one of --model_config_file or --model_base_path")
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching_parameters_file needs --enable_batching")
+    if args.grpc_max_threads < 1:
+        parser.error(f"--grpc_max_threads={args.grpc_max_threads}; use at least 1")
     return args
 
 
@@ -1108,6 +1708,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     poll = args.file_system_poll_wait_seconds
     if args.model_config_file and args.model_config_file_poll_wait_seconds is not None:
         poll = args.model_config_file_poll_wait_seconds or poll
+    batching = None
+    if args.enable_batching:
+        try:
+            batching = (
+                read_batching_parameters(args.batching_parameters_file)
+                if args.batching_parameters_file
+                else BatchingOptions()
+            )
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return 1
     server = ModelServer(
         single_model_config(args.model_name, args.model_base_path)
         if args.model_base_path
@@ -1117,6 +1728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         grpc_port=args.port,
         rest_port=args.rest_api_port or None,
         poll_seconds=poll,
+        max_workers=args.grpc_max_threads,
+        batching=batching,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
