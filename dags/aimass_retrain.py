@@ -54,6 +54,7 @@ from airflow.sdk import (
 from aimass.alerts import notify_failed_run
 from aimass.config import Settings
 from aimass.landing_trigger import LandingZoneTrigger
+from aimass.monitor import DRIFT_ASSET_PREFIX, drift_asset_name, drift_asset_uri
 
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
@@ -87,6 +88,11 @@ LANDED = [
     )
     for name in DATASETS
 ]
+# Critical drift of the requests a dataset's champion serves, announced by aimass_monitor.
+DRIFTED = [
+    Asset(name=drift_asset_name(name), uri=drift_asset_uri(_VAR, name), group="aimass-drift")
+    for name in DATASETS
+]
 # A validated clean partition, announced by validate_quality for whichever dataset ran.
 CLEAN_PARTITION = AssetAlias("aimass_clean_partition")
 _NIGHTLY = (
@@ -94,7 +100,7 @@ _NIGHTLY = (
     if SCHEDULE
     else None
 )
-_ON_LANDING = functools.reduce(operator.or_, LANDED)
+_ON_LANDING = functools.reduce(operator.or_, [*LANDED, *DRIFTED])
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 # A person approves each deployment in the UI when AIMASS_REQUIRE_APPROVAL is true; otherwise
 # the DAG has no approval step and a passing candidate goes straight to deploy_model.
@@ -111,7 +117,7 @@ with DAG(
     # only). run_immediately=0 and no start_date: a DAG that appears after its slot waits
     # for the next one (Airflow would otherwise run the slot that passed within 10 % of
     # the period, e.g. a DAG deployed at 02:40 would start retraining at once).
-    # and whenever a file lands in a dataset's landing zone.
+    # and whenever a file lands in a dataset's landing zone or its served requests drift.
     schedule=AssetOrTimeSchedule(timetable=_NIGHTLY, assets=_ON_LANDING)
     if _NIGHTLY is not None
     else _ON_LANDING,
@@ -246,6 +252,14 @@ with DAG(
             for event in events
             if isinstance((event.extra or {}).get("payload"), dict)
         ]
+        # Critical drift of served requests announced by aimass_monitor (extra: dataset, reason).
+        drifted = [
+            dict(event.extra)
+            for asset, events in (context.get("triggering_asset_events") or {}).items()
+            if getattr(asset, "name", "").startswith(DRIFT_ASSET_PREFIX)
+            for event in events
+            if (event.extra or {}).get("dataset")
+        ]
         try:
             return prepare(
                 dict(context["params"]),
@@ -253,6 +267,7 @@ with DAG(
                 run_id=run.run_id,
                 run_date=run.logical_date or run.run_after,
                 landed=landed,
+                drifted=drifted,
             )
         except NothingLanded as exc:
             from airflow.sdk.exceptions import AirflowSkipException

@@ -32,6 +32,7 @@ def _port(name: str, default: int) -> int:
 
 TRAIN_LAUNCHERS = ("local", "kubernetes")
 DEFAULT_RETRAIN_SCHEDULE = "0 2 * * *"
+DEFAULT_MONITOR_SCHEDULE = "0 * * * *"
 _SCHEDULE_OFF = ("", "none", "off", "manual")
 K8S_PULL_POLICIES = ("IfNotPresent", "Always", "Never")
 # A Kubernetes resource quantity as written in manifests: 2, 500m, 1.5, 4Gi, 512M.
@@ -52,6 +53,17 @@ def _count(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number; set it to 0 or more") from None
+
+
+def _share(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a share 0..1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value} is out of range; set it to a share 0..1, e.g. 0.1")
+    return value
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -95,8 +107,29 @@ class Settings:
     serving_keep_versions: int = 2
     # Airflow connection (http webhook or smtp) alerts also go to; "" = log and store only.
     alert_conn_id: str = ""
+    # Share of served Predict requests whose features the model server records (0 = none).
+    request_log_sample: float = 0.1
+    # Rows of recent requests kept per model (a ring buffer persisted as Parquet).
+    request_log_rows: int = 10_000
+    # Cron (UTC) of aimass_monitor (served requests vs the champion's reference); "" = off.
+    monitor_schedule: str = DEFAULT_MONITOR_SCHEDULE
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.request_log_sample <= 1.0:
+            raise ConfigError(
+                f"AIMASS_REQUEST_LOG_SAMPLE={self.request_log_sample}; use a share 0..1 of "
+                "requests to record (0.1 records one request in ten, 0 none)"
+            )
+        if not 1 <= self.request_log_rows <= 10_000_000:
+            raise ConfigError(
+                f"AIMASS_REQUEST_LOG_ROWS={self.request_log_rows}; keep 1..10000000 recent rows "
+                "per model (10000 is the default)"
+            )
+        if self.monitor_schedule and len(self.monitor_schedule.split()) != 5:
+            raise ConfigError(
+                f"AIMASS_MONITOR_SCHEDULE={self.monitor_schedule!r} is not a 5-field cron "
+                "expression (UTC), e.g. '0 * * * *' for hourly; use 'none' to turn it off"
+            )
         if not 1 <= self.serving_keep_versions <= 20:
             raise ConfigError(
                 f"AIMASS_SERVING_KEEP_VERSIONS={self.serving_keep_versions}; keep 1..20 versions "
@@ -200,6 +233,11 @@ class Settings:
             require_approval=_flag("AIMASS_REQUIRE_APPROVAL", False),
             serving_keep_versions=_count("AIMASS_SERVING_KEEP_VERSIONS", 2),
             alert_conn_id=os.environ.get("AIMASS_ALERT_CONN_ID", "").strip(),
+            request_log_sample=_share("AIMASS_REQUEST_LOG_SAMPLE", 0.1),
+            request_log_rows=_count("AIMASS_REQUEST_LOG_ROWS", 10_000),
+            monitor_schedule=_schedule(
+                os.environ.get("AIMASS_MONITOR_SCHEDULE", DEFAULT_MONITOR_SCHEDULE)
+            ),
         )
 
     def env(self) -> dict[str, str]:
@@ -242,6 +280,11 @@ class Settings:
     def serving_config(self) -> Path:
         """The model server's models.config (text-format ModelServerConfig)."""
         return self.serving_base.parent / "models.config"
+
+    @property
+    def requests_dir(self) -> Path:
+        """Recent served requests: <dir>/<model>/recent.parquet (the model server's request log)."""
+        return self.serving_base.parent / "requests"
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -61,12 +61,17 @@ def prepare_run(
     run_id: str,
     run_date: datetime,
     landed: list[dict[str, Any]] | None = None,
+    drifted: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Validate the params and lay out where every stage of this run reads and writes.
 
     ``landed``: the payloads of the landing-zone events that scheduled this run. The run
     then takes the claimed files of the first event's dataset (``aimass.landing.take``) and
     cleans the day's landed files (``processed/ds=<ds>/``) into that day's partition.
+
+    ``drifted``: the extras (``dataset``, ``reason``, ``report``) of the drift events
+    ``aimass_monitor`` emitted. Without landed files, the run retrains the first event's
+    dataset on its spec's source; ``ctx["trigger"]`` records why the run started.
 
     Raises:
         ConfigError: a bad param, named with its fix.
@@ -77,6 +82,18 @@ def prepare_run(
 
     settings = Settings.from_env()
     landed_files: list[str] = []
+    trigger: dict[str, Any] = {"kind": "schedule_or_manual"}
+    if drifted and not landed:
+        event = drifted[0]
+        # The spec's own source: drop a manual input_path so validate_params resolves it.
+        params = {**params, "dataset": str(event["dataset"]), "input_path": ""}
+        trigger = {
+            "kind": "drift",
+            "dataset": str(event["dataset"]),
+            "reason": str(event.get("reason") or ""),
+            "report": str(event.get("report") or ""),
+        }
+        log.info("run %s: retraining %s on drift: %s", run_id, event["dataset"], trigger["reason"])
     if landed:
         dataset = str(landed[0]["dataset"])
         day = (run_date.date() if isinstance(run_date, datetime) else run_date).isoformat()
@@ -88,6 +105,7 @@ def prepare_run(
                 f"{landing.LEDGER}); nothing to do"
             )
         landed_files = [e["file"] for e in taken]
+        trigger = {"kind": "landing", "dataset": dataset, "files": landed_files}
         params = {
             **params,
             "dataset": dataset,
@@ -109,6 +127,7 @@ def prepare_run(
         "clean_summary": str(report_dir / "clean_summary.json"),
         "run_dir": str(settings.runs_dir / p.dataset / _safe(run_id)),
         "landed_files": landed_files,
+        "trigger": trigger,
     }
     log.info("run %s: dataset=%s ds=%s input=%s", run_id, p.dataset, p.ds, p.input_path)
     return ctx

@@ -177,6 +177,13 @@ def definitions(settings: Settings) -> dict[str, Service]:
                 str(settings.serving_grpc_port),
                 "--rest_api_port",
                 str(settings.serving_rest_port),
+                # Sampled features of served requests, for aimass_monitor's drift checks.
+                "--request_log_dir",
+                str(settings.requests_dir),
+                "--request_log_sample",
+                str(settings.request_log_sample),
+                "--request_log_rows",
+                str(settings.request_log_rows),
             ],
             base_env(settings),
             f"http://{host}:{settings.serving_rest_port}/v1/models/__health__",

@@ -63,7 +63,9 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from aimass.config import Settings
 from aimass.errors import ConfigError, ServingError
+from aimass.monitor import RequestLog
 from aimass.serving.config import SAVED_MODEL_FILE, list_versions, read_config
 from aimass.serving.metrics import CONTENT_TYPE, METRICS_PATH, ServerMetrics
 
@@ -983,12 +985,14 @@ class Frontend:
         manager: ModelManager,
         metrics: ServerMetrics | None = None,
         batcher: Batcher | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.manager = manager
         self.metrics = metrics or ServerMetrics(
             version_states=manager.version_states, version_labels=manager.version_labels
         )
         self.batcher = batcher
+        self.request_log = request_log
 
     def predict(
         self,
@@ -1004,6 +1008,8 @@ class Frontend:
         version, loaded = resolved or self.manager.resolve(spec)
         call.version = str(version)
         signature = signature or DEFAULT_SIGNATURE
+        if self.request_log is not None:  # sampled, in memory: the flush thread writes
+            self.request_log.record(spec.name, version, inputs)
         batcher = self.batcher
         if batcher is None:
             return version, loaded.predict(signature, inputs, output_filter)
@@ -1431,6 +1437,8 @@ class ModelServer:
         max_workers: gRPC threads (requests answered at once over gRPC).
         batching: server-side batching of Predict requests; None (the default) runs each
             request on its own, as TF Serving without ``--enable_batching``.
+        request_log: records a sample of the Predict requests' features under its directory
+            (``aimass.monitor.RequestLog``); None (the default) records nothing.
 
     Metrics are served on the REST port at ``GET /monitoring/prometheus/metrics``.
     """
@@ -1446,11 +1454,13 @@ class ModelServer:
         poll_seconds: float = 2.0,
         max_workers: int = 8,
         batching: BatchingOptions | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         if config is None and config_file is None:
             raise ConfigError("ModelServer needs a config or a config_file; pass one of them")
         self.manager = ModelManager()
-        self.frontend = Frontend(self.manager)
+        self.frontend = Frontend(self.manager, request_log=request_log)
+        self.request_log = request_log
         self.metrics = self.frontend.metrics
         self.batching = batching
         self._initial = config
@@ -1491,6 +1501,8 @@ class ModelServer:
         if self.batching is not None:
             self.frontend.batcher = Batcher(self.batching, observe=self.frontend.observe_batch)
             logger.info("batching Predict requests: %s", self.batching)
+        if self.request_log is not None:
+            self.request_log.start()
         self._start_grpc()
         if self.rest_port is not None:
             self._start_rest()
@@ -1519,6 +1531,8 @@ class ModelServer:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
+        if self.request_log is not None:
+            self.request_log.stop()  # persists the last requests
         self.manager.unload_all()
         logger.info("model server stopped")
 
@@ -1675,6 +1689,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="text-format BatchingParameters (max_batch_size, batch_timeout_micros, "
         "max_enqueued_batches, num_batch_threads); needs --enable_batching",
     )
+    parser.add_argument(
+        "--request_log_dir",
+        help="record a sample of Predict requests' features as <dir>/<model>/recent.parquet "
+        "(off when omitted)",
+    )
+    parser.add_argument(
+        "--request_log_sample",
+        type=float,
+        default=None,
+        help="share 0..1 of requests recorded (default AIMASS_REQUEST_LOG_SAMPLE, 0.1)",
+    )
+    parser.add_argument(
+        "--request_log_rows",
+        type=int,
+        default=None,
+        help="recent rows kept per model (default AIMASS_REQUEST_LOG_ROWS, 10000)",
+    )
+    parser.add_argument(
+        "--request_log_flush_seconds",
+        type=float,
+        default=30.0,
+        help="seconds between writes of the recorded requests",
+    )
     args = parser.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("pass exactly one of --model_config_file or --model_base_path")
@@ -1719,6 +1756,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             logger.error("%s", exc)
             return 1
+    request_log = None
+    if args.request_log_dir:
+        try:
+            settings = Settings.from_env()
+            request_log = RequestLog(
+                args.request_log_dir,
+                sample=settings.request_log_sample
+                if args.request_log_sample is None
+                else args.request_log_sample,
+                max_rows=settings.request_log_rows
+                if args.request_log_rows is None
+                else args.request_log_rows,
+                flush_seconds=args.request_log_flush_seconds,
+            )
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return 1
     server = ModelServer(
         single_model_config(args.model_name, args.model_base_path)
         if args.model_base_path
@@ -1730,6 +1784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_seconds=poll,
         max_workers=args.grpc_max_threads,
         batching=batching,
+        request_log=request_log,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,122 @@
+"""
+### Watch what production is asked (`aimass_monitor`)
+
+Runs hourly (`AIMASS_MONITOR_SCHEDULE`, cron in UTC; `none` turns it off) and on demand.
+The model server records a sample of the features of the requests it serves
+(`serving/requests/<model>/recent.parquet`, the last 10,000 rows per model by default;
+`AIMASS_REQUEST_LOG_SAMPLE` sets the share recorded). For every dataset whose model has a
+champion, **check_request_drift** profiles those recent requests with the bins of the
+champion's reference profile and compares them with the spec's drift thresholds (PSI per
+feature, null shares, new or vanished categories). Each check writes an HTML and a JSON
+report under `reports/<dataset>/monitor/<UTC time>/`.
+
+When the drift of a dataset is **critical**, the task sends a `drift_detected` alert and
+emits an event on the asset `aimass_drift_<dataset>`, which schedules **aimass_retrain**
+for that dataset on its spec's source; the retrain run records the reason. Each champion
+asks for one drift retrain: until a new champion is deployed, further critical checks
+alert but queue no more retrains (`reports/<dataset>/monitor/last_drift_event.json`). Datasets with
+no champion, no reference profile or too few recorded requests are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetAlias,
+    CronTriggerTimetable,
+    Param,
+    get_current_context,
+    task,
+)
+
+from aimass.alerts import notify_failed_run
+from aimass.config import Settings
+from aimass.monitor import drift_asset_name, drift_asset_uri
+
+DAG_ID = "aimass_monitor"
+_SETTINGS = Settings.from_env()
+# Spec names; listing a folder is cheap enough for DAG parsing.
+DATASETS = sorted(p.stem for p in (_SETTINGS.conf_dir / "datasets").glob("*.yaml")) or [
+    "chicago_taxi"
+]
+SCHEDULE = _SETTINGS.monitor_schedule
+# Events go through an alias: only the datasets that drifted get an event on their asset.
+DRIFT_EVENTS = AssetAlias("aimass_request_drift")
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Compare the requests the champions serve with their training reference",
+    doc_md=__doc__,
+    schedule=CronTriggerTimetable(SCHEDULE, timezone="UTC") if SCHEDULE else None,
+    catchup=False,
+    max_active_runs=1,
+    on_failure_callback=notify_failed_run,
+    tags=["aimass", "monitor"],
+    default_args={
+        "owner": "aimass",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+    },
+    params={
+        "datasets": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": DATASETS},
+            title="Datasets",
+            description="Dataset specs to check; empty checks every spec whose model has a "
+            "champion.",
+        ),
+        "min_rows": Param(
+            200,
+            type="integer",
+            minimum=1,
+            maximum=10_000_000,
+            title="Minimum requests",
+            description="Recorded requests needed before a dataset is compared; with fewer "
+            "the check is skipped.",
+        ),
+    },
+) as dag:
+
+    @task(outlets=[DRIFT_EVENTS])
+    def check_request_drift() -> list[dict]:
+        """Profile each champion's recent requests against its reference; announce critical drift."""
+        from aimass.alerts import alert_on_drift
+        from aimass.monitor import CRITICAL, claim_drift_event, monitor_dataset
+
+        context = get_current_context()
+        params = context["params"]
+        settings = Settings.from_env()
+        results = []
+        for dataset in params["datasets"] or DATASETS:
+            result = monitor_dataset(settings, dataset, min_rows=int(params["min_rows"]))
+            results.append(result)
+            if result["status"] != CRITICAL:
+                continue
+            if not claim_drift_event(settings, result):
+                # This champion already asked for a retrain on drift: alert, do not queue another.
+                result["event"] = "already announced for this champion"
+                alert_on_drift({**result, "action": "flag"}, dataset=dataset, settings=settings)
+                continue
+            result["event"] = drift_asset_name(dataset)
+            context["outlet_events"][DRIFT_EVENTS].add(
+                Asset(
+                    name=drift_asset_name(dataset),
+                    uri=drift_asset_uri(settings.var_dir, dataset),
+                    group="aimass-drift",
+                ),
+                extra={
+                    "dataset": dataset,
+                    "reason": result["reason"],
+                    "report": result["report_html"],
+                    "champion_version": result.get("champion_version"),
+                },
+            )
+            # A retrain run follows (aimass_retrain is scheduled on the drift asset).
+            alert_on_drift({**result, "action": "retrain"}, dataset=dataset, settings=settings)
+        return results
+
+    check_request_drift()
