@@ -93,6 +93,18 @@ def _label_array(spec: DatasetSpec, column: pa.Array | pa.ChunkedArray) -> np.nd
     return pc.cast(column, dtype).to_numpy(zero_copy_only=False)
 
 
+def feature_arrays(spec: DatasetSpec, table: pa.Table) -> Arrays:
+    """The spec's features of ``table`` as the model's input arrays (missing values filled).
+
+    Raises:
+        ConfigError: ``table`` lacks a feature column.
+    """
+    missing = [f.name for f in features(spec) if f.name not in table.column_names]
+    if missing:
+        raise ConfigError(f"table lacks feature columns {missing} (has {table.column_names})")
+    return {f.name: _feature_array(f, table.column(f.name)) for f in features(spec)}
+
+
 def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
     feats = {f.name: _feature_array(f, table.column(f.name)) for f in features(spec)}
     return feats, _label_array(spec, table.column(spec.label_name))

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from aimass.config import Settings
 from aimass.errors import StageError
 
@@ -595,8 +597,12 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     features, _ = load_arrays(Path(ctx["clean_dir"]), spec, "holdout")
     sample = smoke_sample(features)
     policy = CanaryPolicy.from_env()
-    # The canary replays the first holdout rows (NaN is fine over gRPC) to canary and stable.
+    # The canary replays holdout rows (NaN is fine over gRPC) and the newest recorded live
+    # requests, when the server keeps a request log, to canary and stable.
     canary_rows = {k: v[: policy.requests] for k, v in features.items()}
+    recent = recent_request_rows(settings, spec, policy.requests)
+    if recent is not None:
+        canary_rows = {k: np.concatenate([v, recent[k]]) for k, v in canary_rows.items()}
     client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
         result = rollout(
@@ -626,6 +632,29 @@ def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
         str(result["serving_version"]),
     )
     return {**result, "registry_version": model["registry_version"], "previous_champion": previous}
+
+
+def recent_request_rows(settings: Settings, spec: Any, limit: int) -> dict[str, Any] | None:
+    """The newest ``limit`` requests the model server recorded for ``spec``'s model, as
+    model inputs; None without a request log (or one that lacks a feature)."""
+    import pyarrow.parquet as pq
+
+    from aimass.errors import ConfigError
+    from aimass.monitor import recent_requests_path
+    from models.tabular.inputs import feature_arrays
+
+    path = recent_requests_path(settings.requests_dir, spec.name)
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    table = table.slice(max(table.num_rows - limit, 0))
+    try:
+        rows = feature_arrays(spec, table)
+    except ConfigError as exc:
+        log.warning("canary: not replaying recorded requests from %s: %s", path, exc)
+        return None
+    log.info("canary: replaying %d recorded requests from %s too", table.num_rows, path)
+    return rows
 
 
 def smoke_sample(features: dict[str, Any], rows: int = 3) -> dict[str, Any]:
