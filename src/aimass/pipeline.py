@@ -13,7 +13,6 @@ import logging
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -196,40 +195,23 @@ def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
     ``drift.on_critical: fail``. With no champion (or an old one without a reference
     profile) there is nothing to compare with, and the result says so.
     """
-    import mlflow
-
-    from aimass import tracking
-    from aimass.drift import compare, load_profile, profile_partition, write_report, xcom_summary
+    from aimass.drift import compare, profile_partition, write_report, xcom_summary
     from aimass.errors import DataQualityError
+    from aimass.monitor import champion_reference
     from aimass.spec import load_spec
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
-    champ = tracking.version_by_alias(settings, spec.name, tracking.CHAMPION)
+    champ, reference = champion_reference(settings, spec.name)
     if champ is None:
         log.info("drift: no champion yet, nothing to compare with")
         return {"status": "skipped", "reason": "no champion yet"}
-    tracking.client(settings)
-    with tempfile.TemporaryDirectory(prefix="aimass-drift-") as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=champ.run_id,
-                artifact_path=f"{REFERENCE_ARTIFACT}/{REFERENCE_PROFILE}",
-                dst_path=tmp,
-            )
-        except (
-            Exception
-        ) as exc:  # an older champion without a profile: say so, do not block retraining
-            log.warning(
-                "drift: champion v%s has no reference profile (%s); skipping the comparison",
-                champ.version,
-                exc,
-            )
-            return {
-                "status": "skipped",
-                "reason": f"champion v{champ.version} has no reference profile",
-            }
-        reference = load_profile(Path(path))
+    if reference is None:  # an older champion without a profile: do not block retraining
+        log.warning("drift: champion v%s has no reference profile; skipping", champ.version)
+        return {
+            "status": "skipped",
+            "reason": f"champion v{champ.version} has no reference profile",
+        }
     current = profile_partition(Path(ctx["clean_dir"]), spec, edges_from=reference)
     report = compare(reference, current, spec.drift)
     paths = write_report(report, Path(ctx["report_dir"]) / "drift")
