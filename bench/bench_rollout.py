@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _results  # noqa: E402
 import bench_serve  # noqa: E402
-from loadgen import LoadGenerator  # noqa: E402
+from loadgen import LoadGenerator, start_model_server  # noqa: E402
 
 PHASES = ("steady", "rollout", "after rollout", "rollback", "after rollback")
 
@@ -54,45 +53,6 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--canary-requests", type=int, default=200, help="rows the canary replays")
     p.add_argument("--name", default="rollout", help="results name (bench/results/<name>.json)")
     return p.parse_args(argv)
-
-
-def _start_server(settings: Any) -> tuple[subprocess.Popen[bytes], Any]:
-    from testkit import free_port
-
-    from aimass.errors import ServingError
-    from aimass.rollout import serving_config_path
-    from aimass.serving.client import ServingClient
-    from aimass.serving.config import server_config, write_config
-
-    config = serving_config_path(settings)
-    write_config(config, server_config([]))
-    grpc_port, rest_port = free_port(), free_port()
-    log = open(settings.var_dir / "server.log", "wb")  # noqa: SIM115 (lives with the process)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimass.serving.server",
-            f"--model_config_file={config}",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            "--file_system_poll_wait_seconds=1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            client.reload_config(server_config([]), timeout=2)
-            return proc, client
-        except ServingError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"model server did not start; see {settings.var_dir / 'server.log'}"
-                ) from None
-            time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = Settings.from_env()
         policy = CanaryPolicy(requests=args.canary_requests)
-        proc, client = _start_server(settings)
+        from aimass.rollout import serving_config_path
+
+        proc, client = start_model_server(
+            serving_config_path(settings), settings.var_dir / "server.log"
+        )
         seconds: dict[str, float] = {}
         try:
 

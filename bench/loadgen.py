@@ -11,15 +11,20 @@ requests integration test.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aimass.errors import ServingError
 from aimass.serving.client import ServingClient
+from aimass.serving.config import server_config, write_config
 
 APIS = ("grpc", "rest")
 
@@ -183,3 +188,49 @@ class LoadGenerator:
     @property
     def failed(self) -> int:
         return sum(not s.ok for s in self.samples)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_model_server(
+    config: Path, log_path: Path, *, timeout_s: float = 180.0
+) -> tuple[subprocess.Popen[bytes], ServingClient]:
+    """``python -m aimass.serving.server`` on free loopback ports, serving ``config``.
+
+    The config starts empty (the rollout adds the model). Returns the process and a client
+    once the server answers; the caller terminates the process.
+    """
+    write_config(config, server_config([]))
+    grpc_port, rest_port = _free_port(), _free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aimass.serving.server",
+                f"--model_config_file={config}",
+                f"--port={grpc_port}",
+                f"--rest_api_port={rest_port}",
+                "--file_system_poll_wait_seconds=1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.reload_config(server_config([]), timeout=2)
+            return proc, client
+        except ServingError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                client.close()
+                proc.kill()
+                raise ServingError(
+                    f"the model server did not come up in {timeout_s:.0f} s; see {log_path}"
+                ) from None
+            time.sleep(0.5)

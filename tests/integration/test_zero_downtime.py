@@ -3,7 +3,6 @@ broken candidate, against the model server running as its own process."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -11,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import free_port, save_tiny_model
+from testkit import save_tiny_model
 
 from aimass.config import Settings
 from aimass.errors import ServingError
 from aimass.rollout import rollback, rollout, serving_config_path
 from aimass.serving.client import ServingClient
-from aimass.serving.config import find_model, read_config, server_config, write_config
+from aimass.serving.config import find_model, read_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from loadgen import LoadGenerator  # noqa: E402
+from loadgen import LoadGenerator, start_model_server  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,40 +36,15 @@ SAMPLE = {k: v[:3] for k, v in ROWS.items()}
 @pytest.fixture
 def server(settings: Settings) -> Iterator[ServingClient]:
     """``python -m aimass.serving.server`` on free ports, reading the platform's models.config."""
-    config = serving_config_path(settings)
-    write_config(config, server_config([]))
-    grpc_port, rest_port = free_port(), free_port()
-    log = open(settings.var_dir / "server.log", "w", encoding="utf-8")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimass.serving.server",
-            f"--model_config_file={config}",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            "--file_system_poll_wait_seconds=1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    proc, client = start_model_server(
+        serving_config_path(settings), settings.var_dir / "server.log", timeout_s=120
     )
-    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                client.reload_config(server_config([]), timeout=2)
-                break
-            except ServingError:
-                assert proc.poll() is None, (settings.var_dir / "server.log").read_text()
-                assert time.monotonic() < deadline, "model server did not come up in 120 s"
-                time.sleep(0.5)
         yield client
     finally:
         client.close()
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
 
 
 def _labels(settings: Settings) -> dict[str, int]:
