@@ -39,9 +39,7 @@ from aimass.monitor import drift_asset_name, drift_asset_uri
 DAG_ID = "aimass_monitor"
 _SETTINGS = Settings.from_env()
 # Spec names; listing a folder is cheap enough for DAG parsing.
-DATASETS = sorted(p.stem for p in (_SETTINGS.conf_dir / "datasets").glob("*.yaml")) or [
-    "chicago_taxi"
-]
+DATASETS = _SETTINGS.dataset_names()
 SCHEDULE = _SETTINGS.monitor_schedule
 # Events go through an alias: only the datasets that drifted get an event on their asset.
 DRIFT_EVENTS = AssetAlias("aimass_request_drift")

@@ -67,9 +67,7 @@ if _CLEAN_SPEC is None or _CLEAN_SPEC.origin is None:
     )
 CLEAN_JOB: str = _CLEAN_SPEC.origin
 # Spec names for the trigger form; listing a folder is cheap enough for DAG parsing.
-DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
-    "chicago_taxi"
-]
+DATASETS = Settings.from_env().dataset_names()
 SCHEDULE = Settings.from_env().retrain_schedule
 # One landing zone per dataset: a file dropped in <var>/landing/<dataset>/ is claimed by the
 # watcher in the triggerer and its asset event schedules a run for that dataset.

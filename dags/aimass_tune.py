@@ -27,9 +27,7 @@ from aimass.alerts import notify_failed_run
 from aimass.config import Settings
 
 DAG_ID = "aimass_tune"
-DATASETS = sorted(p.stem for p in (Settings.from_env().conf_dir / "datasets").glob("*.yaml")) or [
-    "chicago_taxi"
-]
+DATASETS = Settings.from_env().dataset_names()
 
 with DAG(
     dag_id=DAG_ID,

@@ -281,6 +281,13 @@ class Settings:
         """The model server's models.config (text-format ModelServerConfig)."""
         return self.serving_base.parent / "models.config"
 
+    def dataset_names(self) -> list[str]:
+        """The dataset specs in ``conf/datasets`` (the trigger forms' choices); cheap enough
+        for DAG parsing. ``["chicago_taxi"]`` when the folder has none."""
+        return sorted(p.stem for p in (self.conf_dir / "datasets").glob("*.yaml")) or [
+            "chicago_taxi"
+        ]
+
     @property
     def requests_dir(self) -> Path:
         """Recent served requests: <dir>/<model>/recent.parquet (the model server's request log)."""
