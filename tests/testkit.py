@@ -30,14 +30,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def save_tiny_model(path: Path, bias: float) -> Path:
+def save_tiny_model(path: Path, bias: float, *, extra_input: str | None = None) -> Path:
     """A small SavedModel with the platform's serving contract, fast to save and to load.
 
     Inputs ``fare`` float32, ``company`` string, ``trip_start_hour`` int64 (all shape [None]);
     output ``probabilities`` = sigmoid(0.1 fare + 0.01 hour + [company == "Flash Cab"] + bias),
-    so tests can tell versions apart by their bias.
+    so tests can tell versions apart by their bias. ``extra_input`` adds a float32 input the
+    model takes but ignores (a model version with one feature more).
     """
     import tensorflow as tf
+
+    if extra_input is not None:
+
+        class Wider(tf.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bias = tf.Variable(bias, dtype=tf.float32)
+
+            @tf.function(
+                input_signature=[
+                    {
+                        "fare": tf.TensorSpec([None], tf.float32, name="fare"),
+                        "company": tf.TensorSpec([None], tf.string, name="company"),
+                        "trip_start_hour": tf.TensorSpec([None], tf.int64, name="trip_start_hour"),
+                        extra_input: tf.TensorSpec([None], tf.float32, name=extra_input),
+                    }
+                ]
+            )
+            def serve(self, inputs):  # type: ignore[no-untyped-def]
+                logit = (
+                    0.1 * inputs["fare"]
+                    + 0.01 * tf.cast(inputs["trip_start_hour"], tf.float32)
+                    + tf.where(inputs["company"] == "Flash Cab", 1.0, 0.0)
+                    + self.bias
+                    + 0.0 * inputs[extra_input]
+                )
+                return {"probabilities": tf.sigmoid(logit)}
+
+        wider = Wider()
+        tf.saved_model.save(wider, str(path), signatures={"serving_default": wider.serve})
+        return path
 
     class Tiny(tf.Module):
         def __init__(self) -> None:

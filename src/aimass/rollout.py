@@ -363,21 +363,46 @@ def prediction_shift(expected: np.ndarray, actual: np.ndarray, *, probabilities:
     return shift / max(float(expected.std()), 1e-9)
 
 
+def _input_names(client: Any, model_name: str, label: str) -> set[str] | None:
+    """The inputs of the labelled version's serving signature (None if the server won't say)."""
+    try:
+        signatures = client.metadata_grpc(model_name, label=label)
+        return set(signatures.signature_def["serving_default"].inputs.keys())
+    except (ServingError, KeyError, AttributeError, TypeError):
+        return None
+
+
 def canary_analysis(
     client: Any, model_name: str, rows: dict[str, np.ndarray], policy: CanaryPolicy
 ) -> CanaryReport:
-    """Replay ``rows`` (one per request) to ``canary`` and ``stable`` and compare them."""
+    """Replay ``rows`` (one per request) to ``canary`` and ``stable`` and compare them.
+
+    Each version gets the columns its own signature takes: a candidate may add a feature
+    the stable model never had. When stable needs a column the rows lack, it is not
+    queried and the comparisons with it are reported as not made.
+    """
     n = min(policy.requests, len(next(iter(rows.values()))))
+    wanted = {label: _input_names(client, model_name, label) for label in (CANARY, STABLE)}
+    lacking = sorted((wanted[STABLE] or set()) - set(rows))
+    labels = (CANARY,) if lacking else (CANARY, STABLE)
+    if lacking:
+        log.warning("canary: stable takes inputs %s the rows lack; not comparing", lacking)
+
+    def request(label: str, i: int) -> dict[str, np.ndarray]:
+        names = wanted[label]
+        row = _rows(rows, i)
+        return row if names is None else {k: v for k, v in row.items() if k in names}
+
     latency: dict[str, list[float]] = {CANARY: [], STABLE: []}
     errors = {CANARY: 0, STABLE: 0}
     probabilities = True
     outputs: dict[str, list[np.ndarray]] = {CANARY: [], STABLE: []}
     for i in range(n):
-        order = (CANARY, STABLE) if i % 2 == 0 else (STABLE, CANARY)
+        order = labels if i % 2 == 0 else labels[::-1]
         for label in order:
             started = time.perf_counter()
             try:
-                answer = client.predict_grpc(model_name, _rows(rows, i), label=label)
+                answer = client.predict_grpc(model_name, request(label, i), label=label)
             except ServingError as exc:
                 errors[label] += 1
                 log.warning("canary analysis: %s request %d failed: %s", label, i, exc)
@@ -410,7 +435,10 @@ def canary_analysis(
         f"error rate: canary {canary['error_rate']:.3f} (stable {stable['error_rate']:.3f}), "
         f"bar <= {policy.max_error_rate}",
     )
-    p99_bar = max(policy.max_p99_ratio * stable["p99_ms"], policy.p99_floor_ms)
+    p99_bar = max(
+        policy.max_p99_ratio * stable["p99_ms"] if math.isfinite(stable["p99_ms"]) else 0.0,
+        policy.p99_floor_ms,
+    )
     check(
         canary["p99_ms"] <= p99_bar,
         f"p99 latency: canary {canary['p99_ms']:.1f} ms (stable {stable['p99_ms']:.1f} ms), "
@@ -422,17 +450,23 @@ def canary_analysis(
         shift = prediction_shift(before, after, probabilities=probabilities)
         psi = prediction_psi(before, after, probabilities=probabilities)
     unit = "" if probabilities else " stable std"
-    check(
-        shift <= policy.max_mean_shift,
-        f"prediction shift: mean moved {shift:.3f}{unit} from stable's on the same {n} rows, "
-        f"bar <= {policy.max_mean_shift} (PSI {psi:.3f}"
-        + (
-            f", bar <= {policy.max_prediction_psi})"
-            if math.isfinite(policy.max_prediction_psi)
-            else ", reported)"
-        ),
-    )
-    if math.isfinite(policy.max_prediction_psi):
+    if lacking:
+        checks.append(
+            f"PASS prediction shift: not compared, stable takes inputs {lacking} that the "
+            "candidate's rows lack"
+        )
+    else:
+        check(
+            shift <= policy.max_mean_shift,
+            f"prediction shift: mean moved {shift:.3f}{unit} from stable's on the same {n} rows, "
+            f"bar <= {policy.max_mean_shift} (PSI {psi:.3f}"
+            + (
+                f", bar <= {policy.max_prediction_psi})"
+                if math.isfinite(policy.max_prediction_psi)
+                else ", reported)"
+            ),
+        )
+    if math.isfinite(policy.max_prediction_psi) and not lacking:
         check(
             psi <= policy.max_prediction_psi,
             f"prediction distribution: PSI {psi:.3f}, bar <= {policy.max_prediction_psi}",

@@ -288,3 +288,30 @@ def test_rollback_tasks_move_stable_and_champion_and_record_who_and_why(
     assert tags["aimass.rollback_reason"] == "complaints about v2 scores"
     record = json.loads(Path(done["record"]).read_text())
     assert record["who"] == "ana" and record["rolled_back_from"] == 2
+
+
+def test_a_candidate_with_a_new_feature_is_compared_with_the_stable_model_it_replaces(
+    served: tuple[Settings, ServingClient], tmp_path: Path
+) -> None:
+    """Stable takes three inputs, the candidate four (a feature added to the spec): the canary
+    sends each version the inputs of its own signature."""
+    settings, client = served
+    _roll(served, _candidate(tmp_path, "three", 0.0), "1")
+    wider = save_tiny_model(tmp_path / "four", 0.02, extra_input="trip_miles")
+    rows = {**ROWS, "trip_miles": np.linspace(0.5, 9.0, 120).astype(np.float32)}
+    done = rollout(
+        settings,
+        client,
+        model_name=MODEL,
+        saved_model_dir=wider,
+        registry_version="2",
+        sample={k: v[:3] for k, v in rows.items()},
+        canary_rows=rows,
+        policy=CanaryPolicy(),  # the default bars
+        infra_validation=False,
+    )
+    canary = done["canary"]
+    assert canary["passed"], canary["checks"]
+    assert canary["stable"]["errors"] == 0 and canary["canary"]["errors"] == 0
+    assert canary["mean_shift"] < 0.05
+    assert _stable(settings) == 2
