@@ -87,6 +87,27 @@ def _apply(client: Any, path: Path, config: ModelServerConfig) -> None:
     client.reload_config(config)
 
 
+def _serve(
+    client: Any,
+    path: Path,
+    before: ModelServerConfig,
+    name: str,
+    base: Path,
+    versions: list[int],
+    labels: dict[str, int],
+) -> None:
+    """Apply ``before`` with ``name`` serving exactly ``versions`` under ``labels``."""
+    _apply(client, path, _with_model(before, model_config(name, base, versions, labels)))
+
+
+def _restore(client: Any, path: Path, before: ModelServerConfig) -> None:
+    """Put the config back after a failure; a failed restore is logged, not raised."""
+    try:
+        _apply(client, path, before)
+    except Exception:  # the original error matters more
+        log.exception("restoring the previous serving config failed")
+
+
 def existing_version(base: Path, registry_version: str) -> int | None:
     """The serving version already made from this registry version (a retried deploy reuses it)."""
     for version in list_versions(base):
@@ -654,31 +675,14 @@ def rollout(
     try:
         # 1. load the candidate beside what is served; labels unchanged
         keep_labels = {k: v for k, v in labels.items() if k != CANARY and v in loaded}
-        _apply(
-            client,
-            path,
-            _with_model(
-                before, model_config(model_name, base, sorted({*loaded, version}), keep_labels)
-            ),
-        )
+        _serve(client, path, before, model_name, base, sorted({*loaded, version}), keep_labels)
         client.wait_available(model_name, version, timeout_s=load_timeout_s)
         log.info("%s version %d loaded; smoke-testing it by version", model_name, version)
         smoke(client, model_name, sample, version=version)
         if stable is not None:
             # 2. label it canary (it is loaded now) and compare it with stable
-            _apply(
-                client,
-                path,
-                _with_model(
-                    before,
-                    model_config(
-                        model_name,
-                        base,
-                        sorted({*loaded, version}),
-                        {**keep_labels, CANARY: version},
-                    ),
-                ),
-            )
+            labelled = {**keep_labels, CANARY: version}
+            _serve(client, path, before, model_name, base, sorted({*loaded, version}), labelled)
             canary = canary_analysis(client, model_name, canary_rows or sample, policy)
             if not canary.passed:
                 failed = [c for c in canary.checks if c.startswith("FAIL")]
@@ -686,7 +690,7 @@ def rollout(
         # 3. promote: stable -> candidate, previous -> old stable; older versions unload
         keep = _kept(version, stable, loaded, keep_versions)
         new_labels = {STABLE: version, **({PREVIOUS: stable} if stable in keep else {})}
-        _apply(client, path, _with_model(before, model_config(model_name, base, keep, new_labels)))
+        _serve(client, path, before, model_name, base, keep, new_labels)
         result = smoke(client, model_name, sample, label=STABLE)
     except Exception as exc:
         log.error(
@@ -695,10 +699,7 @@ def rollout(
             version,
             exc,
         )
-        try:
-            _apply(client, path, before)
-        except Exception:  # the original error matters more; the restore failure is logged
-            log.exception("restoring the previous serving config failed")
+        _restore(client, path, before)
         kind = CandidateRejected if isinstance(exc, CandidateRejected) else ServingError
         raise kind(
             f"rollout of {model_name} version {version} failed: {exc}; 'stable' stays at {stable}"
@@ -763,35 +764,14 @@ def rollback(
     loaded = _versions(current)
     started = time.monotonic()
     try:
-        _apply(
-            client,
-            path,
-            _with_model(
-                before,
-                model_config(
-                    model_name,
-                    base,
-                    sorted({*loaded, target}),
-                    {k: v for k, v in labels.items() if k not in (CANARY, PREVIOUS)},
-                ),
-            ),
-        )
+        unchanged = {k: v for k, v in labels.items() if k not in (CANARY, PREVIOUS)}
+        _serve(client, path, before, model_name, base, sorted({*loaded, target}), unchanged)
         client.wait_available(model_name, target, timeout_s=load_timeout_s)
         keep = _kept(target, stable, loaded, keep_versions)
-        _apply(
-            client,
-            path,
-            _with_model(
-                before,
-                model_config(model_name, base, keep, {STABLE: target, PREVIOUS: stable}),
-            ),
-        )
+        _serve(client, path, before, model_name, base, keep, {STABLE: target, PREVIOUS: stable})
         answer = smoke(client, model_name, sample, label=STABLE) if sample else None
     except Exception as exc:
-        try:
-            _apply(client, path, before)
-        except Exception:
-            log.exception("restoring the previous serving config failed")
+        _restore(client, path, before)
         raise ServingError(
             f"rollback of {model_name} to version {target} failed: {exc}; 'stable' stays at {stable}"
         ) from exc
