@@ -67,20 +67,28 @@ if _CLEAN_SPEC is None or _CLEAN_SPEC.origin is None:
     )
 CLEAN_JOB: str = _CLEAN_SPEC.origin
 # Spec names for the trigger form; listing a folder is cheap enough for DAG parsing.
-DATASETS = Settings.from_env().dataset_names()
-SCHEDULE = Settings.from_env().retrain_schedule
-# One landing zone per dataset: a file dropped in <var>/landing/<dataset>/ is claimed by the
-# watcher in the triggerer and its asset event schedules a run for that dataset.
-_VAR = Settings.from_env().var_dir
+_SETTINGS = Settings.from_env()
+DATASETS = _SETTINGS.dataset_names()
+SCHEDULE = _SETTINGS.retrain_schedule
+# One landing zone per dataset: a file dropped in <var>/landing/<dataset>/ (or under
+# AIMASS_LANDING_ROOT, a folder or an s3:// prefix) is claimed by the watcher in the
+# triggerer and its asset event schedules a run for that dataset.
+_VAR = _SETTINGS.var_dir
+
+
+def _landing_uri(location: str) -> str:
+    return location.rstrip("/") if "://" in location else f"file://{location}"
+
+
 LANDED = [
     Asset(
         name=f"aimass_landing_{name}",
-        uri=f"file://{_VAR / 'landing' / name}",
+        uri=_landing_uri(_SETTINGS.landing_location(name)),
         group="aimass-landing",
         watchers=[
             AssetWatcher(
                 name=f"aimass_landing_{name}_watcher",
-                trigger=LandingZoneTrigger(directory=str(_VAR / "landing" / name), dataset=name),
+                trigger=LandingZoneTrigger(location=_SETTINGS.landing_location(name), dataset=name),
             )
         ],
     )
@@ -102,7 +110,7 @@ _ON_LANDING = functools.reduce(operator.or_, [*LANDED, *DRIFTED])
 CTX = "ti.xcom_pull(task_ids='prepare_run')"
 # A person approves each deployment in the UI when AIMASS_REQUIRE_APPROVAL is true; otherwise
 # the DAG has no approval step and a passing candidate goes straight to deploy_model.
-REQUIRE_APPROVAL = Settings.from_env().require_approval
+REQUIRE_APPROVAL = _SETTINGS.require_approval
 APPROVAL_TASK = "check_approval"
 # Unanswered approvals resolve to the default ("Reject") after this long.
 APPROVAL_TIMEOUT = timedelta(hours=24)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,58 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# Credentials and config that boto3 could otherwise find on this machine (or ask the EC2
+# metadata endpoint for, which is not on loopback).
+_AWS_ENV = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
+
+
+@contextmanager
+def moto_s3(base: Path) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1, with the AWS environment pointed at it and only at it.
+
+    Yields the endpoint URL (also in ``AIMASS_S3_ENDPOINT_URL``), on a server that holds no
+    buckets yet; ``base`` is a scratch
+    folder standing in for the AWS config files.
+    """
+    import pytest
+    from moto.server import ThreadedMotoServer
+
+    from aimass import s3io
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in _AWS_ENV:
+                mp.delenv(name, raising=False)
+            mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+            mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(base / "no-credentials"))
+            mp.setenv("AWS_CONFIG_FILE", str(base / "no-config"))
+            mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+            mp.setenv("NO_PROXY", "127.0.0.1")
+            mp.setenv("no_proxy", "127.0.0.1")
+            mp.setenv(s3io.ENDPOINT_ENV, endpoint)
+            # moto keeps its buckets per process, not per server: start from none
+            reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+            urllib.request.urlopen(reset, timeout=10).close()
+            yield endpoint
+    finally:
+        server.stop()
 
 
 def save_tiny_model(path: Path, bias: float, *, extra_input: str | None = None) -> Path:

@@ -113,6 +113,9 @@ class Settings:
     request_log_rows: int = 10_000
     # Cron (UTC) of aimass_monitor (served requests vs the champion's reference); "" = off.
     monitor_schedule: str = DEFAULT_MONITOR_SCHEDULE
+    # Where files land, one sub-folder (or sub-prefix) per dataset: "" = <var>/landing, else
+    # another folder or an s3://bucket/prefix (aimass.landing).
+    landing_root: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.request_log_sample <= 1.0:
@@ -129,6 +132,18 @@ class Settings:
             raise ConfigError(
                 f"AIMASS_MONITOR_SCHEDULE={self.monitor_schedule!r} is not a 5-field cron "
                 "expression (UTC), e.g. '0 * * * *' for hourly; use 'none' to turn it off"
+            )
+        if self.landing_root.startswith(("s3://", "s3a://")):
+            from aimass.s3io import parse_s3_uri
+
+            try:
+                parse_s3_uri(self.landing_root)
+            except ConfigError as exc:
+                raise ConfigError(f"AIMASS_LANDING_ROOT: {exc}") from exc
+        elif "://" in self.landing_root:
+            raise ConfigError(
+                f"AIMASS_LANDING_ROOT={self.landing_root!r}; use a local folder or an "
+                "s3://bucket/prefix (empty: <var>/landing)"
             )
         if not 1 <= self.serving_keep_versions <= 20:
             raise ConfigError(
@@ -238,6 +253,7 @@ class Settings:
             monitor_schedule=_schedule(
                 os.environ.get("AIMASS_MONITOR_SCHEDULE", DEFAULT_MONITOR_SCHEDULE)
             ),
+            landing_root=os.environ.get("AIMASS_LANDING_ROOT", "").strip(),
         )
 
     def env(self) -> dict[str, str]:
@@ -280,6 +296,15 @@ class Settings:
     def serving_config(self) -> Path:
         """The model server's models.config (text-format ModelServerConfig)."""
         return self.serving_base.parent / "models.config"
+
+    def landing_location(self, dataset: str) -> str:
+        """Where ``dataset``'s files land: a folder, or an ``s3://`` prefix ending in ``/``."""
+        if self.landing_root.startswith(("s3://", "s3a://")):
+            return f"{self.landing_root.rstrip('/')}/{dataset}/"
+        root = (
+            Path(self.landing_root).expanduser() if self.landing_root else self.var_dir / "landing"
+        )
+        return str(root.resolve() / dataset)
 
     def dataset_names(self) -> list[str]:
         """The dataset specs in ``conf/datasets`` (the trigger forms' choices); cheap enough

@@ -1,9 +1,9 @@
 """The landing-zone watcher: an Airflow event trigger that claims landed files, one event each.
 
 It runs in the triggerer as the ``AssetWatcher`` of a dataset's landing Asset (see
-``dags/aimass_retrain.py``) and never stops: every ``poke_interval`` seconds it scans
-``<var>/landing/<dataset>/``, claims each file whose size and mtime have been stable for
-``settle_seconds`` (``aimass.landing.claim``, a rename into ``.claimed/``) and yields one
+``dags/aimass_retrain.py``) and never stops: every ``poke_interval`` seconds it scans the
+dataset's landing zone (a folder, or an ``s3://`` prefix), claims each file whose size and
+version have been stable for ``settle_seconds`` (a move into ``.claimed/``) and yields one
 ``TriggerEvent`` per claimed file; Airflow turns each into an asset event that schedules
 ``aimass_retrain``. When it starts (also after a triggerer restart) it first announces the
 files still in ``.claimed/``, whose event may have been lost with the old process; the run
@@ -14,27 +14,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from aimass import landing
+from aimass.errors import ConfigError, StageError
 
 
 class LandingZoneTrigger(BaseEventTrigger):
-    """Claim files landing in ``directory`` for ``dataset``; one event per file."""
+    """Claim files landing at ``location`` (a folder or an ``s3://`` prefix) for ``dataset``;
+    one event per file."""
 
     def __init__(
         self,
-        directory: str,
+        location: str,
         dataset: str,
         poke_interval: float = 5.0,
         settle_seconds: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        self.directory = directory
+        self.location = location
         self.dataset = dataset
         self.poke_interval = poke_interval
         self.settle_seconds = settle_seconds
@@ -43,7 +44,7 @@ class LandingZoneTrigger(BaseEventTrigger):
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "directory": self.directory,
+                "location": self.location,
                 "dataset": self.dataset,
                 "poke_interval": self.poke_interval,
                 "settle_seconds": self.settle_seconds,
@@ -51,22 +52,34 @@ class LandingZoneTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        folder = Path(self.directory)
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-        for claimed in await asyncio.to_thread(sorted, (folder / landing.CLAIMED).glob("*")):
-            if claimed.is_file():
-                self.log.info("announcing %s again (claimed before a restart)", claimed.name)
-                yield TriggerEvent(landing.event_payload(self.dataset, claimed, replay=True))
+        zone = landing.zone_at(self.location, self.dataset)
+        if isinstance(zone, landing.LocalZone):
+            await asyncio.to_thread(zone.folder.mkdir, parents=True, exist_ok=True)
+        for claimed in await asyncio.to_thread(zone.pending):
+            self.log.info("announcing %s again (claimed before a restart)", claimed)
+            yield TriggerEvent(await asyncio.to_thread(zone.payload, claimed, replay=True))
         seen: dict[str, landing.Watch] = {}
         while True:
-            ready = await asyncio.to_thread(
-                landing.settled, folder, seen, settle_s=self.settle_seconds
-            )
-            for path in ready:
-                claimed_path = await asyncio.to_thread(landing.claim, path)
-                seen.pop(path.name, None)
-                if claimed_path is None:
-                    continue
-                self.log.info("%s landed for %s; claimed %s", path.name, self.dataset, claimed_path)
-                yield TriggerEvent(landing.event_payload(self.dataset, claimed_path))
+            try:
+                events = await asyncio.to_thread(self._scan, zone, seen)
+            except (ConfigError, StageError) as exc:
+                # An S3 zone that is unreachable or denied: say so and keep watching, since
+                # the watcher is the only one that would notice the zone coming back. A
+                # file claimed before the error is announced when the triggerer restarts.
+                self.log.error("cannot watch %s: %s", self.location, exc)
+                events = []
+            for payload in events:
+                yield TriggerEvent(payload)
             await asyncio.sleep(self.poke_interval)
+
+    def _scan(self, zone: landing.Zone, seen: dict[str, landing.Watch]) -> list[dict[str, Any]]:
+        """Claim the files that settled since the last scan; their event payloads."""
+        payloads = []
+        for name in zone.settled(seen, settle_s=self.settle_seconds):
+            claimed = zone.claim(name)
+            seen.pop(name, None)
+            if claimed is None:
+                continue
+            self.log.info("%s landed for %s; claimed as %s", name, self.dataset, claimed)
+            payloads.append(zone.payload(claimed))
+        return payloads

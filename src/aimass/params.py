@@ -59,13 +59,17 @@ def _data_roots() -> list[str]:
 
 
 def allowed_roots(settings: Settings) -> list[Path]:
-    """Folders a run may read raw data from: the var dir and any in AIMASS_DATA_ROOTS."""
+    """Folders a run may read raw data from: the var dir, a local landing root
+    (AIMASS_LANDING_ROOT) and any in AIMASS_DATA_ROOTS."""
     extra = [Path(p).resolve() for p in _data_roots() if "://" not in p]
+    if settings.landing_root and not is_s3_uri(settings.landing_root):
+        extra.append(Path(settings.landing_root).expanduser().resolve())
     return [settings.var_dir.resolve(), *extra]
 
 
-def allowed_s3_roots() -> list[S3Location]:
-    """S3 prefixes a run may read raw data from: the ``s3://`` entries of AIMASS_DATA_ROOTS.
+def allowed_s3_roots(settings: Settings | None = None) -> list[S3Location]:
+    """S3 prefixes a run may read raw data from: the ``s3://`` entries of AIMASS_DATA_ROOTS,
+    and an S3 landing root (AIMASS_LANDING_ROOT) when ``settings`` has one.
 
     Raises:
         ConfigError: an entry is not a valid S3 URI.
@@ -77,10 +81,12 @@ def allowed_s3_roots() -> list[S3Location]:
                 roots.append(parse_s3_uri(entry))
             except ConfigError as exc:
                 raise ConfigError(f"AIMASS_DATA_ROOTS entry {entry!r}: {exc}") from exc
+    if settings is not None and is_s3_uri(settings.landing_root):
+        roots.append(parse_s3_uri(settings.landing_root))
     return roots
 
 
-def _check_s3_input(raw_input: str) -> str:
+def _check_s3_input(raw_input: str, settings: Settings) -> str:
     """Check that an ``s3://`` input lies under an allowed S3 root; the input as given.
 
     Whether objects exist is checked by the clean job, which lists them before any write.
@@ -89,7 +95,7 @@ def _check_s3_input(raw_input: str) -> str:
         location = parse_s3_uri(raw_input)
     except ConfigError as exc:
         raise ConfigError(f"param input_path: {exc}") from exc
-    roots = allowed_s3_roots()
+    roots = allowed_s3_roots(settings)
     if not any(root.contains(location) for root in roots):
         allowed = [root.uri for root in roots] or "none"
         raise ConfigError(
@@ -222,7 +228,7 @@ def validate_params(
 
     raw_input = str(params.get("input_path") or "") or spec.resolved_source_path(settings.var_dir)
     if is_s3_uri(raw_input):
-        input_path = _check_s3_input(raw_input)
+        input_path = _check_s3_input(raw_input, settings)
     else:
         input_path = str(_check_local_input(raw_input, settings))
 

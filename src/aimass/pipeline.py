@@ -98,12 +98,12 @@ def prepare_run(
     if landed:
         dataset = str(landed[0]["dataset"])
         day = (run_date.date() if isinstance(run_date, datetime) else run_date).isoformat()
-        taken = landing.take(settings.var_dir, dataset, ds=day, run_id=run_id)
+        zone = landing.zone_for(settings, dataset)
+        taken = zone.take(ds=day, run_id=run_id)
         if not taken:
             raise landing.NothingLanded(
                 f"the landed files {[e.get('file') for e in landed]} of {dataset} were taken by "
-                f"another run (see {landing.landing_dir(settings.var_dir, dataset)}/processed/"
-                f"{landing.LEDGER}); nothing to do"
+                f"another run (see the ledger, {zone.ledger_location}); nothing to do"
             )
         landed_files = [e["file"] for e in taken]
         trigger = {"kind": "landing", "dataset": dataset, "files": landed_files}
@@ -111,7 +111,7 @@ def prepare_run(
             **params,
             "dataset": dataset,
             "ds": day,
-            "input_path": str(Path(taken[0]["path"]).parent),
+            "input_path": zone.day_input(day),
         }
         log.info("run %s: %d landed file(s) of %s: %s", run_id, len(taken), dataset, landed_files)
     p = validate_params(params, settings, run_date=run_date)

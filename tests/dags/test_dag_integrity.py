@@ -169,7 +169,8 @@ def test_every_dataset_has_a_watched_landing_zone(dagbag) -> None:  # type: igno
         (watcher,) = asset.watchers
         assert isinstance(watcher.trigger, LandingZoneTrigger)
         dataset = asset.name.removeprefix("aimass_landing_")
-        assert watcher.trigger.directory.endswith(f"/landing/{dataset}")
+        assert watcher.trigger.location.endswith(f"/landing/{dataset}")
+        assert asset.uri == f"file://{watcher.trigger.location}"
         # the triggerer rebuilds the trigger from this
         classpath, kwargs = watcher.trigger.serialize()
         assert classpath == "aimass.landing_trigger.LandingZoneTrigger"

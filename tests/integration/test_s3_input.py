@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from testkit import TAXI_SPEC, free_port
+from testkit import TAXI_SPEC, free_port, moto_s3
 
 from aimass import s3io
 from aimass.errors import ConfigError
@@ -31,18 +31,6 @@ BUCKET = "aimass-landing"
 ROWS = 600
 SPEC = load_spec(TAXI_SPEC)
 _ARROW = {"double": pa.float64(), "long": pa.int64(), "string": pa.string()}
-# Credentials and config that boto3 could otherwise find on this machine (or ask the EC2
-# metadata endpoint for, which is not on loopback).
-_AWS_ENV = (
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-)
 
 
 def _csv(lines: list[str]) -> bytes:
@@ -52,8 +40,6 @@ def _csv(lines: list[str]) -> bytes:
 @pytest.fixture(scope="module")
 def s3(taxi_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto S3 server on 127.0.0.1 holding the sample in several layouts."""
-    from moto.server import ThreadedMotoServer
-
     base = tmp_path_factory.mktemp("s3_input")
     with open(taxi_csv, encoding="utf-8") as fh:
         header, *rows = list(itertools.islice(fh, ROWS + 1))
@@ -63,22 +49,7 @@ def s3(taxi_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     types = pacsv.ConvertOptions(column_types={c: _ARROW[t] for c, t in SPEC.schema})
     pq.write_table(pacsv.read_csv(local_csv, convert_options=types), local_parquet)
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
-        for name in _AWS_ENV:
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(base / "no-credentials"))
-        mp.setenv("AWS_CONFIG_FILE", str(base / "no-config"))
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("NO_PROXY", "127.0.0.1")
-        mp.setenv("no_proxy", "127.0.0.1")
-        mp.setenv(s3io.ENDPOINT_ENV, endpoint)
+    with moto_s3(base) as endpoint:
         client = s3io.make_client()
         client.create_bucket(Bucket=BUCKET)
         half = len(rows) // 2
@@ -103,7 +74,6 @@ def s3(taxi_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             "parquet": local_parquet,
             "base": base,
         }
-    server.stop()
 
 
 def argv(base: Path, input_path: str) -> list[str]:

@@ -40,27 +40,29 @@ def test_a_file_is_ready_only_once_it_stopped_changing(tmp_path: Path) -> None:
 
 
 def test_claim_and_take_move_each_file_exactly_once(settings: Settings) -> None:
-    zone = landing.landing_dir(settings.var_dir, "chicago_taxi")
-    first = landing.claim(_drop(zone, "a.csv"))
-    second = landing.claim(_drop(zone, "b.csv"))
+    zone = landing.zone_for(settings, "chicago_taxi")
+    assert isinstance(zone, landing.LocalZone)
+    assert zone.folder == settings.var_dir / "landing" / "chicago_taxi"
+    _drop(zone.folder, "a.csv")
+    _drop(zone.folder, "b.csv")
+    first, second = zone.claim("a.csv"), zone.claim("b.csv")
     assert first is not None and second is not None
-    assert landing.claim(zone / "gone.csv") is None
-    assert [p.name for p in landing.pending(settings.var_dir, "chicago_taxi")] == sorted(
-        [first.name, second.name]
-    )
-    payload = landing.event_payload("chicago_taxi", first)
+    assert zone.claim("gone.csv") is None
+    assert zone.pending() == sorted([first, second])
+    payload = zone.payload(first)
     assert payload["original"] == "a.csv" and payload["bytes"] > 0
 
-    taken = landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r1")
-    assert sorted(e["file"] for e in taken) == sorted([first.name, second.name])
-    out = zone / "processed" / "ds=2026-11-26"
-    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
-    assert landing.pending(settings.var_dir, "chicago_taxi") == []
+    taken = zone.take(ds="2026-11-26", run_id="r1")
+    assert sorted(e["file"] for e in taken) == sorted([first, second])
+    out = Path(zone.day_input("2026-11-26"))
+    assert out == zone.folder / "processed" / "ds=2026-11-26"
+    assert sorted(p.name for p in out.iterdir()) == sorted([first, second])
+    assert zone.pending() == []
     # a duplicate event for another run finds nothing; a retry of r1 finds its own files
-    assert landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r2") == []
-    again = landing.take(settings.var_dir, "chicago_taxi", ds="2026-11-26", run_id="r1")
+    assert zone.take(ds="2026-11-26", run_id="r2") == []
+    again = zone.take(ds="2026-11-26", run_id="r1")
     assert sorted(e["file"] for e in again) == sorted(e["file"] for e in taken)
-    assert len(landing.ledger(settings.var_dir, "chicago_taxi")) == 2
+    assert len(zone.ledger()) == 2
 
 
 def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
@@ -68,7 +70,7 @@ def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
 ) -> None:
     from aimass.pipeline import prepare_run
 
-    zone = landing.landing_dir(settings.var_dir, "chicago_taxi")
+    zone = settings.var_dir / "landing" / "chicago_taxi"
     claimed = landing.claim(_drop(zone, "trips.csv"))
     assert claimed is not None
     payload = landing.event_payload("chicago_taxi", claimed)
