@@ -105,6 +105,14 @@ class AirflowClient:
         query = "?order_by=run_after&limit=100" + (f"&run_type={run_type}" if run_type else "")
         return list(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns{query}")["dag_runs"])
 
+    def asset_events(self, asset_name: str) -> list[dict[str, Any]]:
+        """The events recorded on the asset named ``asset_name``, oldest first."""
+        query = urllib.parse.urlencode(
+            {"name_pattern": asset_name, "order_by": "timestamp", "limit": 100}
+        )
+        events = self.request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+        return [e for e in events if e.get("name") == asset_name]
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         quoted = urllib.parse.quote(run_id, safe="")
         return str(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"])

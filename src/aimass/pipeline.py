@@ -673,6 +673,8 @@ def publish_summary(
         "dataset": ctx["dataset"],
         "ds": ctx["ds"],
         "run_id": ctx["run_id"],
+        # Why the run started: schedule_or_manual, landing (which files), drift (why).
+        "trigger": ctx.get("trigger"),
         "clean": (checks or {}).get("clean"),
         "quality": (checks or {}).get("quality"),
         "drift": drift,

@@ -3,11 +3,13 @@
 Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server and the model
 server are started as in `make demo`, on free ports and a temporary var dir. The DAG is
 triggered through the REST API and the scheduler runs it. Two taxi runs (binary): the
-first has no champion and deploys version 1; the second is gated against the first's
-champion. Then the same DAG runs the penguin specs, a multiclass and a regression label,
-which differ from the taxi data only by their YAML. Between the two taxi runs a Bayesian
-search runs from the tuning DAG, and the second run trains with its best values; then the
-rollback DAG moves `stable` and `champion` back.
+first, manual, has no champion and deploys version 1. Then a Bayesian search runs from the
+tuning DAG, a skewed batch of requests reaches the champion, and the monitor DAG's drift
+event starts the second run with no one acting: it trains with the tuned values and is
+gated against the first's champion. Then the rollback DAG moves `stable` and `champion`
+back. The same DAG runs the penguin specs, a multiclass and a regression label, which
+differ from the taxi data only by their YAML. Last, two files land together while the
+scheduler is down and the triggerer restarts: one run processes each of them, once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +36,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2700)]
 DAG_ID = "aimass_retrain"
 TUNE_DAG_ID = "aimass_tune"
 ROLLBACK_DAG_ID = "aimass_rollback"
+MONITOR_DAG_ID = "aimass_monitor"
 ROWS = 4000
+# The model server records every request; the newest SKEWED rows fill its buffer.
+SKEWED = 1000
 BAD_LINES = [
     "not,enough,fields\n",
     ",abc,5,19,6,1400269500,,,,,0.0,,,Cash,Flash Cab,300,,0.0\n",  # text in a numeric column
@@ -63,6 +69,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
         # Only the runs this test triggers: a nightly slot passing mid-test would add its own
         # run and champion (the schedule itself is tested in tests/dags).
         "AIMASS_RETRAIN_SCHEDULE": "none",
+        "AIMASS_MONITOR_SCHEDULE": "none",
+        "AIMASS_REQUEST_LOG_SAMPLE": "1",
+        "AIMASS_REQUEST_LOG_ROWS": str(SKEWED),
     }
     for key, value in env.items():
         mp.setenv(key, value)
@@ -174,9 +183,26 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert len(children) == 2 and all("val_auc" in c.data.metrics for c in children)
     assert search["best_score"] == max(c.data.metrics["val_auc"] for c in children)
 
-    # a second run is gated against the first run's champion, trained with the tuned values
-    run_id2, state2, summary2 = _run(client, {"epochs": 3, "ds": "2026-11-01"})
+    # drift: a batch of requests with tripled fares reaches the champion; the monitor DAG
+    # compares the recorded requests with the champion's reference and its asset event
+    # starts the second retraining, gated against the first run's champion
+    before = _run_ids(client)
+    sent_at = _send_skewed_requests(settings, clean_dir)
+    _wait_for_request_log(settings, "chicago_taxi", after=sent_at)
+    client.wait_for_dag(MONITOR_DAG_ID, timeout_s=180)
+    monitor_run = client.trigger(MONITOR_DAG_ID, {"datasets": ["chicago_taxi"]})
+    assert client.wait_for_run(MONITOR_DAG_ID, monitor_run, timeout_s=300) == "success", (
+        _task_log_tail(settings, monitor_run)
+    )
+    (checked,) = client.xcom(MONITOR_DAG_ID, monitor_run, "check_request_drift")
+    assert checked["status"] == "critical" and "fare" in checked["critical_features"], checked
+    assert checked["event"] == "aimass_drift_chicago_taxi"
+    (run_id2,) = _new_runs(client, before, timeout_s=180)
+    state2 = client.wait_for_run(DAG_ID, run_id2, timeout_s=900)
     assert state2 == "success", _task_log_tail(settings, run_id2)
+    summary2 = client.xcom(DAG_ID, run_id2, "publish_summary")
+    assert summary2["trigger"]["kind"] == "drift", summary2["trigger"]
+    assert "fare" in summary2["trigger"]["reason"] and summary2["dataset"] == "chicago_taxi"
     assert summary2["model"]["hparams_source"].startswith(
         f"tuned by MLflow run {search['mlflow_run_id']}"
     ), summary2["model"]["hparams_source"]
@@ -224,6 +250,51 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
             first_version
         )
+
+
+def _run_ids(client: AirflowClient) -> set[str]:
+    return {r["dag_run_id"] for r in client.runs(DAG_ID, run_type="asset_triggered")}
+
+
+def _new_runs(client: AirflowClient, before: set[str], *, timeout_s: float) -> list[str]:
+    """The asset-triggered runs that appeared since ``before``; fails if none within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        new = [r for r in _run_ids(client) if r not in before]
+        if new:
+            return sorted(new)
+        assert time.monotonic() < deadline, f"no asset-triggered run within {timeout_s:.0f} s"
+        time.sleep(3)
+
+
+def _send_skewed_requests(settings: Settings, clean_dir: Path) -> float:
+    """SKEWED rows of the clean partition, fares tripled, to the stable model; when sent."""
+    from aimass.serving.client import ServingClient
+    from aimass.spec import load_spec
+    from models.tabular.inputs import load_arrays
+
+    features, _ = load_arrays(clean_dir, load_spec("chicago_taxi", settings.conf_dir), None)
+    features = {name: values[:SKEWED] for name, values in features.items()}
+    features["fare"] = features["fare"] * 3
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        for start in range(0, SKEWED, 200):
+            batch = {name: values[start : start + 200] for name, values in features.items()}
+            sc.predict_grpc("chicago_taxi", batch, label="stable")
+    finally:
+        sc.close()
+    return time.time()
+
+
+def _wait_for_request_log(settings: Settings, model: str, *, after: float) -> None:
+    """Wait until the model server has written the requests it recorded after ``after``."""
+    from aimass.monitor import recent_requests_path
+
+    path = recent_requests_path(settings.requests_dir, model)
+    deadline = time.monotonic() + 120  # the server writes its buffers every 30 s
+    while not (path.exists() and path.stat().st_mtime > after):
+        assert time.monotonic() < deadline, f"{path} not written within 120 s of the requests"
+        time.sleep(2)
 
 
 def _predict_stable(settings: Settings, model: str, instance: dict) -> list:
@@ -296,41 +367,67 @@ def test_penguin_specs_run_multiclass_and_regression_through_the_same_dag(
         sc.close()
 
 
-def test_a_file_dropped_in_the_landing_zone_retrains_with_no_one_acting(
+def test_files_landing_while_airflow_restarts_are_each_processed_once(
     stack: tuple[Settings, AirflowClient],
 ) -> None:
-    """The triggerer's watcher claims the file, its asset event schedules a run, the run
-    cleans the day's landed files and goes through the gate; the file is processed once."""
-    import time
-
+    """Two files land together while the scheduler is down. The triggerer's watcher claims
+    them and records one asset event each; the triggerer then restarts and announces the
+    still-claimed files again. When the scheduler is back, the events start a run that
+    cleans both files, and each file is processed exactly once."""
     settings, client = stack
     zone = settings.var_dir / "landing" / "chicago_taxi"
     zone.mkdir(parents=True, exist_ok=True)
-    before = {r["dag_run_id"] for r in client.runs(DAG_ID, run_type="asset_triggered")}
+    asset = "aimass_landing_chicago_taxi"
+    before = _run_ids(client)
+    events_before = len(client.asset_events(asset))
     with open(SAMPLE_CSV, encoding="utf-8") as src:
-        lines = list(itertools.islice(src, 2001))
-    partial = zone / ".trips_landed.csv.tmp"  # written under a hidden name, then renamed
-    partial.write_text("".join(lines), encoding="utf-8")
-    partial.rename(zone / "trips_landed.csv")
+        header, *lines = list(itertools.islice(src, 2001))
 
-    deadline = time.monotonic() + 180
-    new: list[str] = []
-    while not new:
-        assert time.monotonic() < deadline, "no asset-triggered run within 180 s of the drop"
-        time.sleep(3)
-        runs = client.runs(DAG_ID, run_type="asset_triggered")
-        new = [r["dag_run_id"] for r in runs if r["dag_run_id"] not in before]
-    run_id = new[0]
-    state = client.wait_for_run(DAG_ID, run_id, timeout_s=900)
-    assert state == "success", _task_log_tail(settings, run_id)
-    summary = client.xcom(DAG_ID, run_id, "publish_summary")
-    assert summary["clean"]["rows_in"] == 2000
-    assert summary["clean"]["input"].endswith(f"processed/ds={summary['ds']}")
-    # moved, never deleted: the file is in processed/, recorded once, for this run
-    assert not list(zone.glob("*.csv")) and not list((zone / ".claimed").glob("*"))
+    services.stop(settings, ["airflow-scheduler"])
+    try:
+        for name, rows in (("trips_a.csv", lines[:1200]), ("trips_b.csv", lines[1200:])):
+            partial = zone / f".{name}.tmp"  # written under a hidden name, then renamed
+            partial.write_text("".join([header, *rows]), encoding="utf-8")
+            partial.rename(zone / name)
+        claimed = _wait_for_events(client, asset, events_before, 2)
+        assert sorted(e["extra"]["payload"]["original"] for e in claimed) == [
+            "trips_a.csv",
+            "trips_b.csv",
+        ]
+        assert not list(zone.glob("*.csv")) and len(list((zone / ".claimed").iterdir())) == 2
+        # the triggerer restarts with both files claimed and not yet taken
+        services.stop(settings, ["airflow-triggerer"])
+        services.start(settings, ["airflow-triggerer"])
+        replayed = _wait_for_events(client, asset, events_before, 4)[2:]
+        assert all(e["extra"]["payload"]["replay"] for e in replayed), replayed
+        assert _run_ids(client) == before, "a run started with the scheduler down"
+    finally:
+        services.start(settings, ["airflow-scheduler"])
+
+    runs = _new_runs(client, before, timeout_s=180)
+    states = {run: client.wait_for_run(DAG_ID, run, timeout_s=900) for run in runs}
+    assert set(states.values()) == {"success"}, [_task_log_tail(settings, r) for r in runs]
     ledger = [
         json.loads(line) for line in (zone / "processed" / "ledger.jsonl").read_text().splitlines()
     ]
-    assert [e["run_id"] for e in ledger] == [run_id]
-    assert ledger[0]["file"].endswith("-trips_landed.csv")
-    assert Path(ledger[0]["path"]).is_file()
+    # moved, never deleted, each file recorded once, both by the same run
+    assert sorted(e["file"].split("-", 1)[1] for e in ledger) == ["trips_a.csv", "trips_b.csv"]
+    assert all(Path(e["path"]).is_file() for e in ledger)
+    (processing,) = {e["run_id"] for e in ledger}
+    assert not list(zone.glob("*.csv")) and not list((zone / ".claimed").glob("*"))
+    summary = client.xcom(DAG_ID, processing, "publish_summary")
+    assert summary["clean"]["rows_in"] == 2000
+    assert summary["clean"]["input"].endswith(f"processed/ds={summary['ds']}")
+    assert summary["trigger"]["kind"] == "landing" and len(summary["trigger"]["files"]) == 2
+    # any other run those events started found nothing left to take and skipped
+    for run in set(runs) - {processing}:
+        assert client.task_states(DAG_ID, run)["prepare_run"] == "skipped"
+
+
+def _wait_for_events(client: AirflowClient, asset: str, since: int, count: int) -> list[dict]:
+    """Wait until ``asset`` has ``count`` events after its first ``since``; those events."""
+    deadline = time.monotonic() + 180
+    while len(events := client.asset_events(asset)[since:]) < count:
+        assert time.monotonic() < deadline, f"{asset}: {len(events)} new events, expected {count}"
+        time.sleep(3)
+    return events
