@@ -33,8 +33,10 @@ return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.j
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
+from collections.abc import Iterator
 from datetime import timedelta
 from importlib.util import find_spec
 
@@ -114,6 +116,21 @@ REQUIRE_APPROVAL = _SETTINGS.require_approval
 APPROVAL_TASK = "check_approval"
 # Unanswered approvals resolve to the default ("Reject") after this long.
 APPROVAL_TIMEOUT = timedelta(hours=24)
+
+
+@contextlib.contextmanager
+def _no_retry_on_bad_data() -> Iterator[None]:
+    """Fail the task without its retry when the data itself is bad: the same batch would fail
+    the same checks again (and send its alert twice)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from aimass.errors import DataQualityError
+
+    try:
+        yield
+    except DataQualityError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
 
 with DAG(
     dag_id=DAG_ID,
@@ -318,7 +335,8 @@ with DAG(
         """Great Expectations on the clean partition; critical failures stop the run."""
         from aimass.pipeline import validate_quality as validate
 
-        result = validate(ctx)
+        with _no_retry_on_bad_data():
+            result = validate(ctx)
         # The validated partition is an asset other DAGs can be scheduled on.
         get_current_context()["outlet_events"][CLEAN_PARTITION].add(
             Asset(
@@ -335,7 +353,8 @@ with DAG(
         """New batch vs the champion's reference: PSI, null shares, schema; report in the log."""
         from aimass.pipeline import check_drift as check
 
-        return check(ctx)
+        with _no_retry_on_bad_data():
+            return check(ctx)
 
     @task(execution_timeout=timedelta(hours=3))
     def train_model(ctx: dict, checks: dict) -> dict:

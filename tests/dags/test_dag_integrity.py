@@ -185,3 +185,18 @@ def test_rollback_is_manual_and_asks_for_a_version_and_a_reason(dagbag) -> None:
     assert dag.task_ids == ["prepare_rollback", "roll_back"]
     assert {"dataset", "version", "reason"} <= set(dag.params)
     assert dag.params["version"] is None  # empty: the 'previous' label
+
+
+def test_bad_data_fails_its_task_without_the_retry(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """The same batch fails the same checks again: a retry would only repeat the alert."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import dags.aimass_retrain as module
+    from aimass.errors import DataQualityError, StageError
+
+    with pytest.raises(AirflowFailException, match="fare drifted"):
+        with module._no_retry_on_bad_data():
+            raise DataQualityError("fare drifted")
+    with pytest.raises(StageError):  # other failures keep their retry
+        with module._no_retry_on_bad_data():
+            raise StageError("the lake is not mounted")
