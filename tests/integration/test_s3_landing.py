@@ -167,6 +167,7 @@ def test_the_landing_root_is_checked_and_allowed_as_an_input(
     with pytest.raises(ConfigError, match="AIMASS_LANDING_ROOT"):
         Settings.from_env()
     monkeypatch.setenv("AIMASS_LANDING_ROOT", ROOT)
+    assert Settings.from_env().landing_location("penguins") == f"{ROOT}/penguins/"
     when = datetime(2026, 11, 26)
     ok = validate_params(
         {"input_path": f"{ROOT}/chicago_taxi/processed/ds=2026-11-26/"},

@@ -107,3 +107,17 @@ def test_the_watcher_claims_each_landed_file_and_announces_leftovers(tmp_path: P
     assert fresh["original"] == "new.csv" and fresh["replay"] is False
     assert not (zone / "new.csv").exists()
     assert (zone / landing.CLAIMED / fresh["file"]).is_file()  # moved, never deleted
+
+
+def test_the_landing_root_may_be_another_folder(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aimass.params import allowed_roots
+
+    monkeypatch.setenv("AIMASS_LANDING_ROOT", str(tmp_path / "drop"))
+    moved = Settings.from_env()
+    zone = landing.zone_for(moved, "chicago_taxi")
+    assert isinstance(zone, landing.LocalZone)
+    assert zone.folder == (tmp_path / "drop" / "chicago_taxi").resolve()
+    # what lands there may be read by a run, like the var dir
+    assert (tmp_path / "drop").resolve() in allowed_roots(moved)
