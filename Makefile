@@ -45,8 +45,12 @@ stop: ## stop the services that `make demo` started
 status: ## show which demo services are running
 	$(BIN)/python -m aimass.cli status
 
-test: setup ## every test CI runs: unit, dags, integration, e2e
-	$(BIN)/python -m pytest
+# `make test` runs on TEST_WORKERS processes, a test file per process at a time: the
+# end-to-end module (a whole Airflow, mostly waiting on its runs) goes beside the rest.
+TEST_WORKERS ?= 2
+
+test: setup ## every test CI runs: unit, dags, integration, e2e (TEST_WORKERS=2 processes)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-unit: setup ## unit and DAG integrity tests only (fast)
 	$(BIN)/python -m pytest -m "unit or dags"

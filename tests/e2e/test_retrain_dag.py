@@ -7,9 +7,10 @@ first, manual, has no champion and deploys version 1. Then a Bayesian search run
 tuning DAG, a skewed batch of requests reaches the champion, and the monitor DAG's drift
 event starts the second run with no one acting: it trains with the tuned values and is
 gated against the first's champion. Then the rollback DAG moves `stable` and `champion`
-back. The same DAG runs the penguin specs, a multiclass and a regression label, which
-differ from the taxi data only by their YAML. Last, two files land together while the
-scheduler is down and the triggerer restarts: one run processes each of them, once.
+back. The same DAG runs the penguin specs, a regression and a multiclass label, which
+differ from the taxi data only by their YAML: the multiclass run is started by two files
+landing together while the scheduler is down and the triggerer restarts, and it processes
+each of them once.
 """
 
 from __future__ import annotations
@@ -307,33 +308,12 @@ def _predict_stable(settings: Settings, model: str, instance: dict) -> list:
         sc.close()
 
 
-def test_penguin_specs_run_multiclass_and_regression_through_the_same_dag(
+def test_a_regression_spec_runs_through_the_same_dag(
     stack: tuple[Settings, AirflowClient],
 ) -> None:
     settings, client = stack
 
-    # Multiclass: the species, three classes.
-    run_id, state, summary = _run(client, {"dataset": "palmer_penguins", "ds": "2026-11-02"})
-    assert state == "success", _task_log_tail(settings, run_id)
-    assert summary is not None
-    counts = summary["clean"]
-    assert counts["rows_in"] == 344
-    assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
-    assert summary["quality"]["success"] is True
-    gate = summary["gate"]
-    assert gate["task"] == "multiclass" and gate["passed"] is True, gate["checks"]
-    assert gate["candidate"]["accuracy"] >= 0.85
-    assert {line.split(":")[0] for line in gate["checks"]} == {
-        "[ok] min_accuracy",
-        "[ok] min_auc",
-        "[ok] max_log_loss",
-    }
-    deployment = summary["deployment"]
-    assert deployment["output"] == "probabilities"
-    (probs,) = _predict_stable(settings, "palmer_penguins", deployment["rest_instance"])
-    assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-3)
-
-    # Regression: body mass in grams; the two rows without it are quarantined, not dropped.
+    # Body mass in grams; the two rows without it are quarantined, not dropped.
     run_id, state, summary = _run(client, {"dataset": "penguins_body_mass", "ds": "2026-11-02"})
     assert state == "success", _task_log_tail(settings, run_id)
     assert summary is not None
@@ -356,43 +336,33 @@ def test_penguin_specs_run_multiclass_and_regression_through_the_same_dag(
     assert "applies to classification" in _task_log_tail(settings, run_id)
     assert not settings.clean_partition("penguins_body_mass", "2026-11-03").exists()
 
-    # Three models now share the model server, each with its own stable version.
-    from aimass.serving.client import ServingClient
-
-    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
-    try:
-        for model in ("chicago_taxi", "palmer_penguins", "penguins_body_mass"):
-            assert any(s["state"] == "AVAILABLE" for s in sc.model_status(model)), model
-    finally:
-        sc.close()
-
 
 def test_files_landing_while_airflow_restarts_are_each_processed_once(
     stack: tuple[Settings, AirflowClient],
 ) -> None:
-    """Two files land together while the scheduler is down. The triggerer's watcher claims
-    them and records one asset event each; the triggerer then restarts and announces the
-    still-claimed files again. When the scheduler is back, the events start a run that
-    cleans both files, and each file is processed exactly once."""
+    """Two penguin files land together while the scheduler is down. The triggerer's watcher
+    claims them and records one asset event each; the triggerer then restarts and announces
+    the still-claimed files again. When the scheduler is back, the events start a run that
+    cleans both files and trains the multiclass species model, and each file is processed
+    exactly once."""
     settings, client = stack
-    zone = settings.var_dir / "landing" / "chicago_taxi"
+    zone = settings.var_dir / "landing" / "palmer_penguins"
     zone.mkdir(parents=True, exist_ok=True)
-    asset = "aimass_landing_chicago_taxi"
+    asset = "aimass_landing_palmer_penguins"
     before = _run_ids(client)
     events_before = len(client.asset_events(asset))
-    with open(SAMPLE_CSV, encoding="utf-8") as src:
-        header, *lines = list(itertools.islice(src, 2001))
+    header, *lines = PENGUINS_CSV.read_text(encoding="utf-8").splitlines(keepends=True)
 
     services.stop(settings, ["airflow-scheduler"])
     try:
-        for name, rows in (("trips_a.csv", lines[:1200]), ("trips_b.csv", lines[1200:])):
+        for name, rows in (("penguins_a.csv", lines[:200]), ("penguins_b.csv", lines[200:])):
             partial = zone / f".{name}.tmp"  # written under a hidden name, then renamed
             partial.write_text("".join([header, *rows]), encoding="utf-8")
             partial.rename(zone / name)
         claimed = _wait_for_events(client, asset, events_before, 2)
         assert sorted(e["extra"]["payload"]["original"] for e in claimed) == [
-            "trips_a.csv",
-            "trips_b.csv",
+            "penguins_a.csv",
+            "penguins_b.csv",
         ]
         assert not list(zone.glob("*.csv")) and len(list((zone / ".claimed").iterdir())) == 2
         # the triggerer restarts with both files claimed and not yet taken
@@ -411,17 +381,47 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
         json.loads(line) for line in (zone / "processed" / "ledger.jsonl").read_text().splitlines()
     ]
     # moved, never deleted, each file recorded once, both by the same run
-    assert sorted(e["file"].split("-", 1)[1] for e in ledger) == ["trips_a.csv", "trips_b.csv"]
+    assert sorted(e["file"].split("-", 1)[1] for e in ledger) == [
+        "penguins_a.csv",
+        "penguins_b.csv",
+    ]
     assert all(Path(e["path"]).is_file() for e in ledger)
     (processing,) = {e["run_id"] for e in ledger}
     assert not list(zone.glob("*.csv")) and not list((zone / ".claimed").glob("*"))
-    summary = client.xcom(DAG_ID, processing, "publish_summary")
-    assert summary["clean"]["rows_in"] == 2000
-    assert summary["clean"]["input"].endswith(f"processed/ds={summary['ds']}")
-    assert summary["trigger"]["kind"] == "landing" and len(summary["trigger"]["files"]) == 2
     # any other run those events started found nothing left to take and skipped
     for run in set(runs) - {processing}:
         assert client.task_states(DAG_ID, run)["prepare_run"] == "skipped"
+
+    # The run cleaned both files and trained the species model: multiclass, three classes.
+    summary = client.xcom(DAG_ID, processing, "publish_summary")
+    assert summary["trigger"]["kind"] == "landing" and len(summary["trigger"]["files"]) == 2
+    counts = summary["clean"]
+    assert counts["input"].endswith(f"processed/ds={summary['ds']}")
+    assert counts["rows_in"] == 344
+    assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
+    assert summary["quality"]["success"] is True
+    gate = summary["gate"]
+    assert gate["task"] == "multiclass" and gate["passed"] is True, gate["checks"]
+    assert gate["candidate"]["accuracy"] >= 0.85
+    assert {line.split(":")[0] for line in gate["checks"]} == {
+        "[ok] min_accuracy",
+        "[ok] min_auc",
+        "[ok] max_log_loss",
+    }
+    deployment = summary["deployment"]
+    assert deployment["output"] == "probabilities"
+    (probs,) = _predict_stable(settings, "palmer_penguins", deployment["rest_instance"])
+    assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-3)
+
+    # Three models now share the model server, each with its own stable version.
+    from aimass.serving.client import ServingClient
+
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        for model in ("chicago_taxi", "palmer_penguins", "penguins_body_mass"):
+            assert any(s["state"] == "AVAILABLE" for s in sc.model_status(model)), model
+    finally:
+        sc.close()
 
 
 def _wait_for_events(client: AirflowClient, asset: str, since: int, count: int) -> list[dict]:
