@@ -127,6 +127,10 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
         f"gRPC {settings.host}:{settings.serving_grpc_port}"
     )
     lines.append(f"State         {settings.var_dir} (lake/, reports/, serving/, mlflow/, logs/)")
+    dataset = (summary or {}).get("dataset") or "<dataset>"
+    lines.append(
+        f"New data      copy a CSV into {settings.landing_location(dataset)}: a run starts by itself"
+    )
     lines.append("Stop with `make stop`.")
     return "\n".join(lines)
 
