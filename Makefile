@@ -45,12 +45,13 @@ stop: ## stop the services that `make demo` started
 status: ## show which demo services are running
 	$(BIN)/python -m aimass.cli status
 
-# `make test` runs on TEST_WORKERS processes, a test file per process at a time: the
-# end-to-end module (a whole Airflow, mostly waiting on its runs) goes beside the rest.
+# `make test` runs on TEST_WORKERS processes, a test file per process at a time, in the
+# order of pyproject's testpaths: the end-to-end module (a whole Airflow, mostly waiting on
+# its runs) starts first, and the rest of the suite runs beside it.
 TEST_WORKERS ?= 2
 
 test: setup ## every test CI runs: unit, dags, integration, e2e (TEST_WORKERS=2 processes)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-unit: setup ## unit and DAG integrity tests only (fast)
 	$(BIN)/python -m pytest -m "unit or dags"
