@@ -28,15 +28,20 @@ class LandingZoneTrigger(BaseEventTrigger):
 
     def __init__(
         self,
-        location: str,
-        dataset: str,
+        location: str = "",
+        dataset: str = "",
         poke_interval: float = 5.0,
         settle_seconds: float = 2.0,
+        directory: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        self.location = location
+        # ``directory``: the name before S3 zones; triggers stored by an older install in
+        # Airflow's database still carry it, and one that fails to inflate is not retried.
+        self.location = location or directory
         self.dataset = dataset
+        if not self.location or not dataset:
+            raise ValueError("LandingZoneTrigger needs a location and a dataset")
         self.poke_interval = poke_interval
         self.settle_seconds = settle_seconds
 

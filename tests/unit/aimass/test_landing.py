@@ -121,3 +121,16 @@ def test_the_landing_root_may_be_another_folder(
     assert zone.folder == (tmp_path / "drop" / "chicago_taxi").resolve()
     # what lands there may be read by a run, like the var dir
     assert (tmp_path / "drop").resolve() in allowed_roots(moved)
+
+
+def test_a_watcher_stored_by_an_older_install_still_inflates(tmp_path: Path) -> None:
+    """Airflow keeps the trigger's kwargs in its database; older ones name the folder
+    ``directory``, and a trigger that fails to inflate is not retried by the triggerer."""
+    from aimass.landing_trigger import LandingZoneTrigger
+
+    old = LandingZoneTrigger(
+        **{"directory": str(tmp_path), "dataset": "chicago_taxi", "poke_interval": 5.0}
+    )
+    assert old.serialize()[1]["location"] == str(tmp_path)
+    with pytest.raises(ValueError, match="location and a dataset"):
+        LandingZoneTrigger(dataset="chicago_taxi")
