@@ -49,6 +49,8 @@ PROCESSED = "processed"
 LEDGER = "ledger.jsonl"
 SUFFIXES = (".csv", ".parquet")
 # Names producers use while a file is still being written.
+# Claimed names start with a UTC time in this format, so they sort in landing order.
+_STAMP = "%Y%m%dT%H%M%S%fZ"
 _PARTIAL = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 
 
@@ -124,7 +126,7 @@ def claim(path: Path) -> Path | None:
     """Move a landed file into ``.claimed/`` under a unique name; None if it is gone."""
     claimed_dir = path.parent / CLAIMED
     claimed_dir.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime(_STAMP)
     target = claimed_dir / f"{stamp}-{path.name}"
     try:
         os.rename(path, target)
@@ -285,18 +287,27 @@ class S3Zone:
                         found[name] = item
         return found
 
-    def _move(self, src: str, dst: str) -> bool:
-        """Copy ``src`` to ``dst`` and delete ``src``; False when ``src`` is gone."""
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, None when there is no such object."""
         from botocore.exceptions import ClientError
 
-        with self._errors("move", src):
-            try:
-                self.client.copy({"Bucket": self.bucket, "Key": src}, self.bucket, dst)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                    return False
-                raise
-            self.client.delete_object(Bucket=self.bucket, Key=src)
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+
+    def _copy(self, src: str, dst: str) -> bool:
+        """Copy ``src`` to ``dst``; False when ``src`` is gone."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": src}, self.bucket, dst)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
+            raise
         return True
 
     def settled(
@@ -317,19 +328,15 @@ class S3Zone:
         The claimed name comes from the object's upload time, so a claim interrupted
         between copy and delete gives the same name when it is made again.
         """
-        from botocore.exceptions import ClientError
-
         key = self.prefix + name
         with self._errors("claim", key):
-            try:
-                head = self.client.head_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                    return None
-                raise
-        claimed = f"{head['LastModified'].astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{name}"
-        if not self._move(key, f"{self.prefix}{CLAIMED}/{claimed}"):
-            return None
+            head = self._head(key)
+            if head is None:
+                return None
+            claimed = f"{head['LastModified'].astimezone(UTC).strftime(_STAMP)}-{name}"
+            if not self._copy(key, f"{self.prefix}{CLAIMED}/{claimed}"):
+                return None
+            self.client.delete_object(Bucket=self.bucket, Key=key)
         self._sizes[claimed] = int(head["ContentLength"])
         log.info("claimed %s as %s", self.location + name, self.location + f"{CLAIMED}/{claimed}")
         return claimed
@@ -339,7 +346,7 @@ class S3Zone:
         if size is None:
             key = f"{self.prefix}{CLAIMED}/{claimed}"
             with self._errors("read", key):
-                size = int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+                size = int((self._head(key) or {}).get("ContentLength", 0))
         return _payload(self.dataset, claimed, size, replay)
 
     def pending(self) -> list[str]:
@@ -362,32 +369,20 @@ class S3Zone:
 
     def take(self, *, ds: str, run_id: str) -> list[dict[str, Any]]:
         """As :meth:`LocalZone.take`, with copies and deletes."""
-        from botocore.exceptions import ClientError
-
         taken = []
         for name in self.pending():
             claimed = f"{self.prefix}{CLAIMED}/{name}"
             with self._errors("take", claimed):
-                try:
-                    self.client.head_object(Bucket=self.bucket, Key=self._ledger_key(name))
-                    done = True
-                except ClientError as exc:
-                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
-                        raise
-                    done = False
-                if done:  # taken before an interruption: finish the move, take it no more
+                if self._head(self._ledger_key(name)) is not None:
+                    # taken before an interruption: finish the move, take it no more
                     log.warning(
                         "%s was taken already (see the ledger); removing the claimed copy", name
                     )
                     self.client.delete_object(Bucket=self.bucket, Key=claimed)
                     continue
                 target = f"{self.prefix}{PROCESSED}/ds={ds}/{name}"
-                try:
-                    self.client.copy({"Bucket": self.bucket, "Key": claimed}, self.bucket, target)
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                        continue  # another run took it first
-                    raise
+                if not self._copy(claimed, target):
+                    continue  # another run took it first
                 size = int(self.client.head_object(Bucket=self.bucket, Key=target)["ContentLength"])
                 entry = _entry(name, f"s3://{self.bucket}/{target}", ds, run_id, size)
                 self.client.put_object(
