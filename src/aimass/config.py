@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.errors import ConfigError
+from aimass.s3io import is_s3_uri, parse_s3_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,9 +134,7 @@ class Settings:
                 f"AIMASS_MONITOR_SCHEDULE={self.monitor_schedule!r} is not a 5-field cron "
                 "expression (UTC), e.g. '0 * * * *' for hourly; use 'none' to turn it off"
             )
-        if self.landing_root.startswith(("s3://", "s3a://")):
-            from aimass.s3io import parse_s3_uri
-
+        if is_s3_uri(self.landing_root):
             try:
                 parse_s3_uri(self.landing_root)
             except ConfigError as exc:
@@ -299,7 +298,7 @@ class Settings:
 
     def landing_location(self, dataset: str) -> str:
         """Where ``dataset``'s files land: a folder, or an ``s3://`` prefix ending in ``/``."""
-        if self.landing_root.startswith(("s3://", "s3a://")):
+        if is_s3_uri(self.landing_root):
             return f"{self.landing_root.rstrip('/')}/{dataset}/"
         root = (
             Path(self.landing_root).expanduser() if self.landing_root else self.var_dir / "landing"
