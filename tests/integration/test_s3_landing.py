@@ -110,7 +110,9 @@ def test_a_run_takes_the_claimed_objects_once_and_reads_the_days_prefix(s3: Any)
     )
 
 
-def test_a_move_interrupted_half_way_is_finished_not_repeated(s3: Any) -> None:
+def test_a_move_interrupted_half_way_is_finished_not_repeated(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     zone = landing.zone_for(Settings.from_env(), "chicago_taxi")
     assert isinstance(zone, landing.S3Zone)
     _put(s3, "a.csv")
@@ -131,13 +133,23 @@ def test_a_move_interrupted_half_way_is_finished_not_repeated(s3: Any) -> None:
     # a claim that copied but died before deleting the landed object: claimed again under
     # the same name, so one file still gives one claimed object
     _put(s3, "b.csv")
-    second = zone.claim("b.csv")
-    s3.copy_object(
-        Bucket=BUCKET,
-        Key=f"{ZONE}b.csv",
-        CopySource={"Bucket": BUCKET, "Key": f"{ZONE}.claimed/{second}"},
-    )
+    delete = zone.client.delete_object
+    monkeypatch.setattr(zone.client, "delete_object", _killed)
+    with pytest.raises(_Killed):
+        zone.claim("b.csv")
+    monkeypatch.setattr(zone.client, "delete_object", delete)
+    (second,) = zone.pending()
+    assert f"{ZONE}b.csv" in _keys(s3)  # copied, not yet deleted
     assert zone.claim("b.csv") == second and zone.pending() == [second]
+    assert f"{ZONE}b.csv" not in _keys(s3)
+
+
+class _Killed(Exception):
+    """The process dying between two S3 calls."""
+
+
+def _killed(**_: Any) -> None:
+    raise _Killed
 
 
 def test_an_unreachable_zone_says_what_to_fix(
