@@ -7,10 +7,13 @@ The model server records a sample of the features of the requests it serves
 `AIMASS_REQUEST_LOG_SAMPLE` sets the share recorded). For every dataset whose model has a
 champion, **check_request_drift** profiles those recent requests with the bins of the
 champion's reference profile and compares them with the spec's drift thresholds (PSI per
-feature, null shares, new or vanished categories). Each check writes an HTML and a JSON
-report under `reports/<dataset>/monitor/<UTC time>/`.
+feature, null shares, new or vanished categories). It compares the newest **batch** the
+champion never saw too: the latest clean partition written after the champion was
+registered (a landed file whose candidate was rejected or whose run stopped, a day rebuilt
+since). Each check writes an HTML and a JSON report under
+`reports/<dataset>/monitor/<UTC time>/` (the batch's in `batch/`).
 
-When the drift of a dataset is **critical**, the task sends a `drift_detected` alert and
+When the drift of a dataset's requests or newest batch is **critical**, the task sends a `drift_detected` alert and
 emits an event on the asset `aimass_drift_<dataset>`, which schedules **aimass_retrain**
 for that dataset on its spec's source; the retrain run records the reason. Each champion
 asks for one drift retrain: until a new champion is deployed, further critical checks
@@ -81,7 +84,7 @@ with DAG(
 
     @task(outlets=[DRIFT_EVENTS])
     def check_request_drift() -> list[dict]:
-        """Profile each champion's recent requests against its reference; announce critical drift."""
+        """Compare each champion's recent requests and newest batch with its reference; announce critical drift."""
         from aimass.alerts import alert_on_drift
         from aimass.monitor import CRITICAL, claim_drift_event, monitor_dataset
 

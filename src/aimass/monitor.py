@@ -379,30 +379,39 @@ def _skipped(dataset: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"dataset": dataset, "status": SKIPPED, "reason": reason, **extra}
 
 
-def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) -> dict[str, Any]:
-    """Compare the requests recently served for ``dataset`` with its champion's reference.
+def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
+    """The newest clean partition of ``dataset`` written after ``champ`` was registered.
 
-    The recent requests (``<requests_dir>/<dataset>/recent.parquet``) are profiled with the
-    reference's bins and categories; only the features the requests carry are compared
-    (requests have no label or split column). The HTML/JSON report goes to
-    ``<reports>/<dataset>/monitor/<UTC time>/``.
-
-    Returns:
-        ``{"dataset", "status": ok|warning|critical|skipped, "reason", ...}``; when compared,
-        also the drift summary (critical/warning features, rows, report paths), the champion
-        version, the served versions and the features compared.
+    Such a batch is data the champion never saw: a landed file whose candidate the gate
+    rejected or whose run stopped, or a day's partition rebuilt since. None when there is
+    none, or when the champion carries no registration time.
     """
+    registered = getattr(champ, "creation_timestamp", None)
+    root = settings.lake_dir / "clean" / dataset
+    if registered is None or not root.is_dir():
+        return None
+    newer = []
+    for partition in root.glob("ds=*"):
+        files = [p for p in partition.rglob("*.parquet") if p.is_file()]
+        if not files:
+            continue
+        written = max(p.stat().st_mtime for p in files)
+        if written * 1000 > float(registered):
+            newer.append((written, partition))
+    return max(newer)[1] if newer else None
+
+
+_SEVERITY = {SKIPPED: -1, OK: 0, WARNING: 1, CRITICAL: 2}
+
+
+def _check_requests(
+    settings: Settings, spec: Any, champ: Any, reference: dict[str, Any], min_rows: int, out: Path
+) -> dict[str, Any]:
+    """Recent requests against the reference, on the features the requests carry."""
     import pyarrow.parquet as pq
 
     from aimass.drift import compare, profile_partition, write_report, xcom_summary
-    from aimass.spec import load_spec
 
-    spec = load_spec(dataset, settings.conf_dir)
-    champ, reference = champion_reference(settings, spec.name)
-    if champ is None:
-        return _skipped(spec.name, "no champion yet")
-    if reference is None:
-        return _skipped(spec.name, f"champion v{champ.version} has no reference profile")
     path = recent_requests_path(settings.requests_dir, spec.name)
     if not path.is_file():
         return _skipped(
@@ -435,9 +444,7 @@ def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) ->
     report = compare(
         restrict_profile(reference, features), restrict_profile(current, features), spec.drift
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    paths = write_report(report, settings.reports_dir / spec.name / "monitor" / stamp)
-    summary = xcom_summary(report, paths)
+    summary = xcom_summary(report, write_report(report, out))
     worst = summary["critical_features"] or summary["schema_changes"]
     reason = (
         f"{report.status} drift of served requests in {', '.join(worst)} "
@@ -445,16 +452,85 @@ def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) ->
         if report.status == CRITICAL
         else f"{report.status}: {report.rows_current} requests vs champion v{champ.version}"
     )
-    logger.info("monitor %s: %s; report %s", spec.name, reason, paths["html"])
     return {
         **summary,
-        "dataset": spec.name,
         "reason": reason,
-        "champion_version": str(champ.version),
         "served_versions": versions,
         "features": served,
         "window": {
             "from": str(min(times.to_pylist())) if times is not None else None,
             "to": str(max(times.to_pylist())) if times is not None else None,
         },
+    }
+
+
+def _check_batch(
+    settings: Settings, spec: Any, champ: Any, reference: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """The newest batch the champion has not seen against its reference, as check_drift does."""
+    from aimass.drift import compare, profile_partition, write_report, xcom_summary
+
+    partition = newest_batch(settings, spec.name, champ)
+    if partition is None:
+        return _skipped(spec.name, f"no clean batch newer than champion v{champ.version}")
+    report = compare(
+        reference, profile_partition(partition, spec, edges_from=reference), spec.drift
+    )
+    summary = xcom_summary(report, write_report(report, out))
+    worst = summary["critical_features"] or summary["schema_changes"]
+    batch = partition.name
+    reason = (
+        f"{report.status} drift of the new batch {batch} in {', '.join(worst)} "
+        f"({report.rows_current} rows vs champion v{champ.version}'s reference)"
+        if report.status == CRITICAL
+        else f"{report.status}: new batch {batch} vs champion v{champ.version}"
+    )
+    return {**summary, "reason": reason, "partition": str(partition)}
+
+
+def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) -> dict[str, Any]:
+    """Compare what ``dataset``'s champion now meets with its reference: requests and batches.
+
+    Two checks, each reported under ``<reports>/<dataset>/monitor/<UTC time>/``:
+
+    * **requests**: the recently served requests (``<requests_dir>/<dataset>/recent.parquet``),
+      profiled with the reference's bins and categories on the features they carry (requests
+      have no label or split column); the report is in the folder itself.
+    * **batch**: the newest clean partition written after the champion was registered (data
+      it never saw), compared as ``check_drift`` compares a run's batch; report in ``batch/``.
+
+    Returns:
+        ``{"dataset", "status": ok|warning|critical|skipped, "reason", "checks": {"requests",
+        "batch"}, ...}``: the worst check's drift summary (critical/warning features, rows,
+        report paths) at the top level, the reasons of every check that ran, the champion
+        version, and for requests the served versions, features and time window.
+    """
+    from aimass.spec import load_spec
+
+    spec = load_spec(dataset, settings.conf_dir)
+    champ, reference = champion_reference(settings, spec.name)
+    if champ is None:
+        return _skipped(spec.name, "no champion yet")
+    if reference is None:
+        return _skipped(spec.name, f"champion v{champ.version} has no reference profile")
+    out = (
+        settings.reports_dir / spec.name / "monitor" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    )
+    checks = {
+        "requests": _check_requests(settings, spec, champ, reference, min_rows, out),
+        "batch": _check_batch(settings, spec, champ, reference, out / "batch"),
+    }
+    ran = [c for c in checks.values() if c["status"] != SKIPPED]
+    if not ran:
+        reason = "; ".join(c["reason"] for c in checks.values())
+        return _skipped(spec.name, reason, checks=checks)
+    worst = max(ran, key=lambda c: _SEVERITY[c["status"]])
+    reason = "; ".join(c["reason"] for c in ran if c["status"] == worst["status"])
+    logger.info("monitor %s: %s; reports under %s", spec.name, reason, out)
+    return {
+        **worst,
+        "dataset": spec.name,
+        "reason": reason,
+        "champion_version": str(champ.version),
+        "checks": checks,
     }

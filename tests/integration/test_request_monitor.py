@@ -100,3 +100,32 @@ def test_normal_requests_are_ok_and_shifted_ones_critical(
     assert second["critical_features"] == ["fare"]
     assert second["champion_version"] == "1"
     assert Path(second["report_html"]).is_file()
+
+
+def test_a_shifted_batch_the_champion_never_saw_is_critical(
+    settings: Settings, served_rows: pa.Table
+) -> None:
+    """No requests recorded: the monitor still compares the newest clean batch."""
+    import os
+
+    clean = settings.lake_dir / "clean" / MODEL
+    trained_on = clean / "ds=2026-11-01"  # written before the champion was registered
+    trained_on.mkdir(parents=True)
+    pq.write_table(served_rows, trained_on / "part-00000.parquet")
+    os.utime(trained_on / "part-00000.parquet", (0, 0))
+    assert monitor_dataset(settings, MODEL)["status"] == "skipped"
+
+    shifted = served_rows.set_column(
+        served_rows.schema.get_field_index("fare"),
+        "fare",
+        pc.multiply(served_rows.column("fare"), 3.0),
+    )
+    new = clean / "ds=2026-11-02"
+    new.mkdir(parents=True)
+    pq.write_table(shifted, new / "part-00000.parquet")
+    out = monitor_dataset(settings, MODEL)
+    assert out["status"] == "critical", out
+    assert out["checks"]["requests"]["status"] == "skipped"
+    assert out["critical_features"] == ["fare"] and out["partition"] == str(new)
+    assert "new batch ds=2026-11-02" in out["reason"] and "champion v1" in out["reason"]
+    assert Path(out["report_html"]).parent.name == "batch"

@@ -195,9 +195,9 @@ def test_nothing_to_compare_is_skipped_with_a_reason(
     assert "no recorded requests" in monitor_dataset(settings, "chicago_taxi")["reason"]
     _serve(settings, table.slice(0, 120))
     out = monitor_dataset(settings, "chicago_taxi", min_rows=200)
-    assert out["status"] == "skipped" and out["reason"] == (
-        "too few requests: 120 recorded, 200 needed"
-    )
+    assert out["status"] == "skipped"
+    assert out["checks"]["requests"]["reason"] == "too few requests: 120 recorded, 200 needed"
+    assert out["reason"].startswith("too few requests") and "no clean batch" in out["reason"]
     assert not (settings.reports_dir / "chicago_taxi" / "monitor").exists()
 
 
@@ -237,3 +237,24 @@ def test_a_request_larger_than_the_buffer_keeps_its_newest_rows(tmp_path: Path) 
     assert log.rows("taxi") == 1000
     [path] = log.flush()
     assert pq.read_table(path).column("fare").to_pylist()[0] == 500.0
+
+
+def test_the_newest_batch_is_the_latest_partition_written_after_the_champion(
+    settings: Settings,
+) -> None:
+    import os
+
+    from aimass.monitor import newest_batch
+
+    clean = settings.lake_dir / "clean" / "chicago_taxi"
+    for ds, written in (("2026-11-01", 1_000), ("2026-11-03", 3_000), ("2026-11-02", 2_000)):
+        (clean / f"ds={ds}").mkdir(parents=True)
+        part = clean / f"ds={ds}" / "part-00000.parquet"
+        part.write_bytes(b"")
+        os.utime(part, (written, written))
+    (clean / "ds=2026-11-04").mkdir()  # a run that wrote nothing yet
+    champ = SimpleNamespace(version="4", creation_timestamp=1_500 * 1000)
+    assert newest_batch(settings, "chicago_taxi", champ) == clean / "ds=2026-11-03"
+    champ.creation_timestamp = 3_500 * 1000
+    assert newest_batch(settings, "chicago_taxi", champ) is None
+    assert newest_batch(settings, "chicago_taxi", SimpleNamespace(version="4")) is None
