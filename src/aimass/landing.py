@@ -325,15 +325,19 @@ class S3Zone:
     def claim(self, name: str) -> str | None:
         """Move a landed object into ``.claimed/``; its claimed name, None if it is gone.
 
-        The claimed name comes from the object's upload time, so a claim interrupted
-        between copy and delete gives the same name when it is made again.
+        The claimed name comes from the object's upload time and ETag, so a claim
+        interrupted between copy and delete gives the same name when it is made again, and
+        a new upload under the same name in the same second (S3 times are in whole
+        seconds) gets a name of its own instead of replacing a claimed file.
         """
         key = self.prefix + name
         with self._errors("claim", key):
             head = self._head(key)
             if head is None:
                 return None
-            claimed = f"{head['LastModified'].astimezone(UTC).strftime(_STAMP)}-{name}"
+            uploaded = head["LastModified"].astimezone(UTC).strftime(_STAMP)
+            etag = str(head.get("ETag", "")).strip('"').replace("-", "")[:12]
+            claimed = f"{uploaded}.{etag}-{name}"
             if not self._copy(key, f"{self.prefix}{CLAIMED}/{claimed}"):
                 return None
             self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,30 @@ def test_a_move_interrupted_half_way_is_finished_not_repeated(
     assert f"{ZONE}b.csv" in _keys(s3)  # copied, not yet deleted
     assert zone.claim("b.csv") == second and zone.pending() == [second]
     assert f"{ZONE}b.csv" not in _keys(s3)
+
+
+def test_a_new_upload_under_a_claimed_name_is_claimed_on_its_own(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zone = landing.zone_for(Settings.from_env(), "chicago_taxi")
+    assert isinstance(zone, landing.S3Zone)
+    head = zone._head
+    # S3 upload times are whole seconds: both uploads in the same one
+    same_second = datetime(2026, 11, 26, 11, 10, 9, tzinfo=UTC)
+    monkeypatch.setattr(
+        zone,
+        "_head",
+        lambda key: {**found, "LastModified": same_second} if (found := head(key)) else None,
+    )
+    _put(s3, "a.csv")
+    first = zone.claim("a.csv")
+    _put(s3, "a.csv", CSV + b"1400269501,7.5\n")
+    second = zone.claim("a.csv")
+    assert first and second and first != second
+    assert zone.pending() == sorted([first, second])
+    assert all(name.split("-", 1)[1] == "a.csv" for name in (first, second))
+    taken = zone.take(ds="2026-11-26", run_id="r1")
+    assert sorted(e["bytes"] for e in taken) == [len(CSV), len(CSV) + 15]
 
 
 class _Killed(Exception):
