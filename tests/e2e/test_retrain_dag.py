@@ -1,30 +1,35 @@
 """The whole retraining DAG through a running Airflow, with real Spark, GX, TF, MLflow and serving.
 
-Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server and the model
-server are started as in `make demo`, on free ports and a temporary var dir. The DAG is
-triggered through the REST API and the scheduler runs it. Two taxi runs (binary): the
-first, manual, has no champion and deploys version 1. Then a Bayesian search runs from the
-tuning DAG, a skewed batch of requests reaches the champion, and the monitor DAG's drift
-event starts the second run with no one acting: it trains with the tuned values and is
-gated against the first's champion. Then the rollback DAG moves `stable` and `champion`
-back. The same DAG runs the penguin specs, a regression and a multiclass label, which
-differ from the taxi data only by their YAML: the multiclass run is started by two files
-landing together while the scheduler is down and the triggerer restarts, and it processes
-each of them once.
+The stack (tests/e2ekit.py) starts as `make demo` does, on free ports and a temporary var
+dir. The DAG is triggered through the REST API and the scheduler runs it. Two taxi runs
+(binary): the first, manual, has no champion and deploys version 1. Then a Bayesian search
+runs from the tuning DAG, a skewed batch of requests reaches the champion, and the monitor
+DAG's drift event starts the second run with no one acting: it trains with the tuned values
+and is gated against the first's champion. Then the rollback DAG moves `stable` and
+`champion` back. The multiclass penguin spec, which differs from the taxi data only by its
+YAML, is started by two files landing together while the scheduler is down and the
+triggerer restarts, and it processes each of them once. (The regression spec runs in
+test_regression_dag.py, on a stack of its own.)
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import PENGUINS_CSV, SAMPLE_CSV, free_port
+from e2ekit import (
+    BAD_LINES,
+    DAG_ID,
+    ROWS,
+    SKEWED,
+    predict_stable,
+    run_retrain,
+    task_log_tail,
+)
+from testkit import PENGUINS_CSV
 
 from aimass import services
 from aimass.airflow_api import AirflowClient
@@ -34,79 +39,9 @@ from aimass.config import Settings
 # per-test timeout (pyproject.toml) on a busy 2-core machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2700)]
 
-DAG_ID = "aimass_retrain"
 TUNE_DAG_ID = "aimass_tune"
 ROLLBACK_DAG_ID = "aimass_rollback"
 MONITOR_DAG_ID = "aimass_monitor"
-ROWS = 4000
-# The model server records every request; the newest SKEWED rows fill its buffer.
-SKEWED = 1000
-BAD_LINES = [
-    "not,enough,fields\n",
-    ",abc,5,19,6,1400269500,,,,,0.0,,,Cash,Flash Cab,300,,0.0\n",  # text in a numeric column
-    ",-7.5,5,19,6,1400269500,,,,,0.0,,,Cash,Flash Cab,300,,0.0\n",  # breaks fare_not_negative
-]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, AirflowClient]]:
-    var = tmp_path_factory.mktemp("e2e") / "var"
-    raw = var / "data" / "raw" / "chicago_taxi"
-    raw.mkdir(parents=True)
-    with open(SAMPLE_CSV, encoding="utf-8") as src:
-        lines = list(itertools.islice(src, ROWS + 1))
-    (raw / "data.csv").write_text("".join(lines + BAD_LINES), encoding="utf-8")
-    penguins = var / "data" / "raw" / "palmer_penguins"
-    penguins.mkdir(parents=True)
-    shutil.copy(PENGUINS_CSV, penguins / "penguins.csv")
-
-    mp = pytest.MonkeyPatch()
-    env = {
-        "AIMASS_VAR_DIR": str(var),
-        "AIMASS_AIRFLOW_PORT": str(free_port()),
-        "AIMASS_MLFLOW_PORT": str(free_port()),
-        "AIMASS_SERVING_GRPC_PORT": str(free_port()),
-        "AIMASS_SERVING_REST_PORT": str(free_port()),
-        # Only the runs this test triggers: a nightly slot passing mid-test would add its own
-        # run and champion (the schedule itself is tested in tests/dags).
-        "AIMASS_RETRAIN_SCHEDULE": "none",
-        "AIMASS_MONITOR_SCHEDULE": "none",
-        "AIMASS_REQUEST_LOG_SAMPLE": "1",
-        "AIMASS_REQUEST_LOG_ROWS": str(SKEWED),
-    }
-    for key, value in env.items():
-        mp.setenv(key, value)
-    mp.delenv("AIMASS_MLFLOW_TRACKING_URI", raising=False)
-    settings = Settings.from_env()
-    try:
-        services.prepare(settings)
-        services.start(settings)
-        services.wait_ready(settings, timeout_s=300)
-        client = AirflowClient(
-            f"http://{settings.host}:{settings.airflow_port}",
-            services.ADMIN_USER,
-            services.admin_password(settings),
-        )
-        client.wait_for_dag(DAG_ID, timeout_s=180)
-        yield settings, client
-    finally:
-        services.stop(settings)
-        mp.undo()
-
-
-def _run(client: AirflowClient, conf: dict) -> tuple[str, str, dict | None]:
-    run_id = client.trigger(DAG_ID, conf)
-    state = client.wait_for_run(DAG_ID, run_id, timeout_s=900)
-    summary = client.xcom(DAG_ID, run_id, "publish_summary") if state == "success" else None
-    return run_id, state, summary
-
-
-def _task_log_tail(settings: Settings, run_id: str) -> str:
-    logs = sorted((services.airflow_home(settings) / "logs").rglob("*.log"))
-    mine = [p for p in logs if run_id in str(p)]
-    return "\n".join(
-        f"--- {p}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in mine
-    )
 
 
 def test_two_runs_deploy_then_gate_against_the_champion(
@@ -116,8 +51,8 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     from mlflow import MlflowClient
 
     settings, client = stack
-    run_id, state, summary = _run(client, {"epochs": 3, "ds": "2026-11-01"})
-    assert state == "success", _task_log_tail(settings, run_id)
+    run_id, state, summary = run_retrain(client, {"epochs": 3, "ds": "2026-11-01"})
+    assert state == "success", task_log_tail(settings, run_id)
     assert summary is not None
 
     # clean: the partition exists and every row is accounted for
@@ -174,7 +109,7 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     tune_conf = {"algorithm": "bayesian", "max_trials": 2, "epochs": 1, "workers": 2}
     tune_run = client.trigger(TUNE_DAG_ID, tune_conf)
     tune_state = client.wait_for_run(TUNE_DAG_ID, tune_run, timeout_s=900)
-    assert tune_state == "success", _task_log_tail(settings, tune_run)
+    assert tune_state == "success", task_log_tail(settings, tune_run)
     search = client.xcom(TUNE_DAG_ID, tune_run, "search_hyperparameters")
     assert search["partition"] == str(clean_dir) and len(search["trials"]) == 2
     children = mlc.search_runs(
@@ -193,14 +128,14 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     client.wait_for_dag(MONITOR_DAG_ID, timeout_s=180)
     monitor_run = client.trigger(MONITOR_DAG_ID, {"datasets": ["chicago_taxi"]})
     assert client.wait_for_run(MONITOR_DAG_ID, monitor_run, timeout_s=300) == "success", (
-        _task_log_tail(settings, monitor_run)
+        task_log_tail(settings, monitor_run)
     )
     (checked,) = client.xcom(MONITOR_DAG_ID, monitor_run, "check_request_drift")
     assert checked["status"] == "critical" and "fare" in checked["critical_features"], checked
     assert checked["event"] == "aimass_drift_chicago_taxi"
     (run_id2,) = _new_runs(client, before, timeout_s=180)
     state2 = client.wait_for_run(DAG_ID, run_id2, timeout_s=900)
-    assert state2 == "success", _task_log_tail(settings, run_id2)
+    assert state2 == "success", task_log_tail(settings, run_id2)
     summary2 = client.xcom(DAG_ID, run_id2, "publish_summary")
     assert summary2["trigger"]["kind"] == "drift", summary2["trigger"]
     assert "fare" in summary2["trigger"]["reason"] and summary2["dataset"] == "chicago_taxi"
@@ -239,13 +174,13 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     back_run = client.trigger(ROLLBACK_DAG_ID, why)
     back_state = client.wait_for_run(ROLLBACK_DAG_ID, back_run, timeout_s=300)
     if gate["passed"]:  # version 2 is stable: roll back to 1
-        assert back_state == "success", _task_log_tail(settings, back_run)
+        assert back_state == "success", task_log_tail(settings, back_run)
         back = client.xcom(ROLLBACK_DAG_ID, back_run, "roll_back")
         assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
         assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
             first_version
         )
-        assert _predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
+        assert predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
     else:  # only version 1 was ever stable: nothing to roll back to, nothing moves
         assert back_state == "failed"
         assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
@@ -298,45 +233,6 @@ def _wait_for_request_log(settings: Settings, model: str, *, after: float) -> No
         time.sleep(2)
 
 
-def _predict_stable(settings: Settings, model: str, instance: dict) -> list:
-    from aimass.serving.client import ServingClient
-
-    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
-    try:
-        return list(sc.predict_rest(model, [instance], label="stable"))
-    finally:
-        sc.close()
-
-
-def test_a_regression_spec_runs_through_the_same_dag(
-    stack: tuple[Settings, AirflowClient],
-) -> None:
-    settings, client = stack
-
-    # Body mass in grams; the two rows without it are quarantined, not dropped.
-    run_id, state, summary = _run(client, {"dataset": "penguins_body_mass", "ds": "2026-11-02"})
-    assert state == "success", _task_log_tail(settings, run_id)
-    assert summary is not None
-    counts = summary["clean"]
-    assert counts["rows_in"] == 344 and counts["rows_quarantined"] == 2
-    assert counts["quarantine_reasons"] == {"null label body_mass: `body_mass_g`": 2}
-    gate = summary["gate"]
-    assert gate["task"] == "regression" and gate["passed"] is True, gate["checks"]
-    assert gate["candidate"]["rmse"] < 500 and gate["candidate"]["r2"] > 0.6
-    deployment = summary["deployment"]
-    assert deployment["output"] == "predictions"
-    (grams,) = _predict_stable(settings, "penguins_body_mass", deployment["rest_instance"])
-    assert 2000 < float(grams) < 7000
-
-    # A classification-only override is refused for the regression spec, before any work.
-    run_id, state, _ = _run(
-        client, {"dataset": "penguins_body_mass", "ds": "2026-11-03", "min_auc": 0.9}
-    )
-    assert state == "failed"
-    assert "applies to classification" in _task_log_tail(settings, run_id)
-    assert not settings.clean_partition("penguins_body_mass", "2026-11-03").exists()
-
-
 def test_files_landing_while_airflow_restarts_are_each_processed_once(
     stack: tuple[Settings, AirflowClient],
 ) -> None:
@@ -376,7 +272,7 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
 
     runs = _new_runs(client, before, timeout_s=180)
     states = {run: client.wait_for_run(DAG_ID, run, timeout_s=900) for run in runs}
-    assert set(states.values()) == {"success"}, [_task_log_tail(settings, r) for r in runs]
+    assert set(states.values()) == {"success"}, [task_log_tail(settings, r) for r in runs]
     ledger = [
         json.loads(line) for line in (zone / "processed" / "ledger.jsonl").read_text().splitlines()
     ]
@@ -410,15 +306,15 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
     }
     deployment = summary["deployment"]
     assert deployment["output"] == "probabilities"
-    (probs,) = _predict_stable(settings, "palmer_penguins", deployment["rest_instance"])
+    (probs,) = predict_stable(settings, "palmer_penguins", deployment["rest_instance"])
     assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-3)
 
-    # Three models now share the model server, each with its own stable version.
+    # Both models now share the model server, each with its own stable version.
     from aimass.serving.client import ServingClient
 
     sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
-        for model in ("chicago_taxi", "palmer_penguins", "penguins_body_mass"):
+        for model in ("chicago_taxi", "palmer_penguins"):
             assert any(s["state"] == "AVAILABLE" for s in sc.model_status(model)), model
     finally:
         sc.close()
