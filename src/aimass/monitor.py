@@ -392,7 +392,12 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
         return None
     newer = []
     for partition in root.glob("ds=*"):
-        files = [p for p in partition.rglob("*.parquet") if p.is_file()]
+        files = [
+            p
+            for p in partition.rglob("*.parquet")
+            if p.is_file()
+            and not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
+        ]  # as lake.open_partition reads it: no staging folders
         if not files:
             continue
         written = max(p.stat().st_mtime for p in files)

@@ -252,7 +252,9 @@ def test_the_newest_batch_is_the_latest_partition_written_after_the_champion(
         part = clean / f"ds={ds}" / "part-00000.parquet"
         part.write_bytes(b"")
         os.utime(part, (written, written))
-    (clean / "ds=2026-11-04").mkdir()  # a run that wrote nothing yet
+    staging = clean / "ds=2026-11-04" / "_temporary"  # a run still writing
+    staging.mkdir(parents=True)
+    (staging / "part-00000.parquet").write_bytes(b"")
     champ = SimpleNamespace(version="4", creation_timestamp=1_500 * 1000)
     assert newest_batch(settings, "chicago_taxi", champ) == clean / "ds=2026-11-03"
     champ.creation_timestamp = 3_500 * 1000
