@@ -1,11 +1,11 @@
 """
-### Watch what production is asked (`aimass_monitor`)
+### Watch what the champion meets (`aimass_monitor`)
 
 Runs hourly (`AIMASS_MONITOR_SCHEDULE`, cron in UTC; `none` turns it off) and on demand.
 The model server records a sample of the features of the requests it serves
 (`serving/requests/<model>/recent.parquet`, the last 10,000 rows per model by default;
 `AIMASS_REQUEST_LOG_SAMPLE` sets the share recorded). For every dataset whose model has a
-champion, **check_request_drift** profiles those recent requests with the bins of the
+champion, **check_champion_drift** profiles those recent requests with the bins of the
 champion's reference profile and compares them with the spec's drift thresholds (PSI per
 feature, null shares, new or vanished categories). It compares the newest **batch** the
 champion never saw too: the latest clean partition written after the champion was
@@ -13,8 +13,9 @@ registered (a landed file whose candidate was rejected or whose run stopped, a d
 since). Each check writes an HTML and a JSON report under
 `reports/<dataset>/monitor/<UTC time>/` (the batch's in `batch/`).
 
-When the drift of a dataset's requests or newest batch is **critical**, the task sends a `drift_detected` alert and
-emits an event on the asset `aimass_drift_<dataset>`, which schedules **aimass_retrain**
+When the drift of a dataset's requests or newest batch is **critical**, the task sends a
+`drift_detected` alert with the reason and emits an event on the asset
+`aimass_drift_<dataset>`, which schedules **aimass_retrain**
 for that dataset on its spec's source; the retrain run records the reason. Each champion
 asks for one drift retrain: until a new champion is deployed, further critical checks
 alert but queue no more retrains (`reports/<dataset>/monitor/last_drift_event.json`). Datasets with
@@ -83,7 +84,7 @@ with DAG(
 ) as dag:
 
     @task(outlets=[DRIFT_EVENTS])
-    def check_request_drift() -> list[dict]:
+    def check_champion_drift() -> list[dict]:
         """Compare each champion's recent requests and newest batch with its reference; announce critical drift."""
         from aimass.alerts import alert_on_drift
         from aimass.monitor import CRITICAL, claim_drift_event, monitor_dataset
@@ -100,7 +101,9 @@ with DAG(
             if not claim_drift_event(settings, result):
                 # This champion already asked for a retrain on drift: alert, do not queue another.
                 result["event"] = "already announced for this champion"
-                alert_on_drift({**result, "action": "flag"}, dataset=dataset, settings=settings)
+                alert_on_drift(
+                    {**result, "action": "announced"}, dataset=dataset, settings=settings
+                )
                 continue
             result["event"] = drift_asset_name(dataset)
             context["outlet_events"][DRIFT_EVENTS].add(
@@ -120,4 +123,4 @@ with DAG(
             alert_on_drift({**result, "action": "retrain"}, dataset=dataset, settings=settings)
         return results
 
-    check_request_drift()
+    check_champion_drift()

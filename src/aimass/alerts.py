@@ -491,6 +491,16 @@ def send_alert(
     return record
 
 
+# What follows critical drift: a run's check_drift stops or goes on (the spec's on_critical);
+# the monitor queues a retrain, or not when this champion already asked for one.
+_DRIFT_OUTCOMES = {
+    "fail": "the run stops",
+    "flag": "retraining goes on (flagged)",
+    "retrain": "a retrain is queued",
+    "announced": "no new retrain: already asked for with this champion",
+}
+
+
 def alert_on_drift(
     summary: Mapping[str, Any], *, dataset: str, settings: Settings | None = None
 ) -> dict[str, Any] | None:
@@ -502,7 +512,7 @@ def alert_on_drift(
         return None
     features = list(summary.get("critical_features") or [])
     changes = list(summary.get("schema_changes") or [])
-    outcome = "the run stops" if summary.get("action") == "fail" else "retraining goes on (flagged)"
+    outcome = _DRIFT_OUTCOMES.get(str(summary.get("action")), _DRIFT_OUTCOMES["flag"])
     title = (
         f"critical drift in {dataset}: {', '.join(features + changes) or 'see the report'}; "
         f"{outcome}"
@@ -513,6 +523,7 @@ def alert_on_drift(
             key: summary.get(key)
             for key in (
                 "action",
+                "reason",
                 "critical_features",
                 "warning_features",
                 "schema_changes",

@@ -1,4 +1,4 @@
-"""aimass_monitor: hourly drift checks of served requests that schedule aimass_retrain."""
+"""aimass_monitor: hourly drift checks of served requests and new batches that schedule aimass_retrain."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def test_monitor_runs_hourly_one_at_a_time_and_announces_through_an_alias() -> N
     dag = module.dag
     assert dag.timetable.expression == "0 * * * *"
     assert dag.max_active_runs == 1 and dag.catchup is False
-    assert dag.task_ids == ["check_request_drift"]
-    [alias] = dag.get_task("check_request_drift").outlets
+    assert dag.task_ids == ["check_champion_drift"]
+    [alias] = dag.get_task("check_champion_drift").outlets
     assert type(alias).__name__ == "AssetAlias"  # only drifted datasets get an event
     assert dag.params["datasets"] == [] and dag.params["min_rows"] == 200
 
@@ -92,7 +92,7 @@ def test_critical_drift_emits_an_event_and_alerts(
         "outlet_events": outlets,
     }
     monkeypatch.setattr(module, "get_current_context", lambda: context)
-    out = module.dag.get_task("check_request_drift").python_callable()
+    out = module.dag.get_task("check_champion_drift").python_callable()
     assert [r["status"] for r in out] == ["critical", "skipped"]
     [(asset, extra)] = outlets[module.DRIFT_EVENTS].added
     assert asset.name == "aimass_drift_chicago_taxi"
@@ -108,13 +108,14 @@ def test_critical_drift_emits_an_event_and_alerts(
         for line in (settings.var_dir / "alerts" / "alerts.jsonl").read_text().splitlines()
     ]
     assert stored["kind"] == "drift_detected" and "fare" in stored["title"]
+    assert "a retrain is queued" in stored["title"]
 
     # The same champion, still drifted an hour later: an alert, but no second retrain.
-    again = module.dag.get_task("check_request_drift").python_callable()
+    again = module.dag.get_task("check_champion_drift").python_callable()
     assert again[0]["event"] == "already announced for this champion"
     assert len(outlets[module.DRIFT_EVENTS].added) == 1
     lines = (settings.var_dir / "alerts" / "alerts.jsonl").read_text().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 2 and "already asked for" in json.loads(lines[1])["title"]
 
 
 def test_prepare_run_hands_drift_events_to_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:

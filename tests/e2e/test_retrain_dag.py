@@ -130,7 +130,7 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert client.wait_for_run(MONITOR_DAG_ID, monitor_run, timeout_s=300) == "success", (
         task_log_tail(settings, monitor_run)
     )
-    (checked,) = client.xcom(MONITOR_DAG_ID, monitor_run, "check_request_drift")
+    (checked,) = client.xcom(MONITOR_DAG_ID, monitor_run, "check_champion_drift")
     assert checked["status"] == "critical" and "fare" in checked["critical_features"], checked
     assert checked["event"] == "aimass_drift_chicago_taxi"
     (run_id2,) = _new_runs(client, before, timeout_s=180)

@@ -298,10 +298,17 @@ def test_critical_drift_alerts_and_other_drift_does_not(settings: Settings) -> N
     assert record["details"]["report_html"] == "/r/drift.html"
     failing = alerts.alert_on_drift({**summary, "action": "fail"}, dataset="x", settings=settings)
     assert failing is not None and "the run stops" in failing["title"]
+    queued = alerts.alert_on_drift(
+        {**summary, "action": "retrain", "reason": "critical drift of the new batch ds=x"},
+        dataset="x",
+        settings=settings,
+    )
+    assert queued is not None and "a retrain is queued" in queued["title"]
+    assert queued["details"]["reason"] == "critical drift of the new batch ds=x"
     for status in ("warning", "ok"):
         quiet = {**summary, "status": status}
         assert alerts.alert_on_drift(quiet, dataset="x", settings=settings) is None
-    assert len(_lines(settings)) == 2
+    assert len(_lines(settings)) == 3
 
 
 def test_a_failed_dag_run_callback_alerts_with_the_last_task(settings: Settings) -> None:
