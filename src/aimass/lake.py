@@ -25,13 +25,21 @@ def open_partition(partition: Path) -> pads.Dataset:
             f"clean partition {partition} does not exist or is not a folder; "
             "run the clean stage for this date first or pass the right partition path"
         )
-    files = sorted(
-        str(p)
-        for p in partition.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
-    )
+    files = [str(p) for p in partition_files(partition)]
     if not files:
         raise ConfigError(
             f"clean partition {partition} holds no .parquet files; rerun the clean stage for it"
         )
     return pads.dataset(files, format="parquet")
+
+
+def partition_files(partition: Path) -> list[Path]:
+    """The partition's Parquet files, sorted, without hidden or underscore files and folders
+    (``_SUCCESS``, a writer's ``_temporary`` staging); empty when the folder is missing."""
+    partition = Path(partition)
+    return sorted(
+        p
+        for p in partition.rglob("*.parquet")
+        if p.is_file()
+        and not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
+    )

@@ -390,14 +390,11 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
     root = settings.lake_dir / "clean" / dataset
     if registered is None or not root.is_dir():
         return None
+    from aimass.lake import partition_files
+
     newer = []
     for partition in root.glob("ds=*"):
-        files = [
-            p
-            for p in partition.rglob("*.parquet")
-            if p.is_file()
-            and not any(part.startswith((".", "_")) for part in p.relative_to(partition).parts)
-        ]  # as lake.open_partition reads it: no staging folders
+        files = partition_files(partition)  # as a run reads it: no staging folders
         if not files:
             continue
         written = max(p.stat().st_mtime for p in files)
@@ -406,7 +403,20 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
     return max(newer)[1] if newer else None
 
 
-_SEVERITY = {SKIPPED: -1, OK: 0, WARNING: 1, CRITICAL: 2}
+def _judged(report: Any, out: Path, *, subject: str, rows: str, champ: Any) -> dict[str, Any]:
+    """Write ``report`` under ``out``; its drift summary and a one-line reason."""
+    from aimass.drift import write_report, xcom_summary
+
+    summary = xcom_summary(report, write_report(report, out))
+    if report.status == CRITICAL:
+        worst = ", ".join(summary["critical_features"] or summary["schema_changes"])
+        reason = (
+            f"{report.status} drift of {subject} in {worst} "
+            f"({rows} vs champion v{champ.version}'s reference)"
+        )
+    else:
+        reason = f"{report.status}: {subject}, {rows} vs champion v{champ.version}"
+    return {**summary, "reason": reason}
 
 
 def _check_requests(
@@ -415,7 +425,7 @@ def _check_requests(
     """Recent requests against the reference, on the features the requests carry."""
     import pyarrow.parquet as pq
 
-    from aimass.drift import compare, profile_partition, write_report, xcom_summary
+    from aimass.drift import compare, profile_partition
 
     path = recent_requests_path(settings.requests_dir, spec.name)
     if not path.is_file():
@@ -449,17 +459,11 @@ def _check_requests(
     report = compare(
         restrict_profile(reference, features), restrict_profile(current, features), spec.drift
     )
-    summary = xcom_summary(report, write_report(report, out))
-    worst = summary["critical_features"] or summary["schema_changes"]
-    reason = (
-        f"{report.status} drift of served requests in {', '.join(worst)} "
-        f"({report.rows_current} requests vs champion v{champ.version}'s reference)"
-        if report.status == CRITICAL
-        else f"{report.status}: {report.rows_current} requests vs champion v{champ.version}"
+    judged = _judged(
+        report, out, subject="served requests", rows=f"{report.rows_current} requests", champ=champ
     )
     return {
-        **summary,
-        "reason": reason,
+        **judged,
         "served_versions": versions,
         "features": served,
         "window": {
@@ -473,7 +477,7 @@ def _check_batch(
     settings: Settings, spec: Any, champ: Any, reference: dict[str, Any], out: Path
 ) -> dict[str, Any]:
     """The newest batch the champion has not seen against its reference, as check_drift does."""
-    from aimass.drift import compare, profile_partition, write_report, xcom_summary
+    from aimass.drift import compare, profile_partition
 
     partition = newest_batch(settings, spec.name, champ)
     if partition is None:
@@ -481,16 +485,14 @@ def _check_batch(
     report = compare(
         reference, profile_partition(partition, spec, edges_from=reference), spec.drift
     )
-    summary = xcom_summary(report, write_report(report, out))
-    worst = summary["critical_features"] or summary["schema_changes"]
-    batch = partition.name
-    reason = (
-        f"{report.status} drift of the new batch {batch} in {', '.join(worst)} "
-        f"({report.rows_current} rows vs champion v{champ.version}'s reference)"
-        if report.status == CRITICAL
-        else f"{report.status}: new batch {batch} vs champion v{champ.version}"
+    judged = _judged(
+        report,
+        out,
+        subject=f"the new batch {partition.name}",
+        rows=f"{report.rows_current} rows",
+        champ=champ,
     )
-    return {**summary, "reason": reason, "partition": str(partition)}
+    return {**judged, "partition": str(partition)}
 
 
 def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) -> dict[str, Any]:
@@ -529,7 +531,9 @@ def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) ->
     if not ran:
         reason = "; ".join(c["reason"] for c in checks.values())
         return _skipped(spec.name, reason, checks=checks)
-    worst = max(ran, key=lambda c: _SEVERITY[c["status"]])
+    from aimass.drift import SEVERITIES
+
+    worst = max(ran, key=lambda c: SEVERITIES.index(c["status"]))
     reason = "; ".join(c["reason"] for c in ran if c["status"] == worst["status"])
     logger.info("monitor %s: %s; reports under %s", spec.name, reason, out)
     return {
