@@ -32,7 +32,7 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-$(SAMPLE_STAMP): $(VENV_STAMP) src/aimass/sample_data.py
+$(SAMPLE_STAMP): $(VENV_STAMP) src/aimass/data/sample_data.py
 	$(BIN)/python -m aimass.cli fetch-sample --var-dir $(VAR)
 	@touch $@
 

@@ -13,7 +13,7 @@ real sample resampled with noise and a small share of bad rows) and times:
   with TRY_CAST and a reason per bad row, the spec's rules, the label expression, a hashed
   split, clean + quarantine Parquet, then the counts read back from what was written, as
   the Spark job does); median of ``--repeats`` runs after one warm-up run;
-- **gx**: ``aimass.quality.validate_partition`` on the clean partition Spark wrote.
+- **gx**: ``aimass.data.quality.validate_partition`` on the clean partition Spark wrote.
 
 DuckDB's clean, quarantine and duplicate counts (and quarantine reason kinds) must equal Spark's
 exactly, or the script fails. The split uses another hash function (DuckDB ``hash`` vs
@@ -47,13 +47,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 import _results  # noqa: E402
 import datagen  # noqa: E402
 
-from aimass.spec import load_spec  # noqa: E402
+from aimass.data.spec import load_spec  # noqa: E402
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
     from pyspark.sql import SparkSession
 
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
 log = logging.getLogger("bench_clean")
 
@@ -262,8 +262,8 @@ def run_duckdb(
 
 
 def spark_session(conf: dict[str, str]) -> SparkSession:
-    """``aimass.spark.get_session``; with ``conf``, the same settings plus the overrides."""
-    from aimass.spark import SMALL_MACHINE_CONF, get_session
+    """``aimass.platform.spark.get_session``; with ``conf``, the same settings plus the overrides."""
+    from aimass.platform.spark import SMALL_MACHINE_CONF, get_session
 
     if conf:
         from pyspark.sql import SparkSession
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             **check,
         }
         if not args.no_gx:
-            from aimass.quality import validate_partition
+            from aimass.data.quality import validate_partition
 
             partition = out / label / "spark" / "clean" / f"ds={DS}"
             if n == min(sizes):  # warm-up: GX imports and first context

@@ -11,11 +11,11 @@ per second over gRPC and as many over REST, all for the ``stable`` label, holdou
 through these phases:
 
 1. ``steady``: version 1 serving, nothing else happening (``--steady-seconds``);
-2. ``rollout``: ``aimass.rollout.rollout`` of version 2 with every step: warm-up requests
+2. ``rollout``: ``aimass.serving.rollout.rollout`` of version 2 with every step: warm-up requests
    written, infra validation in a sandbox server (a second TensorFlow process on the same
    cores), publish, load, canary analysis against stable, promotion;
 3. ``after rollout``: version 2 serving;
-4. ``rollback``: ``aimass.rollout.rollback`` to version 1 (still loaded);
+4. ``rollback``: ``aimass.serving.rollout.rollback`` to version 1 (still loaded);
 5. ``after rollback``.
 
 Ratios: ``p99_during_rollout_over_steady`` (target <= 3) and
@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
         os.environ["AIMASS_VAR_DIR"] = str(Path(tmp) / "var")
         (Path(tmp) / "var").mkdir()
-        from aimass.config import Settings
-        from aimass.rollout import CanaryPolicy, rollback, rollout
+        from aimass.platform.settings import Settings
+        from aimass.serving.rollout import CanaryPolicy, rollback, rollout
 
         settings = Settings.from_env()
         policy = CanaryPolicy(requests=args.canary_requests)
-        from aimass.rollout import serving_config_path
+        from aimass.serving.rollout import serving_config_path
 
         proc, client = start_model_server(
             serving_config_path(settings), settings.var_dir / "server.log"

@@ -123,7 +123,7 @@ def build_model(epochs: int) -> tuple[Path, Path, bool]:
     """Export (or reuse) the taxi model as version 1 under a base path; (base, partition, cached)."""
     from testkit import write_partition
 
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
 
     spec = load_spec(SPEC)
     partition = BENCH_DIR / "clean" / f"ds={DS}"
@@ -156,7 +156,7 @@ def build_model(epochs: int) -> tuple[Path, Path, bool]:
 
 def holdout_rows(partition: Path, n: int) -> dict[str, np.ndarray]:
     """``n`` holdout rows as the serving signature's inputs (repeated if the split is smaller)."""
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
     from models.tabular.inputs import load_arrays
 
     spec = load_spec(SPEC)
@@ -224,7 +224,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.rest_port}"
 
     def wait(self, timeout_s: float = 180) -> None:
-        from aimass.errors import ServingError
+        from aimass.platform.errors import ServingError
         from aimass.serving.client import ServingClient
 
         deadline = time.monotonic() + timeout_s

@@ -24,7 +24,7 @@ What is timed, in one process and one run, on the train split:
    time the step waited for input): ``input_wait_share_lake`` / ``_memory`` is the share of the
    loop's time spent in ``next``. Also the input pipeline alone (batches pulled, no training):
    its examples/s and its time as a share of the ``fit`` time (``input_only_share_*``).
-3. **1 vs 2 workers.** ``aimass.training.train`` with ``workers=1`` and ``workers=2`` on the
+3. **1 vs 2 workers.** ``aimass.training.launcher.train`` with ``workers=1`` and ``workers=2`` on the
    same partition for ``--epochs`` epochs (the spec's per-worker batch, so the global batch
    doubles with two workers): wall time of the call (TensorFlow start-up, reading the arrays,
    holdout evaluation and export included) and the chief's ``fit`` time for the epochs as
@@ -68,7 +68,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from bench_clean import SAMPLE, parse_size, size_label  # noqa: E402
 
-from aimass.spec import DatasetSpec, load_spec  # noqa: E402
+from aimass.data.spec import DatasetSpec, load_spec  # noqa: E402
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -446,8 +446,8 @@ class _Lines(logging.Handler):
 def run_training(
     spec: DatasetSpec, partition: Path, workers: int, epochs: int, run_dir: Path, timeout_s: float
 ) -> dict[str, Any]:
-    """``aimass.training.train`` with ``workers`` workers; wall time and the chief's fit time."""
-    from aimass.training import train
+    """``aimass.training.launcher.train`` with ``workers`` workers; wall time and the chief's fit time."""
+    from aimass.training.local import train
 
     shutil.rmtree(run_dir, ignore_errors=True)  # a leftover checkpoint would be resumed
     logger = logging.getLogger("aimass.training")
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workers: dict[int, dict[str, Any]] = {}
     if not args.no_workers:
-        print(f"\n1 vs 2 workers: aimass.training.train, {args.epochs} epoch(s)")
+        print(f"\n1 vs 2 workers: aimass.training.launcher.train, {args.epochs} epoch(s)")
         for w in (1, 2):
             workers[w] = run_training(
                 spec,

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 if TYPE_CHECKING:
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
 GENERATOR_VERSION = 2
 BAD_KINDS = ("unparseable", "rule", "null_label", "extra_field", "missing_field")

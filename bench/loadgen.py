@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass.errors import ServingError
+from aimass.platform.errors import ServingError
 from aimass.serving.client import ServingClient
 from aimass.serving.config import server_config, write_config
 

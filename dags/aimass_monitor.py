@@ -36,9 +36,9 @@ from airflow.sdk import (
     task,
 )
 
-from aimass.alerts import notify_failed_run
-from aimass.config import Settings
-from aimass.monitor import drift_asset_name, drift_asset_uri
+from aimass.data.monitor import drift_asset_name, drift_asset_uri
+from aimass.platform.alerts import notify_failed_run
+from aimass.platform.settings import Settings
 
 DAG_ID = "aimass_monitor"
 _SETTINGS = Settings.from_env()
@@ -86,8 +86,8 @@ with DAG(
     @task(outlets=[DRIFT_EVENTS])
     def check_champion_drift() -> list[dict]:
         """Compare each champion's recent requests and newest batch with its reference; announce critical drift."""
-        from aimass.alerts import alert_on_drift
-        from aimass.monitor import CRITICAL, claim_drift_event, monitor_dataset
+        from aimass.data.monitor import CRITICAL, claim_drift_event, monitor_dataset
+        from aimass.platform.alerts import alert_on_drift
 
         context = get_current_context()
         params = context["params"]

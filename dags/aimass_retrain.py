@@ -53,10 +53,10 @@ from airflow.sdk import (
     task,
 )
 
-from aimass.alerts import notify_failed_run
-from aimass.config import Settings
-from aimass.landing_trigger import LandingZoneTrigger
-from aimass.monitor import DRIFT_ASSET_PREFIX, drift_asset_name, drift_asset_uri
+from aimass.data.landing_trigger import LandingZoneTrigger
+from aimass.data.monitor import DRIFT_ASSET_PREFIX, drift_asset_name, drift_asset_uri
+from aimass.platform.alerts import notify_failed_run
+from aimass.platform.settings import Settings
 
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
@@ -124,7 +124,7 @@ def _no_retry_on_bad_data() -> Iterator[None]:
     the same checks again (and send its alert twice)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from aimass.errors import DataQualityError
+    from aimass.platform.errors import DataQualityError
 
     try:
         yield
@@ -146,7 +146,7 @@ with DAG(
     else _ON_LANDING,
     catchup=False,
     max_active_runs=1,
-    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
+    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.platform.alerts).
     on_failure_callback=notify_failed_run,
     tags=["aimass", "retrain"],
     default_args={
@@ -242,7 +242,7 @@ with DAG(
             title="Force deployment",
             description="Deploy the candidate even if the evaluation gate rejects it. Needs a "
             "reason below; the gate decision records it with who triggered the run, and the "
-            "MLflow run is tagged aimass.gate=forced.",
+            "MLflow run is tagged aimass.evaluation.gate=forced.",
         ),
         "force_reason": Param(
             "",
@@ -261,9 +261,9 @@ with DAG(
         """Validate the params before any work and decide where this run reads and writes."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from aimass.errors import ConfigError
-        from aimass.landing import NothingLanded
-        from aimass.pipeline import prepare_run as prepare
+        from aimass.data.landing import NothingLanded
+        from aimass.platform.errors import ConfigError
+        from aimass.stages.retrain import prepare_run as prepare
 
         context = get_current_context()
         run = context["dag_run"]
@@ -333,7 +333,7 @@ with DAG(
     @task(outlets=[CLEAN_PARTITION])
     def validate_quality(ctx: dict) -> dict:
         """Great Expectations on the clean partition; critical failures stop the run."""
-        from aimass.pipeline import validate_quality as validate
+        from aimass.stages.retrain import validate_quality as validate
 
         with _no_retry_on_bad_data():
             result = validate(ctx)
@@ -351,7 +351,7 @@ with DAG(
     @task
     def check_drift(ctx: dict) -> dict:
         """New batch vs the champion's reference: PSI, null shares, schema; report in the log."""
-        from aimass.pipeline import check_drift as check
+        from aimass.stages.retrain import check_drift as check
 
         with _no_retry_on_bad_data():
             return check(ctx)
@@ -359,14 +359,14 @@ with DAG(
     @task(execution_timeout=timedelta(hours=3))
     def train_model(ctx: dict, checks: dict) -> dict:
         """Train across worker processes, track in MLflow, register a version."""
-        from aimass.pipeline import train_model as train
+        from aimass.stages.retrain import train_model as train
 
         return train(ctx, checks)
 
     @task.branch
     def evaluate_candidate(ctx: dict, model: dict) -> str:
         """Candidate vs champion on the same holdout; deploy only if the gate passes (or forced)."""
-        from aimass.pipeline import evaluate_candidate as evaluate
+        from aimass.stages.retrain import evaluate_candidate as evaluate
 
         context = get_current_context()
         user = getattr(context["dag_run"], "triggering_user_name", None)
@@ -386,8 +386,8 @@ with DAG(
         """Roll out to the model server and make the candidate champion."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from aimass.pipeline import deploy_model as deploy
-        from aimass.rollout import CandidateRejected
+        from aimass.serving.rollout import CandidateRejected
+        from aimass.stages.retrain import deploy_model as deploy
 
         try:
             return deploy(ctx, model)
@@ -398,7 +398,7 @@ with DAG(
     @task
     def reject_candidate() -> dict:
         """Say why the gate kept the candidate out, one line per failed check; production stays."""
-        from aimass.pipeline import reject_candidate as reject
+        from aimass.stages.retrain import reject_candidate as reject
 
         decision = get_current_context()["ti"].xcom_pull(
             task_ids="evaluate_candidate", key="decision"
@@ -408,7 +408,7 @@ with DAG(
     @task(trigger_rule="none_failed_min_one_success")
     def publish_summary(ctx: dict, checks: dict, model: dict) -> dict:
         """Collect counts, quality, metrics, the decision and the deployment in one summary."""
-        from aimass.pipeline import publish_summary as publish
+        from aimass.stages.retrain import publish_summary as publish
 
         ti = get_current_context()["ti"]
         decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")

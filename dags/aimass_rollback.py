@@ -20,8 +20,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from aimass.alerts import notify_failed_run
-from aimass.config import Settings
+from aimass.platform.alerts import notify_failed_run
+from aimass.platform.settings import Settings
 
 DAG_ID = "aimass_rollback"
 DATASETS = Settings.from_env().dataset_names()
@@ -33,7 +33,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=1,
-    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
+    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.platform.alerts).
     on_failure_callback=notify_failed_run,
     tags=["aimass", "serving"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=10)},
@@ -68,8 +68,8 @@ with DAG(
         """Check the target version and the reason before anything moves."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from aimass.errors import ConfigError
-        from aimass.pipeline import prepare_rollback as prepare
+        from aimass.platform.errors import ConfigError
+        from aimass.stages.retrain import prepare_rollback as prepare
 
         context = get_current_context()
         who = context["dag_run"].triggering_user_name or "unknown"
@@ -81,7 +81,7 @@ with DAG(
     @task
     def roll_back(ctx: dict) -> dict:
         """Move stable and champion back; record who and why."""
-        from aimass.pipeline import roll_back as run
+        from aimass.stages.retrain import roll_back as run
 
         return run(ctx)
 

@@ -23,8 +23,8 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from aimass.alerts import notify_failed_run
-from aimass.config import Settings
+from aimass.platform.alerts import notify_failed_run
+from aimass.platform.settings import Settings
 
 DAG_ID = "aimass_tune"
 DATASETS = Settings.from_env().dataset_names()
@@ -36,7 +36,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=1,
-    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.alerts).
+    # A failed run is logged, stored and sent to AIMASS_ALERT_CONN_ID (aimass.platform.alerts).
     on_failure_callback=notify_failed_run,
     tags=["aimass", "tuning"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=30)},
@@ -102,8 +102,8 @@ with DAG(
         """Validate the params before any work and decide where the search keeps its state."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from aimass.errors import ConfigError
-        from aimass.tuning import prepare_tuning as prepare
+        from aimass.platform.errors import ConfigError
+        from aimass.stages.tune import prepare_tuning as prepare
 
         context = get_current_context()
         try:
@@ -114,7 +114,7 @@ with DAG(
     @task(execution_timeout=timedelta(hours=12))
     def search_hyperparameters(ctx: dict) -> dict:
         """Train and score each trial; store the best values in MLflow for the next training."""
-        from aimass.tuning import run_search
+        from aimass.stages.tune import run_search
 
         return run_search(ctx)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from aimass.config import Settings
+from aimass.platform.settings import Settings
 
 
 def report_dir(dataset: str, ds: str) -> str:

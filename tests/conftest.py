@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from testkit import SAMPLE_CSV
 
-from aimass.config import Settings
+from aimass.platform.settings import Settings
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def taxi_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local Spark session for the whole test session (starting one costs ~6 s)."""
-    from aimass.spark import get_session
+    from aimass.platform.spark import get_session
 
     session = get_session(app_name="aimass-tests", master="local[2]")
     yield session

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from testkit import PENGUINS_CSV, SAMPLE_CSV, free_port
 
-from aimass import services
-from aimass.airflow_api import AirflowClient
-from aimass.config import Settings
+from aimass.platform.airflow_api import AirflowClient
+from aimass.platform.settings import Settings
+from aimass.stack import services
 
 DAG_ID = "aimass_retrain"
 ROWS = 4000

@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aimass.config import REPO_ROOT
-from aimass.sample_data import raw_dir
-from aimass.spec import DatasetSpec
+from aimass.data.sample_data import raw_dir
+from aimass.data.spec import DatasetSpec
+from aimass.platform.settings import REPO_ROOT
 
 SAMPLE_CSV = raw_dir(REPO_ROOT / "var") / "data.csv"
 TAXI_SPEC = REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
@@ -58,7 +58,7 @@ def moto_s3(base: Path) -> Iterator[str]:
     import pytest
     from moto.server import ThreadedMotoServer
 
-    from aimass import s3io
+    from aimass.platform import s3io
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aimass import s3io
-from aimass.errors import ConfigError, StageError
-from aimass.spec import DatasetSpec, Derived, load_spec
+from aimass.data.spec import DatasetSpec, Derived, load_spec
+from aimass.platform import s3io
+from aimass.platform.errors import ConfigError, StageError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     # Fail on a bad spec or input before paying for a Spark session (an S3 input is only
     # listed here: bucket, credentials, objects; run() downloads and checks it).
     check_input(load_spec(args.spec), str(args.input))
-    from aimass.spark import get_session
+    from aimass.platform.spark import get_session
 
     spark = get_session(app_name=f"aimass-clean-{args.ds}", master=args.master)
     try:

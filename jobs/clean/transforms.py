@@ -38,12 +38,12 @@ from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
 CORRUPT_COLUMN = "_corrupt_record"
 # Where a row sat in the input (file, block, row): orders duplicates; never written out.

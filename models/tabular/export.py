@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from aimass.errors import ConfigError
-from aimass.spec import MULTICLASS, REGRESSION, DatasetSpec
+from aimass.data.spec import MULTICLASS, REGRESSION, DatasetSpec
+from aimass.platform.errors import ConfigError
 from models.tabular.features import features
 
 logger = logging.getLogger(__name__)

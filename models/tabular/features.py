@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec
+from aimass.data.spec import DatasetSpec
+from aimass.platform.errors import ConfigError
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"

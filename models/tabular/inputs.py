@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from aimass.errors import ConfigError, DataQualityError
-from aimass.lake import open_partition
-from aimass.spec import DatasetSpec
+from aimass.data.lake import open_partition
+from aimass.data.spec import DatasetSpec
+from aimass.platform.errors import ConfigError, DataQualityError
 from models.tabular.features import Feature, features
 
 if TYPE_CHECKING:

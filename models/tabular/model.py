@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from aimass.errors import ConfigError
-from aimass.spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec
+from aimass.data.spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec
+from aimass.platform.errors import ConfigError
 from models.tabular.features import CATEGORICAL, Feature, features, is_missing
 
 logger = logging.getLogger(__name__)

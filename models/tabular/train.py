@@ -1,6 +1,6 @@
 """Training entry point for one worker: ``python -m models.tabular.train --spec ... --data ...``.
 
-Started once per worker by ``aimass.training.train``, each process with its own
+Started once per worker by ``aimass.training.launcher.train``, each process with its own
 ``TF_CONFIG``. Every worker builds the same model inside
 ``MultiWorkerMirroredStrategy.scope()`` and trains on its share of each global
 batch; only the chief writes ``<run-dir>/export/`` and ``<run-dir>/metrics.json``.
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimass.errors import AimassError, ConfigError
-from aimass.spec import load_spec
+from aimass.data.spec import load_spec
+from aimass.platform.errors import AimassError, ConfigError
 from models.tabular.inputs import count_rows, load_arrays
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ CHECKPOINT_STATE = "state.json"
 # For tests only: "<worker index>:<epochs>" makes that worker SIGKILL itself once the chief's
 # checkpoint of <epochs> finished epochs exists, to simulate a worker lost mid-training.
 TEST_CRASH_ENV = "AIMASS_TEST_CRASH_AFTER_EPOCH"
-# Set by aimass.training to the launcher's pid (see _exit_with_parent).
+# Set by aimass.training.launcher to the launcher's pid (see _exit_with_parent).
 PARENT_PID_ENV = "AIMASS_TRAIN_PARENT_PID"
 
 

@@ -11,7 +11,7 @@ log = logging.getLogger("aimass")
 
 
 def _cmd_fetch_sample(args: argparse.Namespace) -> int:
-    from aimass.sample_data import fetch_sample
+    from aimass.data.sample_data import fetch_sample
 
     files = fetch_sample(Path(args.var_dir).resolve(), force=args.force)
     for name, path in files.items():
@@ -20,9 +20,9 @@ def _cmd_fetch_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from aimass import services
-    from aimass.airflow_api import AirflowClient
-    from aimass.config import Settings
+    from aimass.platform.airflow_api import AirflowClient
+    from aimass.platform.settings import Settings
+    from aimass.stack import services
 
     settings = Settings.from_env()
     services.prepare(settings)
@@ -52,7 +52,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> str:  # type: ignore[no-untyped-def]
     """The text `make demo` prints: what happened, and where to look next."""
-    from aimass import services
+    from aimass.stack import services
 
     lines = [""]
     lines.append(f"== AI Mass: {dag_id} run {run_id}: {state.upper()}")
@@ -139,8 +139,8 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
     """Run the `airflow` CLI against this install's Airflow (home, DB, DAGs folder)."""
     import subprocess
 
-    from aimass import services
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
+    from aimass.stack import services
 
     settings = Settings.from_env()
     return subprocess.call(
@@ -174,8 +174,8 @@ def _live_prediction(settings, model: str, instance: dict | None) -> str:  # typ
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from aimass import services
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
+    from aimass.stack import services
 
     stopped = services.stop(Settings.from_env())
     log.info("stopped: %s", ", ".join(stopped) or "nothing was running")
@@ -183,8 +183,8 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from aimass import services
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
+    from aimass.stack import services
 
     for name, pid in services.status(Settings.from_env()).items():
         print(f"{name:24s} {'running, pid ' + str(pid) if pid else 'stopped'}")

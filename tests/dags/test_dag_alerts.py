@@ -1,4 +1,4 @@
-"""Alert policy: every DAG sends an alert when one of its runs fails (aimass.alerts)."""
+"""Alert policy: every DAG sends an alert when one of its runs fails (aimass.platform.alerts)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aimass.alerts import notify_failed_run
-from aimass.config import Settings
+from aimass.platform.alerts import notify_failed_run
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.dags
 
@@ -33,7 +33,7 @@ def test_every_dag_alerts_on_a_failed_run(dagbag) -> None:  # type: ignore[no-un
     assert {"aimass_retrain", "aimass_tune", "aimass_rollback"} <= set(dagbag.dag_ids)
     for dag_id, dag in dagbag.dags.items():
         assert notify_failed_run in _callbacks(dag), (
-            f"{dag_id} has no on_failure_callback=aimass.alerts.notify_failed_run"
+            f"{dag_id} has no on_failure_callback=aimass.platform.alerts.notify_failed_run"
         )
 
 

@@ -161,7 +161,7 @@ def test_retrain_schedule_comes_from_the_environment() -> None:
 
 def test_every_dataset_has_a_watched_landing_zone(dagbag) -> None:  # type: ignore[no-untyped-def]
     import dags.aimass_retrain as module
-    from aimass.landing_trigger import LandingZoneTrigger
+    from aimass.data.landing_trigger import LandingZoneTrigger
 
     names = {asset.name for asset in module.LANDED}
     assert names == {f"aimass_landing_{d}" for d in module.DATASETS}
@@ -173,7 +173,7 @@ def test_every_dataset_has_a_watched_landing_zone(dagbag) -> None:  # type: igno
         assert asset.uri == f"file://{watcher.trigger.location}"
         # the triggerer rebuilds the trigger from this
         classpath, kwargs = watcher.trigger.serialize()
-        assert classpath == "aimass.landing_trigger.LandingZoneTrigger"
+        assert classpath == "aimass.data.landing_trigger.LandingZoneTrigger"
         assert LandingZoneTrigger(**kwargs).serialize() == (classpath, kwargs)
     validate = dagbag.dags["aimass_retrain"].get_task("validate_quality")
     assert [o.name for o in validate.outlets] == ["aimass_clean_partition"]
@@ -192,7 +192,7 @@ def test_bad_data_fails_its_task_without_the_retry(dagbag) -> None:  # type: ign
     from airflow.sdk.exceptions import AirflowFailException
 
     import dags.aimass_retrain as module
-    from aimass.errors import DataQualityError, StageError
+    from aimass.platform.errors import DataQualityError, StageError
 
     with pytest.raises(AirflowFailException, match="fare drifted"):
         with module._no_retry_on_bad_data():

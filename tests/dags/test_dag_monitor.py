@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aimass.config import Settings
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.dags
 
@@ -71,7 +71,7 @@ def test_critical_drift_emits_an_event_and_alerts(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dags.aimass_monitor as module
-    from aimass import monitor
+    from aimass.data import monitor
 
     monkeypatch.delenv("AIMASS_ALERT_CONN_ID", raising=False)
     results = {
@@ -120,7 +120,7 @@ def test_critical_drift_emits_an_event_and_alerts(
 
 def test_prepare_run_hands_drift_events_to_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     import dags.aimass_retrain as module
-    from aimass import pipeline
+    from aimass.stages import retrain as pipeline
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(pipeline, "prepare_run", lambda params, **kw: seen.update(kw) or {})

@@ -75,8 +75,8 @@ def test_with_approval_a_person_approves_between_the_gate_and_deploy() -> None:
 
 
 def test_a_bad_approval_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aimass.config import Settings
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
+    from aimass.platform.settings import Settings
 
     monkeypatch.setenv("AIMASS_REQUIRE_APPROVAL", "maybe")
     with pytest.raises(ConfigError, match="AIMASS_REQUIRE_APPROVAL='maybe' is not a boolean"):

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from e2ekit import running_stack
 
-from aimass.airflow_api import AirflowClient
-from aimass.config import Settings
+from aimass.platform.airflow_api import AirflowClient
+from aimass.platform.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from e2ekit import predict_stable, run_retrain, task_log_tail
 
-from aimass.airflow_api import AirflowClient
-from aimass.config import Settings
+from aimass.platform.airflow_api import AirflowClient
+from aimass.platform.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 

@@ -31,9 +31,9 @@ from e2ekit import (
 )
 from testkit import PENGUINS_CSV
 
-from aimass import services
-from aimass.airflow_api import AirflowClient
-from aimass.config import Settings
+from aimass.platform.airflow_api import AirflowClient
+from aimass.platform.settings import Settings
+from aimass.stack import services
 
 # Each test drives several whole DAG runs through a real Airflow: far beyond the suite's
 # per-test timeout (pyproject.toml) on a busy 2-core machine.
@@ -205,8 +205,8 @@ def _new_runs(client: AirflowClient, before: set[str], *, timeout_s: float) -> l
 
 def _send_skewed_requests(settings: Settings, clean_dir: Path) -> float:
     """SKEWED rows of the clean partition, fares tripled, to the stable model; when sent."""
+    from aimass.data.spec import load_spec
     from aimass.serving.client import ServingClient
-    from aimass.spec import load_spec
     from models.tabular.inputs import load_arrays
 
     features, _ = load_arrays(clean_dir, load_spec("chicago_taxi", settings.conf_dir), None)
@@ -224,7 +224,7 @@ def _send_skewed_requests(settings: Settings, clean_dir: Path) -> float:
 
 def _wait_for_request_log(settings: Settings, model: str, *, after: float) -> None:
     """Wait until the model server has written the requests it recorded after ``after``."""
-    from aimass.monitor import recent_requests_path
+    from aimass.serving.request_log import recent_requests_path
 
     path = recent_requests_path(settings.requests_dir, model)
     deadline = time.monotonic() + 120  # the server writes its buffers every 30 s

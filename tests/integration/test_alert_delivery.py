@@ -1,4 +1,4 @@
-"""Alert delivery (aimass.alerts) to a real webhook server and a real SMTP sink on loopback."""
+"""Alert delivery (aimass.platform.alerts) to a real webhook server and a real SMTP sink on loopback."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from urllib.parse import quote
 import pytest
 from testkit import free_port
 
-from aimass.alerts import read_alerts, send_alert
-from aimass.config import Settings
+from aimass.platform.alerts import read_alerts, send_alert
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import TAXI_SPEC
 
-from aimass.config import REPO_ROOT
-from aimass.errors import ConfigError
-from aimass.spec import load_spec
+from aimass.data.spec import load_spec
+from aimass.platform.errors import ConfigError
+from aimass.platform.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from aimass.config import REPO_ROOT, Settings
-from aimass.errors import ConfigError, StageError
+from aimass.platform.errors import ConfigError, StageError
+from aimass.platform.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +227,7 @@ def test_missing_input_names_the_path(spark: Any, settings: Settings, tmp_path: 
 
 
 def test_header_mismatch_names_the_columns(spark: Any, settings: Settings, tmp_path: Path) -> None:
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
     from jobs.clean.main import parse_args, run
 
     columns = ["fare_amount" if c == "fare" else c for c in load_spec("chicago_taxi").columns]

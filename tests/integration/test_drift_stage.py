@@ -9,11 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import write_partition
 
-from aimass import tracking
-from aimass.config import Settings
-from aimass.drift import profile_partition, save_profile
-from aimass.pipeline import REFERENCE_ARTIFACT, REFERENCE_PROFILE, check_drift
-from aimass.spec import load_spec
+from aimass.data.drift import profile_partition, save_profile
+from aimass.data.spec import load_spec
+from aimass.platform import tracking
+from aimass.platform.settings import Settings
+from aimass.platform.tracking import REFERENCE_ARTIFACT, REFERENCE_PROFILE
+from aimass.stages.retrain import check_drift
 
 pytestmark = pytest.mark.integration
 

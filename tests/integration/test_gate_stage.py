@@ -1,6 +1,6 @@
 """The evaluate_candidate stage against a real MLflow registry, with a stand-in model.
 
-The model is replaced by a function of the features (``aimass.evaluation.predict``), so the
+The model is replaced by a function of the features (``aimass.evaluation.metrics.predict``), so the
 test covers what the stage does with the scores: slices read from the partition, the gate,
 the forced override, the JSON and HTML reports and what lands in MLflow.
 """
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from aimass.config import REPO_ROOT, Settings
+from aimass.platform.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def env(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _write_partition(settings: Settings) -> Path:
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
 
     spec = load_spec(DATASET, settings.conf_dir)
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def _register(settings: Settings) -> tuple[str, str]:
     """A champion version (v1) and a candidate version (v2); the candidate's run id."""
     import mlflow
 
-    from aimass import tracking
+    from aimass.platform import tracking
 
     exp = tracking.experiment_id(settings, DATASET)
     run_ids = []
@@ -105,8 +105,9 @@ def _register(settings: Settings) -> tuple[str, str]:
 def test_evaluate_candidate_gates_per_slice_reports_and_can_be_forced(
     env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from aimass import evaluation, tracking
-    from aimass.pipeline import evaluate_candidate, reject_candidate
+    from aimass.evaluation import metrics as evaluation
+    from aimass.platform import tracking
+    from aimass.stages.retrain import evaluate_candidate, reject_candidate
 
     monkeypatch.setattr(evaluation, "predict", _fake_predict)
     partition = _write_partition(env)
@@ -145,7 +146,7 @@ def test_evaluate_candidate_gates_per_slice_reports_and_can_be_forced(
     page = (report_dir / "gate_report.html").read_text()
     assert all(escape(c["message"], quote=True) in page for c in out["checks"])
 
-    caplog.set_level(logging.WARNING, logger="aimass.pipeline")
+    caplog.set_level(logging.WARNING, logger="aimass.stages.retrain")
     rejected = reject_candidate(out)
     assert rejected["reasons"] == out["reasons"]
     assert out["reasons"][0] in caplog.text and "production unchanged" in caplog.text

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from testkit import free_port, save_tiny_model
 
-from aimass.errors import ServingError
+from aimass.platform.errors import ServingError
 from aimass.serving.client import ServingClient
 from aimass.serving.config import model_config, server_config, write_config
 

@@ -1,4 +1,4 @@
-"""Great Expectations on clean partitions (aimass.quality) with a real Spark session."""
+"""Great Expectations on clean partitions (aimass.data.quality) with a real Spark session."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from aimass.config import REPO_ROOT
-from aimass.errors import DataQualityError
-from aimass.quality import plan_suite, raise_for_critical, validate_partition
-from aimass.spec import load_spec
+from aimass.data.quality import plan_suite, raise_for_critical, validate_partition
+from aimass.data.spec import load_spec
+from aimass.platform.errors import DataQualityError
+from aimass.platform.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ def test_critical_failure_raises_naming_the_expectation(
 
 
 def test_missing_partition_is_a_config_error(tmp_path: Path) -> None:
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not exist; run the clean stage"):
         validate_partition(SPEC, tmp_path / "nope", tmp_path / "report")
@@ -157,7 +157,7 @@ def test_validate_quality_adds_the_conf_file_and_a_failing_warning_lets_the_run_
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from aimass.pipeline import validate_quality
+    from aimass.stages.retrain import validate_quality
 
     # A conf dir of its own: the real spec, the example file plus one warning that fails.
     root = tmp_path / "root"
@@ -250,7 +250,7 @@ def test_a_failing_critical_expectation_from_the_file_stops_the_run(
 
 
 def test_a_bad_expectations_file_fails_before_the_partition_is_read(tmp_path: Path) -> None:
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
 
     file = _expectations_file(
         tmp_path / "expectations.yaml",

@@ -11,14 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import save_tiny_model, write_partition
 
-from aimass import tracking
-from aimass.config import Settings
-from aimass.drift import profile_partition, save_profile
-from aimass.monitor import RequestLog, monitor_dataset, recent_requests_path
-from aimass.pipeline import REFERENCE_ARTIFACT, REFERENCE_PROFILE
+from aimass.data.drift import profile_partition, save_profile
+from aimass.data.monitor import monitor_dataset
+from aimass.data.spec import load_spec
+from aimass.platform import tracking
+from aimass.platform.settings import Settings
+from aimass.platform.tracking import REFERENCE_ARTIFACT, REFERENCE_PROFILE
 from aimass.serving.client import ServingClient
+from aimass.serving.request_log import RequestLog, recent_requests_path
 from aimass.serving.server import ModelServer, single_model_config
-from aimass.spec import load_spec
 
 pytestmark = pytest.mark.integration
 

@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 from testkit import save_tiny_model
 
-from aimass.config import Settings
-from aimass.errors import ServingError
-from aimass.rollout import (
-    MARKER,
-    WARMUP_FILE,
-    CanaryPolicy,
-    rollback,
-    rollout,
-    serving_config_path,
-)
+from aimass.platform.errors import ServingError
+from aimass.platform.settings import Settings
 from aimass.serving.client import ServingClient
 from aimass.serving.config import (
     find_model,
@@ -27,6 +19,14 @@ from aimass.serving.config import (
     read_config,
     server_config,
     write_config,
+)
+from aimass.serving.rollout import (
+    MARKER,
+    WARMUP_FILE,
+    CanaryPolicy,
+    rollback,
+    rollout,
+    serving_config_path,
 )
 from aimass.serving.server import ModelServer
 
@@ -241,9 +241,9 @@ def test_rollback_tasks_move_stable_and_champion_and_record_who_and_why(
     served: tuple[Settings, ServingClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What aimass_rollback runs: params checked first, then labels and aliases move back."""
-    from aimass import tracking
-    from aimass.errors import ConfigError
-    from aimass.pipeline import prepare_rollback, roll_back
+    from aimass.platform import tracking
+    from aimass.platform.errors import ConfigError
+    from aimass.stages.retrain import prepare_rollback, roll_back
 
     settings, client = served
     # the tasks find the server through the settings, as in Airflow

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import TAXI_SPEC, free_port, moto_s3
 
-from aimass import s3io
-from aimass.errors import ConfigError
-from aimass.spec import load_spec
+from aimass.data.spec import load_spec
+from aimass.platform import s3io
+from aimass.platform.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from testkit import moto_s3
 
-from aimass import landing, s3io
-from aimass.config import Settings
+from aimass.data import landing
+from aimass.platform import s3io
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def _put(client: Any, name: str, body: bytes = CSV) -> None:
 
 
 def test_the_watcher_claims_landed_objects_and_announces_leftovers(s3: Any) -> None:
-    from aimass.landing_trigger import LandingZoneTrigger
+    from aimass.data.landing_trigger import LandingZoneTrigger
 
     zone = landing.zone_for(Settings.from_env(), "chicago_taxi")
     assert isinstance(zone, landing.S3Zone) and zone.location == f"{ROOT}/chicago_taxi/"
@@ -80,7 +81,7 @@ def test_the_watcher_claims_landed_objects_and_announces_leftovers(s3: Any) -> N
 
 
 def test_a_run_takes_the_claimed_objects_once_and_reads_the_days_prefix(s3: Any) -> None:
-    from aimass.pipeline import prepare_run
+    from aimass.stages.retrain import prepare_run
 
     zone = landing.zone_for(Settings.from_env(), "chicago_taxi")
     _put(s3, "a.csv")
@@ -181,7 +182,7 @@ def test_an_unreachable_zone_says_what_to_fix(
 ) -> None:
     from testkit import free_port
 
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
 
     with moto_s3(tmp_path):
         monkeypatch.setenv(s3io.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
@@ -193,8 +194,8 @@ def test_an_unreachable_zone_says_what_to_fix(
 def test_the_landing_root_is_checked_and_allowed_as_an_input(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aimass.errors import ConfigError
-    from aimass.params import validate_params
+    from aimass.platform.errors import ConfigError
+    from aimass.stages.params import validate_params
 
     monkeypatch.setenv("AIMASS_LANDING_ROOT", "s3://x/landing")
     with pytest.raises(ConfigError, match="AIMASS_LANDING_ROOT"):

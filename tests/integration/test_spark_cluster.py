@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aimass.config import REPO_ROOT, Settings
-from aimass.errors import StageError
-from aimass.sparkcluster import StandaloneCluster, group_members
+from aimass.platform.errors import StageError
+from aimass.platform.settings import REPO_ROOT, Settings
+from aimass.platform.sparkcluster import StandaloneCluster, group_members
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,7 +85,7 @@ def _clean_through_operator(
 ) -> dict[str, Any]:
     """Run the DAG's clean task as a task would: ctx from prepare_run, templates rendered,
     connection ``spark_default`` from the environment, spark-submit on PATH."""
-    from aimass.pipeline import prepare_run
+    from aimass.stages.retrain import prepare_run
 
     settings = Settings(root=REPO_ROOT, var_dir=base / "var")
     landing = settings.var_dir / "landing"

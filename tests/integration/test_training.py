@@ -17,9 +17,10 @@ import psutil
 import pytest
 from testkit import TAXI_SPEC, write_partition
 
-from aimass.errors import StageError
-from aimass.spec import DatasetSpec, load_spec
-from aimass.training import run_workers, spec_to_dict, train
+from aimass.data.spec import DatasetSpec, load_spec
+from aimass.platform.errors import StageError
+from aimass.training.local import run_workers, train
+from aimass.training.run import spec_to_dict
 from models.tabular.train import CHECKPOINT_DIR, CHECKPOINT_STATE, TEST_CRASH_ENV
 
 pytestmark = pytest.mark.integration
@@ -160,7 +161,7 @@ def test_timeout_stops_the_workers() -> None:
 LAUNCHER = """
 import os, sys
 from pathlib import Path
-from aimass.training import train
+from aimass.training.local import train
 train(sys.argv[1], data=Path(sys.argv[2]), run_dir=Path(sys.argv[3]), workers=1, epochs=50)
 """
 

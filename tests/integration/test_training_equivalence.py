@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from testkit import SAMPLE_CSV, TAXI_SPEC, write_partition
 
-from aimass.evaluation import evaluate
-from aimass.spec import load_spec
-from aimass.training import train
+from aimass.data.spec import load_spec
+from aimass.evaluation.metrics import evaluate
+from aimass.training.local import train
 from models.tabular.inputs import load_arrays
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import TAXI_SPEC, write_partition
 
-from aimass.config import Settings
-from aimass.pipeline import resolve_hparams
-from aimass.spec import load_spec
-from aimass.tuning import BEST_TAG, KIND_TAG, STATUS_TAG, prepare_tuning, run_search, tuned_hparams
+from aimass.data.spec import load_spec
+from aimass.platform.settings import Settings
+from aimass.stages.retrain import resolve_hparams
+from aimass.stages.tune import prepare_tuning, run_search
+from aimass.training.tuning import BEST_TAG, KIND_TAG, STATUS_TAG, tuned_hparams
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_random_search_tracks_trials_and_feeds_the_next_training(
     settings: Settings, taxi_csv: Path
 ) -> None:
-    from aimass import tracking
+    from aimass.platform import tracking
 
     spec = load_spec(TAXI_SPEC)
     clean = write_partition(taxi_csv, settings.clean_partition("chicago_taxi", "2024-01-02"), spec)

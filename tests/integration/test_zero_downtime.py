@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from testkit import save_tiny_model
 
-from aimass.config import Settings
-from aimass.errors import ServingError
-from aimass.rollout import rollback, rollout, serving_config_path
+from aimass.platform.errors import ServingError
+from aimass.platform.settings import Settings
 from aimass.serving.client import ServingClient
 from aimass.serving.config import find_model, read_config
+from aimass.serving.rollout import rollback, rollout, serving_config_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from loadgen import LoadGenerator, start_model_server  # noqa: E402

@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from aimass.errors import ServingError
+from aimass.platform.errors import ServingError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 
 SAVED_MODEL_FILE = "saved_model.pb"
 

@@ -63,11 +63,11 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from aimass.config import Settings
-from aimass.errors import ConfigError, ServingError
-from aimass.monitor import RequestLog
+from aimass.platform.errors import ConfigError, ServingError
+from aimass.platform.settings import Settings
 from aimass.serving.config import SAVED_MODEL_FILE, list_versions, read_config
 from aimass.serving.metrics import CONTENT_TYPE, METRICS_PATH, ServerMetrics
+from aimass.serving.request_log import RequestLog
 
 logger = logging.getLogger(__name__)
 
@@ -1438,7 +1438,7 @@ class ModelServer:
         batching: server-side batching of Predict requests; None (the default) runs each
             request on its own, as TF Serving without ``--enable_batching``.
         request_log: records a sample of the Predict requests' features under its directory
-            (``aimass.monitor.RequestLog``); None (the default) records nothing.
+            (``aimass.serving.request_log.RequestLog``); None (the default) records nothing.
 
     Metrics are served on the REST port at ``GET /monitoring/prometheus/metrics``.
     """

@@ -1,4 +1,4 @@
-"""Alerts (aimass.alerts): the store, the log line, connections, the hooks in the pipeline."""
+"""Alerts (aimass.platform.alerts): the store, the log line, connections, the hooks in the pipeline."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ from typing import Any
 
 import pytest
 
-from aimass import alerts
-from aimass.alerts import AlertConnection, AlertStore, parse_connection, send_alert, webhook_url
-from aimass.config import Settings
-from aimass.errors import ConfigError
+from aimass.platform import alerts
+from aimass.platform.alerts import (
+    AlertConnection,
+    AlertStore,
+    parse_connection,
+    send_alert,
+    webhook_url,
+)
+from aimass.platform.errors import ConfigError
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -147,7 +153,7 @@ def test_a_store_that_cannot_be_written_does_not_fail_the_caller(
 def test_the_log_has_one_readable_warning_line_with_the_details(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="aimass.alerts")
+    caplog.set_level(logging.WARNING, logger="aimass.platform.alerts")
     send_alert(
         "candidate_rejected",
         "taxi candidate v3 rejected",
@@ -156,7 +162,7 @@ def test_the_log_has_one_readable_warning_line_with_the_details(
         dag_id="aimass_retrain",
         run_id="manual__1",
     )
-    [rec] = [r for r in caplog.records if r.name == "aimass.alerts"]
+    [rec] = [r for r in caplog.records if r.name == "aimass.platform.alerts"]
     assert rec.levelno == logging.WARNING
     message = rec.getMessage()
     assert "\n" not in message
@@ -348,7 +354,7 @@ def test_a_failed_dag_run_callback_works_with_the_minimal_context(settings: Sett
 
 
 def test_reject_candidate_alerts_with_the_failing_checks(settings: Settings) -> None:
-    from aimass.pipeline import reject_candidate
+    from aimass.stages.retrain import reject_candidate
 
     decision = {
         "dataset": "chicago_taxi",
@@ -372,7 +378,7 @@ def test_roll_back_alerts_with_who_why_and_versions(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model server is faked: this checks the alert, test_rollout.py the rollback itself."""
-    from aimass.pipeline import roll_back
+    from aimass.stages.retrain import roll_back
 
     class FakeClient:
         def __init__(self, *args: object) -> None:
@@ -385,7 +391,7 @@ def test_roll_back_alerts_with_who_why_and_versions(
         return {"marker": {}, "rolled_back_from": 5, "serving_version": 4, "seconds": 0.1}
 
     monkeypatch.setitem(
-        sys.modules, "aimass.rollout", types.SimpleNamespace(rollback=fake_rollback)
+        sys.modules, "aimass.serving.rollout", types.SimpleNamespace(rollback=fake_rollback)
     )
     monkeypatch.setitem(
         sys.modules, "aimass.serving.client", types.SimpleNamespace(ServingClient=FakeClient)

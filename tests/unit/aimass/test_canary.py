@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aimass.errors import ServingError
-from aimass.rollout import CanaryPolicy, prediction_psi, prediction_shift
+from aimass.platform.errors import ServingError
+from aimass.serving.rollout import CanaryPolicy, prediction_psi, prediction_shift
 
 pytestmark = pytest.mark.unit
 
@@ -79,8 +79,8 @@ def test_the_canary_replays_the_newest_recorded_requests(settings: object) -> No
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from aimass.pipeline import recent_request_rows
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
+    from aimass.stages.retrain import recent_request_rows
     from models.tabular.features import features
 
     spec = load_spec("chicago_taxi")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aimass.config import REPO_ROOT, Settings
+from aimass.platform.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import TAXI_SPEC, write_partition
 
-from aimass import drift
-from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec, DriftSpec, load_spec
+from aimass.data import drift
+from aimass.data.spec import DatasetSpec, DriftSpec, load_spec
+from aimass.platform.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

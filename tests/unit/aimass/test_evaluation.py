@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aimass.evaluation import binary_metrics, roc_auc
+from aimass.evaluation.metrics import binary_metrics, roc_auc
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,7 @@ def test_length_mismatch_is_an_error() -> None:
 def test_multiclass_metrics_match_sklearn() -> None:
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-    from aimass.evaluation import multiclass_metrics
+    from aimass.evaluation.metrics import multiclass_metrics
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, 400)
@@ -61,7 +61,7 @@ def test_multiclass_metrics_match_sklearn() -> None:
 
 
 def test_multiclass_metrics_reject_bad_shapes_and_labels() -> None:
-    from aimass.evaluation import multiclass_metrics
+    from aimass.evaluation.metrics import multiclass_metrics
 
     with pytest.raises(ValueError, match=r"need \[rows, classes\]"):
         multiclass_metrics(np.array([0, 1]), np.array([0.2, 0.8]))
@@ -72,7 +72,7 @@ def test_multiclass_metrics_reject_bad_shapes_and_labels() -> None:
 def test_regression_metrics_match_sklearn() -> None:
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-    from aimass.evaluation import regression_metrics
+    from aimass.evaluation.metrics import regression_metrics
 
     rng = np.random.default_rng(2)
     labels = rng.normal(4000, 800, 300)
@@ -84,7 +84,7 @@ def test_regression_metrics_match_sklearn() -> None:
 
 
 def test_task_metrics_dispatches_by_task() -> None:
-    from aimass.evaluation import task_metrics
+    from aimass.evaluation.metrics import task_metrics
 
     assert "r2" in task_metrics("regression", np.array([1.0, 2.0]), np.array([1.0, 2.5]))
     assert "auc" in task_metrics("binary", np.array([0, 1]), np.array([0.3, 0.7]))
@@ -139,7 +139,7 @@ def test_binary_ece_matches_sklearns_calibration_curve() -> None:
 
 
 def test_multiclass_ece_is_over_the_top_class_confidence() -> None:
-    from aimass.evaluation import multiclass_metrics
+    from aimass.evaluation.metrics import multiclass_metrics
 
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 3, 1500)
@@ -151,7 +151,7 @@ def test_multiclass_ece_is_over_the_top_class_confidence() -> None:
 
 
 def test_ece_by_hand() -> None:
-    from aimass.evaluation import expected_calibration_error
+    from aimass.evaluation.metrics import expected_calibration_error
 
     # Always 90 % sure and always right: 0.1 off. Half the rows at 0.25 with a quarter
     # positive, half at 0.75 with three quarters: perfectly calibrated.
@@ -168,7 +168,7 @@ def test_ece_by_hand() -> None:
 def test_multiclass_macro_precision_recall_match_sklearn() -> None:
     from sklearn.metrics import precision_score, recall_score
 
-    from aimass.evaluation import multiclass_metrics
+    from aimass.evaluation.metrics import multiclass_metrics
 
     rng = np.random.default_rng(6)
     labels = rng.integers(0, 4, 500)
@@ -184,7 +184,7 @@ def test_multiclass_macro_precision_recall_match_sklearn() -> None:
 
 
 def test_non_strict_metrics_leave_out_an_undefined_auc() -> None:
-    from aimass.evaluation import multiclass_metrics, task_metrics
+    from aimass.evaluation.metrics import multiclass_metrics, task_metrics
 
     one_class = task_metrics("binary", np.ones(5), np.full(5, 0.7), strict=False)
     assert "auc" not in one_class and one_class["recall"] == 1.0 and one_class["rows"] == 5
@@ -195,7 +195,7 @@ def test_non_strict_metrics_leave_out_an_undefined_auc() -> None:
 
 
 def test_slice_metrics_are_the_metrics_of_each_value_s_rows() -> None:
-    from aimass.evaluation import slice_metrics, task_metrics
+    from aimass.evaluation.metrics import slice_metrics, task_metrics
 
     labels, probs = _binary_sample(300, seed=7)
     region = np.array(["north"] * 200 + ["south"] * 90 + ["east"] * 10, dtype=object)
@@ -212,7 +212,7 @@ def test_slice_metrics_are_the_metrics_of_each_value_s_rows() -> None:
 
 
 def test_a_single_class_slice_is_reported_without_auc() -> None:
-    from aimass.evaluation import slice_metrics
+    from aimass.evaluation.metrics import slice_metrics
 
     labels = np.array([0, 1, 0, 1, 1, 1])
     probs = np.array([0.2, 0.8, 0.3, 0.6, 0.9, 0.7])
@@ -223,7 +223,7 @@ def test_a_single_class_slice_is_reported_without_auc() -> None:
 
 
 def test_rare_slice_values_beyond_the_limit_are_pooled() -> None:
-    from aimass.evaluation import slice_metrics
+    from aimass.evaluation.metrics import slice_metrics
 
     labels = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     preds = labels + 0.5
@@ -234,7 +234,7 @@ def test_rare_slice_values_beyond_the_limit_are_pooled() -> None:
 
 
 def test_slice_length_mismatch_is_an_error() -> None:
-    from aimass.evaluation import slice_metrics
+    from aimass.evaluation.metrics import slice_metrics
 
     with pytest.raises(ValueError, match="slice column 'c' has 2 values for 3 labels"):
         slice_metrics("regression", np.ones(3), np.ones(3), {"c": np.array(["a", "b"])})
@@ -243,8 +243,8 @@ def test_slice_length_mismatch_is_an_error() -> None:
 def _taxi_spec_with_slices(*slices: str):  # type: ignore[no-untyped-def]
     import dataclasses
 
-    from aimass.config import REPO_ROOT
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
+    from aimass.platform.settings import REPO_ROOT
 
     spec = load_spec(REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml")
     # Per-slice bars need slice columns: without any, keep only the overall bars.
@@ -265,7 +265,7 @@ def _write_partition(path, columns: dict) -> None:  # type: ignore[no-untyped-de
 
 
 def test_load_slices_reads_non_feature_columns_in_holdout_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from aimass.evaluation import NULL_SLICE, load_slices
+    from aimass.evaluation.metrics import NULL_SLICE, load_slices
 
     spec = _taxi_spec_with_slices("payment_type", "tips")  # tips is not a feature
     assert "tips" not in spec.features
@@ -286,8 +286,8 @@ def test_load_slices_reads_non_feature_columns_in_holdout_order(tmp_path) -> Non
 
 
 def test_load_slices_refuses_rows_that_do_not_line_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from aimass.errors import ConfigError, StageError
-    from aimass.evaluation import load_slices
+    from aimass.evaluation.metrics import load_slices
+    from aimass.platform.errors import ConfigError, StageError
 
     spec = _taxi_spec_with_slices("payment_type")
     partition = tmp_path / "p"
@@ -309,7 +309,7 @@ def test_load_slices_refuses_rows_that_do_not_line_up(tmp_path) -> None:  # type
 def test_evaluate_with_slices_scores_overall_and_per_slice(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    from aimass import evaluation
+    from aimass.evaluation import metrics as evaluation
 
     labels, probs = _binary_sample(100, seed=8)
     monkeypatch.setattr(evaluation, "predict", lambda _dir, _features: probs)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from aimass.evaluation import SliceMetrics
-from aimass.gate import decide, force
-from aimass.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, ConfigError, GateSpec
+from aimass.data.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, ConfigError, GateSpec
+from aimass.evaluation.gate import decide, force
+from aimass.evaluation.metrics import SliceMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -330,7 +330,7 @@ def test_bad_new_gate_fields_name_the_field_and_the_fix(raw: dict, match: str) -
 def _taxi_raw() -> dict:
     import yaml
 
-    from aimass.config import REPO_ROOT
+    from aimass.platform.settings import REPO_ROOT
 
     path = REPO_ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
     return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -362,7 +362,7 @@ def _taxi_raw() -> dict:
 def test_spec_level_gate_mistakes_are_explained(
     gate: dict, slices: list, task_label: dict | None, match: str
 ) -> None:
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
     raw = _taxi_raw()
     raw["gate"] = gate

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from aimass.evaluation import SliceMetrics
-from aimass.gate import decide, force
-from aimass.gate_report import (
+from aimass.data.spec import CLASSIFICATION_METRICS, GateSpec
+from aimass.evaluation.gate import decide, force
+from aimass.evaluation.metrics import SliceMetrics
+from aimass.evaluation.report import (
     HTML_NAME,
     JSON_NAME,
     approval_markdown,
@@ -17,7 +18,6 @@ from aimass.gate_report import (
     render_html,
     write_report,
 )
-from aimass.spec import CLASSIFICATION_METRICS, GateSpec
 
 pytestmark = pytest.mark.unit
 

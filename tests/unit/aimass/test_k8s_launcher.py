@@ -16,20 +16,20 @@ from typing import Any
 import pytest
 from testkit import TAXI_SPEC
 
-from aimass import k8s_launcher, training
-from aimass.config import Settings
-from aimass.errors import ConfigError, StageError
-from aimass.k8s_launcher import (
+from aimass.platform.errors import ConfigError, StageError
+from aimass.platform.settings import Settings
+from aimass.training import kubernetes as k8s_launcher
+from aimass.training import launcher, local, run
+from aimass.training.kubernetes import K8sLauncher, train_on_kubernetes
+from aimass.training.pods import (
     JOB_NAME_MAX,
-    LOG_TAIL_LINES,
-    K8sLauncher,
     K8sTrainJob,
     job_name,
     pod_env,
     render_service,
     render_worker_pods,
-    train_on_kubernetes,
 )
+from aimass.training.run import LOG_TAIL_LINES
 
 pytestmark = pytest.mark.unit
 
@@ -139,7 +139,7 @@ def test_pod_runs_the_worker_module_with_the_launcher_args_and_env() -> None:
         assert env["TF_USE_LEGACY_KERAS"] == "1"
         assert env["AIMASS_VAR_DIR"] == "/var/aimass"
         assert env["PYTHONUNBUFFERED"] == "1"
-        assert training.PARENT_PID_ENV not in env  # a pid means nothing across pods
+        assert run.PARENT_PID_ENV not in env  # a pid means nothing across pods
         assert "serviceAccountName" not in pod["spec"]
 
 
@@ -527,7 +527,7 @@ def test_run_creates_service_then_pods_in_order_streams_logs_and_deletes_all(
             2: [b"w\xc3\xa9ird bytes \xff end"],  # no final newline, an invalid byte
         },
     )
-    with caplog.at_level(logging.INFO, logger="aimass.k8s_launcher"):
+    with caplog.at_level(logging.INFO, logger="aimass.training.kubernetes"):
         launcher(api).run(job)
 
     creates = [(k, n) for k, n in api.calls if k.startswith("create")]
@@ -711,7 +711,7 @@ def test_cleanup_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixture) 
         raise FakeApiError(404, "NotFound")
 
     api.delete_namespaced_service = forbidden  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="aimass.k8s_launcher"):
+    with caplog.at_level(logging.ERROR, logger="aimass.training.kubernetes"):
         launcher(api).run(make_job(1))
     assert "could not delete service/taxi-run in namespace ml: (403) Forbidden" in caplog.text
     assert "kubectl -n ml delete service/taxi-run" in caplog.text
@@ -823,14 +823,14 @@ def test_launch_picks_the_configured_launcher(
         calls.append(("kubernetes", kwargs))
         return "k8s result"
 
-    monkeypatch.setattr(training, "train", fake_local)
+    monkeypatch.setattr(local, "train", fake_local)
     monkeypatch.setattr(k8s_launcher, "train_on_kubernetes", fake_k8s)
     settings = (
         k8s_settings
         if launcher_name == "kubernetes"
         else Settings(root=k8s_settings.root, var_dir=k8s_settings.var_dir)
     )
-    result = training.launch(
+    result = launcher.launch(
         settings,
         TAXI_SPEC,
         data=Path("d"),
@@ -869,7 +869,7 @@ def test_default_api_without_any_cluster_is_a_config_error(
 
 def test_mixed_precision_reaches_the_worker_command_only_when_asked(tmp_path: Path) -> None:
     def args(**kwargs: Any) -> list[str]:
-        request = training.prepare_run(
+        request = run.prepare_run(
             TAXI_SPEC,
             data=tmp_path,
             run_dir=tmp_path / "run",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aimass import landing
-from aimass.config import Settings
+from aimass.data import landing
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -68,7 +68,7 @@ def test_claim_and_take_move_each_file_exactly_once(settings: Settings) -> None:
 def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
     settings: Settings,
 ) -> None:
-    from aimass.pipeline import prepare_run
+    from aimass.stages.retrain import prepare_run
 
     zone = settings.var_dir / "landing" / "chicago_taxi"
     claimed = landing.claim(_drop(zone, "trips.csv"))
@@ -86,7 +86,7 @@ def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
 
 
 def test_the_watcher_claims_each_landed_file_and_announces_leftovers(tmp_path: Path) -> None:
-    from aimass.landing_trigger import LandingZoneTrigger
+    from aimass.data.landing_trigger import LandingZoneTrigger
 
     zone = tmp_path / "landing" / "chicago_taxi"
     leftover = landing.claim(_drop(zone, "before_restart.csv"))
@@ -112,7 +112,7 @@ def test_the_watcher_claims_each_landed_file_and_announces_leftovers(tmp_path: P
 def test_the_landing_root_may_be_another_folder(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aimass.params import allowed_roots
+    from aimass.stages.params import allowed_roots
 
     monkeypatch.setenv("AIMASS_LANDING_ROOT", str(tmp_path / "drop"))
     moved = Settings.from_env()
@@ -126,7 +126,7 @@ def test_the_landing_root_may_be_another_folder(
 def test_a_watcher_stored_by_an_older_install_still_inflates(tmp_path: Path) -> None:
     """Airflow keeps the trigger's kwargs in its database; older ones name the folder
     ``directory``, and a trigger that fails to inflate is not retried by the triggerer."""
-    from aimass.landing_trigger import LandingZoneTrigger
+    from aimass.data.landing_trigger import LandingZoneTrigger
 
     old = LandingZoneTrigger(
         **{"directory": str(tmp_path), "dataset": "chicago_taxi", "poke_interval": 5.0}

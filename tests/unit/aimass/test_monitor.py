@@ -14,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from testkit import write_partition
 
-from aimass import monitor
-from aimass.config import Settings
-from aimass.drift import profile_partition
-from aimass.monitor import RequestLog, monitor_dataset, recent_requests_path
-from aimass.spec import load_spec
+from aimass.data import monitor
+from aimass.data.drift import profile_partition
+from aimass.data.monitor import monitor_dataset
+from aimass.data.spec import load_spec
+from aimass.platform.settings import Settings
+from aimass.serving.request_log import RequestLog, recent_requests_path
 
 pytestmark = pytest.mark.unit
 
@@ -202,7 +203,7 @@ def test_nothing_to_compare_is_skipped_with_a_reason(
 
 
 def test_a_drift_event_retrains_the_dataset_on_its_source(settings: Settings) -> None:
-    from aimass.pipeline import prepare_run
+    from aimass.stages.retrain import prepare_run
 
     source = Path(load_spec("chicago_taxi").resolved_source_path(settings.var_dir))
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +223,7 @@ def test_a_drift_event_retrains_the_dataset_on_its_source(settings: Settings) ->
 
 
 def test_the_demo_model_server_records_requests_under_the_var_dir(settings: Settings) -> None:
-    from aimass.services import definitions
+    from aimass.stack.services import definitions
 
     command = definitions(settings)["model-server"].argv
     flag = {command[i]: command[i + 1] for i in range(len(command) - 1)}
@@ -244,7 +245,7 @@ def test_the_newest_batch_is_the_latest_partition_written_after_the_champion(
 ) -> None:
     import os
 
-    from aimass.monitor import newest_batch
+    from aimass.data.monitor import newest_batch
 
     clean = settings.lake_dir / "clean" / "chicago_taxi"
     for ds, written in (("2026-11-01", 1_000), ("2026-11-03", 3_000), ("2026-11-02", 2_000)):

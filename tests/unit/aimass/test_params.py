@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from aimass.config import Settings
-from aimass.errors import ConfigError
-from aimass.params import (
+from aimass.platform.errors import ConfigError
+from aimass.platform.settings import Settings
+from aimass.stages.params import (
     allowed_roots,
     allowed_s3_roots,
     validate_params,

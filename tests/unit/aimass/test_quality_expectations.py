@@ -1,4 +1,4 @@
-"""The hand-written expectations file (aimass.quality), checked without Spark."""
+"""The hand-written expectations file (aimass.data.quality), checked without Spark."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import pytest
 import yaml
 from testkit import TAXI_SPEC
 
-from aimass.config import REPO_ROOT
-from aimass.errors import ConfigError, DataQualityError
-from aimass.quality import (
+from aimass.data.quality import (
     SPEC_SOURCE,
     _gx_expectation,
     expectation_class,
@@ -21,7 +19,9 @@ from aimass.quality import (
     plan_suite_with_file,
     raise_for_critical,
 )
-from aimass.spec import load_spec
+from aimass.data.spec import load_spec
+from aimass.platform.errors import ConfigError, DataQualityError
+from aimass.platform.settings import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -1,11 +1,11 @@
-"""Settings from the environment (aimass.config)."""
+"""Settings from the environment (aimass.platform.settings)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aimass.config import Settings
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
+from aimass.platform.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aimass.errors import ConfigError, StageError
-from aimass.sparkcluster import StandaloneCluster, group_members, spark_class
+from aimass.platform.errors import ConfigError, StageError
+from aimass.platform.sparkcluster import StandaloneCluster, group_members, spark_class
 
 pytestmark = pytest.mark.unit
 

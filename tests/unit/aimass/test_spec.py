@@ -8,8 +8,8 @@ import pytest
 import yaml
 from testkit import TAXI_SPEC
 
-from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.spec import DatasetSpec, load_spec
+from aimass.platform.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from testkit import TAXI_SPEC
 
-from aimass.errors import ConfigError, StageError
-from aimass.spec import DatasetSpec, TuningSpec, load_spec
-from aimass.tuning import (
+from aimass.data.spec import DatasetSpec, TuningSpec, load_spec
+from aimass.platform.errors import ConfigError, StageError
+from aimass.training.tuning import (
     apply_hparams,
     decode_hparams,
     encode_choice,

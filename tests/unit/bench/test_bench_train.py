@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 import pytest
 from testkit import SAMPLE_CSV
 
-from aimass.lake import open_partition
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.lake import open_partition
+from aimass.data.spec import DatasetSpec, load_spec
 from models.tabular.inputs import load_arrays
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))

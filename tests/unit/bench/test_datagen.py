@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from testkit import SAMPLE_CSV
 
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.spec import DatasetSpec, load_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 import datagen  # noqa: E402

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aimass.spec import DatasetSpec
+from aimass.data.spec import DatasetSpec
 
 pytestmark = pytest.mark.unit
 
@@ -335,7 +335,7 @@ def test_parquet_as_raw_casts_by_name_and_quarantines_values_that_do_not_fit(
 
 
 def test_parquet_as_raw_names_missing_columns(spark: Any) -> None:
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
     from jobs.clean.transforms import parquet_as_raw
 
     frame = spark.createDataFrame([(1.0, 2)], "fare double, hour long")

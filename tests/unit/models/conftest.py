@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from testkit import TAXI_SPEC, write_partition
 
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.spec import DatasetSpec, load_spec
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from aimass.errors import ConfigError
-from aimass.lake import open_partition
-from aimass.spec import DatasetSpec
+from aimass.data.lake import open_partition
+from aimass.data.spec import DatasetSpec
+from aimass.platform.errors import ConfigError
 from models.tabular.features import feature_names, features, tf_dtypes
 from models.tabular.inputs import (
     CHUNK_ROWS,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimass.errors import ConfigError
-from aimass.spec import DatasetSpec
+from aimass.data.spec import DatasetSpec
+from aimass.platform.errors import ConfigError
 from models.tabular.features import features
 from models.tabular.inputs import load_arrays, make_dataset
 

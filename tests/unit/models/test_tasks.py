@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from testkit import REPO_ROOT, write_penguin_partition
 
-from aimass.evaluation import task_metrics
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.spec import DatasetSpec, load_spec
+from aimass.evaluation.metrics import task_metrics
 from models.tabular.inputs import load_arrays, make_dataset
 
 pytestmark = pytest.mark.unit
@@ -87,7 +87,7 @@ def test_regression_model_starts_at_the_label_mean_and_learns(tmp_path: Path) ->
 
 
 def test_regression_model_needs_the_labels(tmp_path: Path) -> None:
-    from aimass.errors import ConfigError
+    from aimass.platform.errors import ConfigError
     from models.tabular.model import build_model
 
     spec = load_spec(SPECS / "penguins_body_mass.yaml")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 from aimass.serving.config import (
     find_model,
     list_versions,

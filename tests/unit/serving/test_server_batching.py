@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 from aimass.serving.server import (
     Batcher,
     BatchingOptions,

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 from aimass.serving.metrics import (
     CallbackGauge,
     Counter,

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from aimass.config import Settings
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
+from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ version have been stable for ``settle_seconds`` (a move into ``.claimed/``) and 
 ``TriggerEvent`` per claimed file; Airflow turns each into an asset event that schedules
 ``aimass_retrain``. When it starts (also after a triggerer restart) it first announces the
 files still in ``.claimed/``, whose event may have been lost with the old process; the run
-that takes them makes a second announcement harmless (``aimass.landing.take``).
+that takes them makes a second announcement harmless (``aimass.data.landing.take``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from aimass import landing
-from aimass.errors import ConfigError, StageError
+from aimass.data import landing
+from aimass.platform.errors import ConfigError, StageError
 
 
 class LandingZoneTrigger(BaseEventTrigger):

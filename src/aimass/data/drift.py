@@ -9,7 +9,7 @@ bin edges and categories* (``edges_from=reference``) so the two line up bucket b
 
 :func:`compare` turns two profiles into a :class:`DriftReport`: PSI per feature,
 null-share changes, new/vanished categories and schema differences, each with a
-severity from the spec's :class:`~aimass.spec.DriftSpec` thresholds.
+severity from the spec's :class:`~aimass.data.spec.DriftSpec` thresholds.
 
 Only numpy and pyarrow are used, and partitions are streamed record batch by record
 batch; the values of one numeric column at a time are held to compute its quantiles.
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from aimass.errors import ConfigError
-from aimass.lake import open_partition
-from aimass.spec import DatasetSpec, DriftSpec
+from aimass.data.lake import open_partition
+from aimass.data.spec import DatasetSpec, DriftSpec
+from aimass.platform.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -315,13 +315,13 @@ def load_profile(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
             f"drift profile {path} does not exist; profile the reference partition with "
-            "aimass.drift.profile_partition and save it with save_profile first"
+            "aimass.data.drift.profile_partition and save it with save_profile first"
         )
     profile = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(profile, dict) or profile.get("format") != PROFILE_FORMAT:
         raise ConfigError(
             f"{path} is not a drift profile (format {profile.get('format') if isinstance(profile, dict) else None!r}, "
-            f"expected {PROFILE_FORMAT!r}); regenerate it with aimass.drift.profile_partition"
+            f"expected {PROFILE_FORMAT!r}); regenerate it with aimass.data.drift.profile_partition"
         )
     return profile
 
@@ -470,7 +470,7 @@ def _check_profile(profile: dict[str, Any], which: str) -> None:
     if not isinstance(profile, dict) or profile.get("format") != PROFILE_FORMAT:
         raise ConfigError(
             f"the {which} profile is not a drift profile (expected format {PROFILE_FORMAT!r}); "
-            "make it with aimass.drift.profile_partition"
+            "make it with aimass.data.drift.profile_partition"
         )
 
 

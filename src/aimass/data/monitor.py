@@ -1,50 +1,32 @@
-"""Production monitoring: record what the model server is asked, and check it for drift.
+"""Production monitoring: check what the model server was asked, and new batches, for drift.
 
-Two halves share this module:
+:func:`monitor_dataset` (run by the ``aimass_monitor`` DAG) profiles the recent requests that
+the server's request log (``aimass.serving.request_log``) kept, with the bins of the champion's
+reference profile, and compares the two with the spec's drift thresholds, as ``check_drift``
+does for a new batch of training data. It compares the newest clean batch the champion never
+learnt from as well.
 
-* :class:`RequestLog` lives in the model server. It samples Predict requests (a share of
-  them, ``AIMASS_REQUEST_LOG_SAMPLE``), keeps the last N rows per model in memory (a ring
-  buffer) and a background thread persists each model's buffer atomically as
-  ``<dir>/<model>/recent.parquet``: one column per request input, plus ``request_time``
-  (UTC) and ``model_version``. The request thread only appends references to arrays it
-  already holds; conversion and disk I/O happen in the flush thread.
-* :func:`monitor_dataset` (run by the ``aimass_monitor`` DAG) profiles those recent requests
-  with the bins of the champion's reference profile and compares the two with the spec's
-  drift thresholds, as ``check_drift`` does for a new batch of training data.
-
-Only numpy is imported at module level: the server imports this module, and the DAG files
-import its asset helpers while being parsed.
+Only numpy is imported at module level: the DAG files import its asset helpers while parsed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
 import tempfile
-import threading
-import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from aimass.errors import ConfigError
+from aimass.serving.request_log import TIME_COLUMN, VERSION_COLUMN, recent_requests_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-RECENT_FILE = "recent.parquet"
-TIME_COLUMN = "request_time"
-VERSION_COLUMN = "model_version"
 DRIFT_ASSET_PREFIX = "aimass_drift_"
 OK, WARNING, CRITICAL, SKIPPED = "ok", "warning", "critical", "skipped"
 
@@ -57,214 +39,6 @@ def drift_asset_name(dataset: str) -> str:
 def drift_asset_uri(var_dir: Path, dataset: str) -> str:
     """URI of that asset: the folder its monitor reports go to."""
     return f"file://{Path(var_dir) / 'reports' / dataset / 'monitor'}"
-
-
-def recent_requests_path(requests_dir: Path, model: str) -> Path:
-    return Path(requests_dir) / model / RECENT_FILE
-
-
-# --------------------------------------------------------------------------- request log
-
-
-@dataclass
-class _Chunk:
-    """One sampled request: its columns (1-D arrays of equal length), time and version."""
-
-    columns: dict[str, np.ndarray]
-    rows: int
-    at: float
-    version: str
-
-
-@dataclass
-class _ModelBuffer:
-    chunks: deque[_Chunk] = field(default_factory=deque)
-    rows: int = 0
-    dirty: bool = False
-
-
-def _column(value: np.ndarray) -> np.ndarray | None:
-    """A request input as one value per row, or None when it is not a per-row scalar."""
-    if value.ndim == 1:
-        return value
-    if value.ndim == 2 and value.shape[1] == 1:
-        return value[:, 0]
-    return None
-
-
-class RequestLog:
-    """Sampled, bounded log of the features the model server was asked to score.
-
-    Args:
-        directory: where ``<model>/recent.parquet`` files are written.
-        sample: share of requests recorded (0..1); a recorded request keeps all its rows.
-        max_rows: rows kept per model; older ones are dropped first.
-        flush_seconds: how often the background thread persists changed buffers.
-        seed: seeds the sampling (tests); None draws from the OS.
-    """
-
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        sample: float = 0.1,
-        max_rows: int = 10_000,
-        flush_seconds: float = 30.0,
-        seed: int | None = None,
-    ) -> None:
-        if not 0.0 <= sample <= 1.0:
-            raise ConfigError(f"request log sample={sample}; use a share 0..1, e.g. 0.1")
-        if max_rows < 1:
-            raise ConfigError(f"request log max_rows={max_rows}; keep at least 1 row per model")
-        if flush_seconds <= 0:
-            raise ConfigError(f"request log flush_seconds={flush_seconds}; use more than 0")
-        self.directory = Path(directory)
-        self.sample = sample
-        self.max_rows = max_rows
-        self.flush_seconds = flush_seconds
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._buffers: dict[str, _ModelBuffer] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def record(self, model: str, version: int | str, inputs: Mapping[str, np.ndarray]) -> bool:
-        """Maybe keep one request's inputs (hot path: no copies, no conversion, no I/O).
-
-        Returns whether the request was recorded.
-        """
-        if self.sample <= 0.0 or (self.sample < 1.0 and self._random.random() >= self.sample):
-            return False
-        columns: dict[str, np.ndarray] = {}
-        rows = -1
-        for name, value in inputs.items():
-            column = _column(np.asarray(value))
-            if column is None:
-                continue  # not one value per row (e.g. a sequence input): not profiled
-            if rows not in (-1, len(column)):
-                return False  # inputs of different lengths: not a table
-            rows = len(column)
-            columns[name] = column
-        if rows <= 0:
-            return False
-        if rows > self.max_rows:  # rare: copy the tail so the whole request is not kept alive
-            columns = {k: v[-self.max_rows :].copy() for k, v in columns.items()}
-            rows = self.max_rows
-        chunk = _Chunk(columns=columns, rows=rows, at=time.time(), version=str(version))
-        with self._lock:
-            buffer = self._buffers.setdefault(model, _ModelBuffer())
-            buffer.chunks.append(chunk)
-            buffer.rows += rows
-            # Drop whole old chunks while the rest still fill the buffer.
-            while buffer.rows - buffer.chunks[0].rows >= self.max_rows:
-                buffer.rows -= buffer.chunks.popleft().rows
-            buffer.dirty = True
-        return True
-
-    def rows(self, model: str) -> int:
-        """Rows held for ``model`` (at most ``max_rows`` are written)."""
-        with self._lock:
-            buffer = self._buffers.get(model)
-            return min(buffer.rows, self.max_rows) if buffer else 0
-
-    def start(self) -> RequestLog:
-        """Persist changed buffers every ``flush_seconds`` in a daemon thread."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._loop, name="model-server-request-log", daemon=True
-            )
-            self._thread.start()
-            logger.info(
-                "recording %.0f%% of Predict requests (last %d rows per model) under %s",
-                100 * self.sample,
-                self.max_rows,
-                self.directory,
-            )
-        return self
-
-    def stop(self) -> None:
-        """Stop the flush thread and persist what is left."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-        self.flush()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            try:
-                self.flush()
-            except Exception:  # a full disk must not stop serving; say so and try again later
-                logger.exception("request log: flush to %s failed", self.directory)
-
-    def flush(self) -> list[Path]:
-        """Write every changed model's buffer; returns the files written."""
-        with self._lock:
-            todo = {
-                model: list(buffer.chunks)
-                for model, buffer in self._buffers.items()
-                if buffer.dirty and buffer.chunks
-            }
-            for model in todo:
-                self._buffers[model].dirty = False
-        written = []
-        for model, chunks in todo.items():
-            table = self._table(model, chunks)
-            if table is not None:
-                written.append(_write_atomic(table, recent_requests_path(self.directory, model)))
-        return written
-
-    def _table(self, model: str, chunks: list[_Chunk]) -> pa.Table | None:
-        import pyarrow as pa
-
-        tables = []
-        for chunk in chunks:
-            data: dict[str, Any] = {}
-            for name, values in chunk.columns.items():
-                if values.dtype == object:  # TF strings arrive as bytes
-                    values = np.array(
-                        [
-                            v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-                            for v in values
-                        ],
-                        dtype=object,
-                    )
-                data[name] = values
-            stamp = datetime.fromtimestamp(chunk.at, UTC)
-            data[TIME_COLUMN] = pa.array([stamp] * chunk.rows, pa.timestamp("us", tz="UTC"))
-            data[VERSION_COLUMN] = pa.array([chunk.version] * chunk.rows, pa.string())
-            try:
-                tables.append(pa.table(data))
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                logger.warning("request log: a request to %s is not tabular: %s", model, exc)
-        if not tables:
-            return None
-        try:
-            table = pa.concat_tables(tables, promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # Versions with other input types: keep the requests shaped like the newest one.
-            last = tables[-1].schema
-            table = pa.concat_tables([t for t in tables if t.schema.equals(last)])
-        if table.num_rows > self.max_rows:
-            table = table.slice(table.num_rows - self.max_rows)
-        return table
-
-
-def _write_atomic(table: pa.Table, path: Path) -> Path:
-    """Write Parquet to a temporary file beside ``path``, then rename it over ``path``."""
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- monitoring
@@ -311,29 +85,21 @@ def restrict_profile(profile: dict[str, Any], features: set[str]) -> dict[str, A
 
 def champion_reference(settings: Settings, dataset: str) -> tuple[Any, dict[str, Any] | None]:
     """The champion's registry version and its reference profile (None when it has none)."""
-    import mlflow
-
-    from aimass import tracking
-    from aimass.drift import load_profile
-    from aimass.pipeline import REFERENCE_ARTIFACT, REFERENCE_PROFILE
+    from aimass.data.drift import load_profile
+    from aimass.platform import tracking
 
     champ = tracking.version_by_alias(settings, dataset, tracking.CHAMPION)
     if champ is None:
         return None, None
-    tracking.client(settings)
     with tempfile.TemporaryDirectory(prefix="aimass-monitor-") as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=champ.run_id,
-                artifact_path=f"{REFERENCE_ARTIFACT}/{REFERENCE_PROFILE}",
-                dst_path=tmp,
-            )
+            path = tracking.download_reference_profile(settings, champ, Path(tmp))
         except Exception as exc:  # an older champion without a profile: nothing to compare with
             logger.warning(
                 "monitor: champion v%s has no reference profile (%s)", champ.version, exc
             )
             return champ, None
-        return champ, load_profile(Path(path))
+        return champ, load_profile(path)
 
 
 LAST_EVENT_FILE = "last_drift_event.json"
@@ -390,7 +156,7 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
     root = settings.lake_dir / "clean" / dataset
     if registered is None or not root.is_dir():
         return None
-    from aimass.lake import partition_files
+    from aimass.data.lake import partition_files
 
     newer = []
     for partition in root.glob("ds=*"):
@@ -405,7 +171,7 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
 
 def _judged(report: Any, out: Path, *, subject: str, rows: str, champ: Any) -> dict[str, Any]:
     """Write ``report`` under ``out``; its drift summary and a one-line reason."""
-    from aimass.drift import write_report, xcom_summary
+    from aimass.data.drift import write_report, xcom_summary
 
     summary = xcom_summary(report, write_report(report, out))
     if report.status == CRITICAL:
@@ -425,7 +191,7 @@ def _check_requests(
     """Recent requests against the reference, on the features the requests carry."""
     import pyarrow.parquet as pq
 
-    from aimass.drift import compare, profile_partition
+    from aimass.data.drift import compare, profile_partition
 
     path = recent_requests_path(settings.requests_dir, spec.name)
     if not path.is_file():
@@ -477,7 +243,7 @@ def _check_batch(
     settings: Settings, spec: Any, champ: Any, reference: dict[str, Any], out: Path
 ) -> dict[str, Any]:
     """The newest batch the champion has not seen against its reference, as check_drift does."""
-    from aimass.drift import compare, profile_partition
+    from aimass.data.drift import compare, profile_partition
 
     partition = newest_batch(settings, spec.name, champ)
     if partition is None:
@@ -512,7 +278,7 @@ def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) ->
         report paths) at the top level, the reasons of every check that ran, the champion
         version, and for requests the served versions, features and time window.
     """
-    from aimass.spec import load_spec
+    from aimass.data.spec import load_spec
 
     spec = load_spec(dataset, settings.conf_dir)
     champ, reference = champion_reference(settings, spec.name)
@@ -531,7 +297,7 @@ def monitor_dataset(settings: Settings, dataset: str, *, min_rows: int = 200) ->
     if not ran:
         reason = "; ".join(c["reason"] for c in checks.values())
         return _skipped(spec.name, reason, checks=checks)
-    from aimass.drift import SEVERITIES
+    from aimass.data.drift import SEVERITIES
 
     worst = max(ran, key=lambda c: SEVERITIES.index(c["status"]))
     reason = "; ".join(c["reason"] for c in ran if c["status"] == worst["status"])

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aimass.errors import ConfigError, StageError
+from aimass.platform.errors import ConfigError, StageError
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from aimass.evaluation import SliceMetrics
-from aimass.spec import GateSpec
+from aimass.data.spec import GateSpec
+from aimass.evaluation.metrics import SliceMetrics
 
 OVERALL = "overall"
 UNKNOWN_USER = "unknown"
-# Shortest reason a forced deployment must give (a DAG param; checked in aimass.params).
+# Shortest reason a forced deployment must give (a DAG param; checked in aimass.stages.params).
 MIN_FORCE_REASON = 10
 PASSED, REJECTED, FORCED = "passed", "rejected", "forced"
 

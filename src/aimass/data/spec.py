@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 
 DTYPES = ("string", "long", "double")
 SOURCE_FORMATS = ("csv", "parquet")
@@ -801,7 +801,7 @@ def load_spec(name_or_path: str | Path, conf_dir: Path | None = None) -> Dataset
     """Load a spec by name (conf/datasets/<name>.yaml) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
-        from aimass.config import Settings
+        from aimass.platform.settings import Settings
 
         conf_dir = conf_dir or Settings.from_env().conf_dir
         path = conf_dir / "datasets" / f"{name_or_path}.yaml"

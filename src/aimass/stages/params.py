@@ -8,11 +8,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from aimass.config import Settings
-from aimass.errors import ConfigError
-from aimass.gate import MIN_FORCE_REASON
-from aimass.s3io import S3Location, is_s3_uri, parse_s3_uri
-from aimass.spec import load_spec
+from aimass.data.spec import load_spec
+from aimass.evaluation.gate import MIN_FORCE_REASON
+from aimass.platform.errors import ConfigError
+from aimass.platform.s3io import S3Location, is_s3_uri, parse_s3_uri
+from aimass.platform.settings import Settings
 
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_EPOCHS = 200
@@ -312,7 +312,7 @@ def validate_tune_params(params: dict[str, Any], settings: Settings) -> TunePara
     Raises:
         ConfigError: naming the bad param and what to set instead.
     """
-    from aimass.spec import TUNING_ALGORITHMS
+    from aimass.data.spec import TUNING_ALGORITHMS
 
     dataset = str(params.get("dataset") or "chicago_taxi")
     if not re.match(r"^[a-z][a-z0-9_]*$", dataset):

@@ -7,7 +7,7 @@ exactly one place and never deleted):
 
 1. ``<file>``: a producer copies it in (write it as ``.name`` or ``name.tmp`` and rename it,
    or just copy: a file is taken only once its size and mtime stopped changing).
-2. ``.claimed/<utc time>-<file>``: the landing-zone trigger (``aimass.landing_trigger``,
+2. ``.claimed/<utc time>-<file>``: the landing-zone trigger (``aimass.data.landing_trigger``,
    an Airflow ``AssetWatcher`` running in the triggerer) claims it and emits an asset event,
    which schedules ``aimass_retrain``.
 3. ``processed/ds=<ds>/<utc time>-<file>``: the retraining run's first task takes every
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class S3Zone:
     """
 
     def __init__(self, uri: str, dataset: str, *, client: Any | None = None) -> None:
-        from aimass.s3io import parse_s3_uri
+        from aimass.platform.s3io import parse_s3_uri
 
         root = parse_s3_uri(uri)
         self.bucket = root.bucket
@@ -263,13 +263,13 @@ class S3Zone:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from aimass.s3io import make_client
+            from aimass.platform.s3io import make_client
 
             self._client = make_client()
         return self._client
 
     def _errors(self, action: str, key: str = "") -> Any:
-        from aimass.s3io import S3Location, _translated
+        from aimass.platform.s3io import S3Location, _translated
 
         return _translated(S3Location(self.bucket, key or self.prefix), self.client, action)
 
@@ -406,7 +406,7 @@ Zone = LocalZone | S3Zone
 
 def zone_at(location: str, dataset: str) -> Zone:
     """The landing zone of ``dataset`` at ``location``: a folder, or an ``s3://`` prefix."""
-    from aimass.s3io import is_s3_uri
+    from aimass.platform.s3io import is_s3_uri
 
     return S3Zone(location, dataset) if is_s3_uri(location) else LocalZone(Path(location), dataset)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from aimass.errors import ConfigError, StageError
+from aimass.platform.errors import ConfigError, StageError
 
 log = logging.getLogger(__name__)
 

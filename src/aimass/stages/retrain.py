@@ -20,13 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from aimass.config import Settings
-from aimass.errors import StageError
+from aimass.platform.errors import StageError
+from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
-
-REFERENCE_ARTIFACT = "reference"
-REFERENCE_PROFILE = "profile.json"
 
 
 def _safe(run_id: str) -> str:
@@ -67,7 +64,7 @@ def prepare_run(
     """Validate the params and lay out where every stage of this run reads and writes.
 
     ``landed``: the payloads of the landing-zone events that scheduled this run. The run
-    then takes the claimed files of the first event's dataset (``aimass.landing.take``) and
+    then takes the claimed files of the first event's dataset (``aimass.data.landing.take``) and
     cleans the day's landed files (``processed/ds=<ds>/``) into that day's partition.
 
     ``drifted``: the extras (``dataset``, ``reason``, ``report``) of the drift events
@@ -78,8 +75,8 @@ def prepare_run(
         ConfigError: a bad param, named with its fix.
         NothingLanded: landing events whose files another run already took.
     """
-    from aimass import landing
-    from aimass.params import validate_params
+    from aimass.data import landing
+    from aimass.stages.params import validate_params
 
     settings = Settings.from_env()
     landed_files: list[str] = []
@@ -140,8 +137,8 @@ def validate_quality(ctx: dict[str, Any]) -> dict[str, Any]:
     The suite is generated from ``spec.quality``, plus ``conf/expectations/<dataset>.yaml``
     when that file exists.
     """
-    from aimass.quality import find_expectations_file, raise_for_critical, validate_partition
-    from aimass.spec import load_spec
+    from aimass.data.quality import find_expectations_file, raise_for_critical, validate_partition
+    from aimass.data.spec import load_spec
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
@@ -195,10 +192,10 @@ def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
     ``drift.on_critical: fail``. With no champion (or an old one without a reference
     profile) there is nothing to compare with, and the result says so.
     """
-    from aimass.drift import compare, profile_partition, write_report, xcom_summary
-    from aimass.errors import DataQualityError
-    from aimass.monitor import champion_reference
-    from aimass.spec import load_spec
+    from aimass.data.drift import compare, profile_partition, write_report, xcom_summary
+    from aimass.data.monitor import champion_reference
+    from aimass.data.spec import load_spec
+    from aimass.platform.errors import DataQualityError
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
@@ -223,7 +220,7 @@ def check_drift(ctx: dict[str, Any]) -> dict[str, Any]:
         "champion_version": str(champ.version),
     }
     if report.status == "critical":
-        from aimass.alerts import alert_on_drift
+        from aimass.platform.alerts import alert_on_drift
 
         alert_on_drift(summary, dataset=spec.name, settings=settings)
     if report.action == "fail":
@@ -261,8 +258,8 @@ def resolve_hparams(settings: Settings, spec: Any, ctx: dict[str, Any]) -> tuple
     ``learning_rate`` and ``batch_size`` params win over both. Returns the spec with the
     chosen values and a line saying where they came from (logged and tagged in MLflow).
     """
-    from aimass.errors import ConfigError
-    from aimass.tuning import apply_hparams, tuned_hparams
+    from aimass.platform.errors import ConfigError
+    from aimass.training.tuning import apply_hparams, tuned_hparams
 
     source = "spec"
     if ctx.get("use_tuned_hparams", True):
@@ -302,9 +299,9 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
     """Train a candidate across worker processes, track it in MLflow and register a version."""
     import mlflow
 
-    from aimass import tracking
-    from aimass.spec import load_spec
-    from aimass.training import launch
+    from aimass.data.spec import load_spec
+    from aimass.platform import tracking
+    from aimass.training.launcher import launch
 
     settings = Settings.from_env()
     spec = load_spec(ctx["dataset"], settings.conf_dir)
@@ -373,13 +370,13 @@ def train_model(ctx: dict[str, Any], checks: dict[str, Any]) -> dict[str, Any]:
         mlflow.log_artifact(ctx["clean_summary"], artifact_path="data")
         report_dir = Path(ctx["report_dir"])
         # The reference the next runs' drift check compares against, kept with this model.
-        from aimass.drift import profile_partition, save_profile
+        from aimass.data.drift import profile_partition, save_profile
 
         profile = save_profile(
             profile_partition(Path(ctx["clean_dir"]), spec, split="train"),
-            run_dir / REFERENCE_PROFILE,
+            run_dir / tracking.REFERENCE_PROFILE,
         )
-        mlflow.log_artifact(str(profile), artifact_path=REFERENCE_ARTIFACT)
+        mlflow.log_artifact(str(profile), artifact_path=tracking.REFERENCE_ARTIFACT)
         if (report_dir / "drift").is_dir():
             mlflow.log_artifacts(str(report_dir / "drift"), artifact_path="drift")
         if (report_dir / "quality_summary.json").exists():
@@ -430,22 +427,22 @@ def evaluate_candidate(
 
     The decision (one line per check) goes to the task log, to ``gate_decision.json`` and
     ``gate_report.html`` in the run's report dir, and to the MLflow run (artifacts under
-    ``evaluation/``, tag ``aimass.gate``). With the run's ``force_deploy`` a rejected
+    ``evaluation/``, tag ``aimass.evaluation.gate``). With the run's ``force_deploy`` a rejected
     candidate is marked forced, with the reason and ``triggered_by`` (the run's user).
     """
     import mlflow
 
-    from aimass import tracking
-    from aimass.evaluation import evaluate_with_slices, load_slices
-    from aimass.gate import decide, force
-    from aimass.gate_report import (
+    from aimass.data.spec import BINARY, load_spec
+    from aimass.evaluation.gate import decide, force
+    from aimass.evaluation.metrics import evaluate_with_slices, load_slices
+    from aimass.evaluation.report import (
         HTML_NAME,
         JSON_NAME,
         approval_markdown,
         json_safe,
         write_report,
     )
-    from aimass.spec import BINARY, load_spec
+    from aimass.platform import tracking
     from models.tabular.inputs import load_arrays
 
     settings = Settings.from_env()
@@ -542,7 +539,7 @@ def reject_candidate(decision: dict[str, Any]) -> dict[str, Any]:
         log.warning("%s", reason)
     if decision.get("report_html"):
         log.warning("gate report: %s", decision["report_html"])
-    from aimass.alerts import CANDIDATE_REJECTED, send_alert
+    from aimass.platform.alerts import CANDIDATE_REJECTED, send_alert
 
     send_alert(
         CANDIDATE_REJECTED,
@@ -568,10 +565,10 @@ def reject_candidate(decision: dict[str, Any]) -> dict[str, Any]:
 
 def deploy_model(ctx: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """Roll the candidate out to the model server as the next version and make it champion."""
-    from aimass import tracking
-    from aimass.rollout import CanaryPolicy, rollout
+    from aimass.data.spec import load_spec
+    from aimass.platform import tracking
     from aimass.serving.client import ServingClient
-    from aimass.spec import load_spec
+    from aimass.serving.rollout import CanaryPolicy, rollout
     from models.tabular.inputs import load_arrays
 
     settings = Settings.from_env()
@@ -621,8 +618,8 @@ def recent_request_rows(settings: Settings, spec: Any, limit: int) -> dict[str, 
     model inputs; None without a request log (or one that lacks a feature)."""
     import pyarrow.parquet as pq
 
-    from aimass.errors import ConfigError
-    from aimass.monitor import recent_requests_path
+    from aimass.platform.errors import ConfigError
+    from aimass.serving.request_log import recent_requests_path
     from models.tabular.inputs import feature_arrays
 
     path = recent_requests_path(settings.requests_dir, spec.name)
@@ -725,10 +722,10 @@ def prepare_rollback(params: dict[str, Any], *, who: str) -> dict[str, Any]:
         ConfigError: an unknown dataset, a version that is not on disk or already stable,
             nothing to roll back to, or a reason too short to tell anyone anything.
     """
-    from aimass.errors import ConfigError
-    from aimass.rollout import PREVIOUS, STABLE, serving_config_path
+    from aimass.data.spec import load_spec
+    from aimass.platform.errors import ConfigError
     from aimass.serving.config import find_model, list_versions, read_config
-    from aimass.spec import load_spec
+    from aimass.serving.rollout import PREVIOUS, STABLE, serving_config_path
 
     settings = Settings.from_env()
     spec = load_spec(str(params.get("dataset") or "chicago_taxi"), settings.conf_dir)
@@ -776,9 +773,9 @@ def roll_back(ctx: dict[str, Any]) -> dict[str, Any]:
     """Move ``stable`` and the MLflow alias ``champion`` back; record who and why."""
     from datetime import UTC
 
-    from aimass import tracking
-    from aimass.rollout import rollback
+    from aimass.platform import tracking
     from aimass.serving.client import ServingClient
+    from aimass.serving.rollout import rollback
 
     settings = Settings.from_env()
     client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
@@ -830,7 +827,7 @@ def roll_back(ctx: dict[str, Any]) -> dict[str, Any]:
         result["seconds"],
         path,
     )
-    from aimass.alerts import ROLLBACK, send_alert
+    from aimass.platform.alerts import ROLLBACK, send_alert
 
     send_alert(
         ROLLBACK,

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aimass.config import Settings
-from aimass.errors import StageError
+from aimass.platform.errors import StageError
+from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from aimass.errors import StageError
+from aimass.platform.errors import StageError
 
 log = logging.getLogger(__name__)
 

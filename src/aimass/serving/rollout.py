@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from aimass.config import Settings
-from aimass.errors import ServingError
+from aimass.platform.errors import ServingError
+from aimass.platform.settings import Settings
 from aimass.serving.config import (
     ModelServerConfig,
     find_model,
@@ -515,8 +515,8 @@ def infra_validate(
     Raises:
         ServingError: the SavedModel did not load or answer; the sandbox log tail is included.
     """
+    from aimass.platform.ports import free_ports
     from aimass.serving.client import ServingClient
-    from aimass.training import free_ports
 
     sandbox = Path(tempfile.mkdtemp(prefix=f"aimass-infra-{model_name}-"))
     (sandbox / model_name).mkdir()

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aimass.config import Settings
+from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,9 @@ PREVIOUS = "previous"
 RUN_KEY_TAG = "aimass.run_key"
 SERVING_VERSION_TAG = "aimass.serving_version"
 MODEL_ARTIFACT = "saved_model"
+# The training data profile each version keeps, that drift checks compare new data with.
+REFERENCE_ARTIFACT = "reference"
+REFERENCE_PROFILE = "profile.json"
 
 
 def client(settings: Settings) -> Any:
@@ -134,3 +137,21 @@ def promote(settings: Settings, name: str, version: str) -> str | None:
 def run_url(settings: Settings, experiment: str, run_id: str) -> str:
     """A link to the run in the MLflow UI."""
     return f"http://{settings.host}:{settings.mlflow_port}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def download_reference_profile(settings: Settings, version: Any, dst: Path) -> Path:
+    """Download the reference profile that ``version``'s training run logged, into ``dst``.
+
+    Raises:
+        Exception: MLflow's own, when the run has no profile (an older version).
+    """
+    import mlflow
+
+    client(settings)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=version.run_id,
+            artifact_path=f"{REFERENCE_ARTIFACT}/{REFERENCE_PROFILE}",
+            dst_path=str(dst),
+        )
+    )

@@ -10,7 +10,7 @@
 ECE uses ``ECE_BINS`` equal-width bins over [0, 1]: the share of rows in each bin times the
 gap between the bin's mean confidence and its observed rate, summed.
 
-Every result also has ``rows``. The names match ``aimass.spec.METRICS``, which the gate's
+Every result also has ``rows``. The names match ``aimass.data.spec.METRICS``, which the gate's
 bars refer to. Per-slice metrics (``slice_metrics``) are the same functions on the rows of
 each value of a slice column; a metric a slice cannot define (AUC over one class) is left out
 of that slice instead of failing the evaluation.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +347,8 @@ def load_slices(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from aimass.errors import ConfigError, StageError
-    from aimass.lake import open_partition
+    from aimass.data.lake import open_partition
+    from aimass.platform.errors import ConfigError, StageError
     from models.tabular.inputs import SPLIT_COLUMN
 
     if not spec.slices:

@@ -1,4 +1,4 @@
-"""Training launcher: N local TensorFlow worker processes under MultiWorkerMirroredStrategy.
+"""The local launcher: N local TensorFlow worker processes under MultiWorkerMirroredStrategy.
 
 ``train()`` starts ``workers`` processes of ``python -m models.tabular.train`` on
 127.0.0.1, each with its own ``TF_CONFIG`` (and ``TF_USE_LEGACY_KERAS=1``),
@@ -12,192 +12,45 @@ launcher dies anyway exits by itself (``models.tabular.train`` watches its paren
 The spec reaches the workers as a YAML file, ``<run_dir>/spec.yaml``, written
 from the ``DatasetSpec`` (so an in-memory spec works and the run keeps the exact
 spec it trained with).
-
-``launch()`` is what the pipeline calls: it runs ``train()`` here, or the same workers as
-Kubernetes pods (``aimass.k8s_launcher``) when ``AIMASS_TRAIN_LAUNCHER=kubernetes``.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import yaml
-
-from aimass.errors import ConfigError, StageError
-from aimass.spec import DatasetSpec, load_spec
+from aimass.data.spec import DatasetSpec
+from aimass.platform.errors import StageError
 
 if TYPE_CHECKING:
-    from aimass.config import Settings
+    pass
+
+from aimass.platform.ports import free_ports
+from aimass.training.run import (
+    ENTRY_MODULE,
+    LOG_TAIL_LINES,
+    PARENT_PID_ENV,
+    TrainResult,
+    prepare_run,
+    read_result,
+    tf_config,
+)
 
 logger = logging.getLogger(__name__)
 
-ENTRY_MODULE = "models.tabular.train"
-SPEC_FILE = "spec.yaml"
-EXPORT_DIR = "export"
-METRICS_FILE = "metrics.json"
-PARENT_PID_ENV = "AIMASS_TRAIN_PARENT_PID"
-LOG_TAIL_LINES = 20
 STOP_GRACE_S = 5.0
 _POLL_S = 0.2
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a finished training run left in its run dir."""
-
-    saved_model_dir: Path
-    metrics_path: Path
-    history: dict[str, list[float]]
-    params: dict[str, Any]
-    workers: int
-    holdout: dict[str, float] = field(default_factory=dict)
-
-
-def spec_to_dict(spec: DatasetSpec) -> dict[str, Any]:
-    """The YAML mapping that ``DatasetSpec.from_dict`` turns back into ``spec``."""
-    return spec.to_dict()
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct TCP ports that are free on ``host`` right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((host, 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def tf_config(hosts: Sequence[str], index: int) -> str:
-    """The ``TF_CONFIG`` JSON for worker ``index`` of a cluster of ``hosts`` (worker 0 is the chief)."""
-    return json.dumps(
-        {"cluster": {"worker": list(hosts)}, "task": {"type": "worker", "index": index}}
-    )
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A checked training request: resolved hyperparameters and the run dir laid out."""
-
-    spec: DatasetSpec
-    data: Path
-    run_dir: Path
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    mixed_precision: bool = False
-
-    @property
-    def spec_path(self) -> Path:
-        return self.run_dir / SPEC_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.run_dir / METRICS_FILE
-
-    @property
-    def worker_args(self) -> list[str]:
-        """The arguments of ``python -m models.tabular.train``, the same for every worker."""
-        return [
-            f"--spec={self.spec_path}",
-            f"--data={self.data}",
-            f"--run-dir={self.run_dir}",
-            f"--epochs={self.epochs}",
-            f"--batch-size={self.batch_size}",
-            f"--learning-rate={self.learning_rate}",
-            *(["--mixed-precision"] if self.mixed_precision else []),
-        ]
-
-
-def prepare_run(
-    spec: DatasetSpec | str | Path,
-    *,
-    data: Path,
-    run_dir: Path,
-    workers: int,
-    epochs: int | None,
-    batch_size: int | None,
-    learning_rate: float | None,
-    timeout_s: float | None,
-    mixed_precision: bool = False,
-) -> RunRequest:
-    """Check a training request and lay out its run dir; shared by every launcher.
-
-    Resolves the spec's hyperparameters, checks them and the data folder, writes
-    ``spec.yaml`` (the spec the workers read) and removes an old ``metrics.json`` (a result
-    must come from this run).
-
-    Raises:
-        ConfigError: a bad argument, named with its fix.
-    """
-    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
-    t = spec.training
-    epochs = t.epochs if epochs is None else epochs
-    batch_size = t.batch_size if batch_size is None else batch_size
-    learning_rate = t.learning_rate if learning_rate is None else learning_rate
-    if workers < 1:
-        raise ConfigError(f"workers={workers}; use 1 or more workers")
-    if epochs < 1:
-        raise ConfigError(f"epochs={epochs}; use 1 or more")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}; use 1 or more rows per worker")
-    if not 0 < learning_rate < 1:
-        raise ConfigError(f"learning_rate={learning_rate}; use a value in (0, 1)")
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
-    data, run_dir = Path(data), Path(run_dir)
-    if not data.is_dir():
-        raise ConfigError(
-            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
-        )
-    request = RunRequest(spec, data, run_dir, epochs, batch_size, learning_rate, mixed_precision)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    request.spec_path.write_text(
-        yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8"
-    )
-    request.metrics_path.unlink(missing_ok=True)
-    return request
-
-
-def read_result(request: RunRequest, workers: int, *, missing_hint: str) -> TrainResult:
-    """The ``TrainResult`` of a finished run, from the chief's ``metrics.json``.
-
-    Raises:
-        StageError: the workers finished but the chief wrote no ``metrics.json``.
-    """
-    if not request.metrics_path.exists():
-        raise StageError(
-            f"training workers exited 0 but the chief wrote no {request.metrics_path}; "
-            f"{missing_hint}"
-        )
-    metrics = json.loads(request.metrics_path.read_text(encoding="utf-8"))
-    return TrainResult(
-        saved_model_dir=request.run_dir / EXPORT_DIR,
-        metrics_path=request.metrics_path,
-        history=metrics["history"],
-        params=metrics["params"],
-        workers=workers,
-        holdout=metrics.get("holdout", {}),
-    )
 
 
 def train(
@@ -264,56 +117,6 @@ def train(
     logger.info("training finished in %.1f s", time.monotonic() - started)
 
     return read_result(request, workers, missing_hint="see the [worker 0] log")
-
-
-def launch(
-    settings: Settings,
-    spec: DatasetSpec | str | Path,
-    *,
-    data: Path,
-    run_dir: Path,
-    workers: int = 1,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    learning_rate: float | None = None,
-    timeout_s: float | None = None,
-    mixed_precision: bool = False,
-) -> TrainResult:
-    """Train with the launcher ``settings.train_launcher`` names (``AIMASS_TRAIN_LAUNCHER``).
-
-    ``local``: ``train()`` (worker processes on this machine); ``kubernetes``:
-    ``aimass.k8s_launcher.train_on_kubernetes`` (one pod per worker). Same arguments and result.
-    """
-    if settings.train_launcher == "kubernetes":
-        from aimass.k8s_launcher import train_on_kubernetes
-
-        return train_on_kubernetes(
-            settings,
-            spec,
-            data=data,
-            run_dir=run_dir,
-            workers=workers,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            timeout_s=timeout_s,
-            mixed_precision=mixed_precision,
-        )
-    if settings.train_launcher != "local":
-        raise ConfigError(
-            f"AIMASS_TRAIN_LAUNCHER={settings.train_launcher!r}; use 'local' or 'kubernetes'"
-        )
-    return train(
-        spec,
-        data=data,
-        run_dir=run_dir,
-        workers=workers,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        timeout_s=timeout_s,
-        mixed_precision=mixed_precision,
-    )
 
 
 def _pump(index: int, stream: IO[str], tail: collections.deque[str]) -> None:

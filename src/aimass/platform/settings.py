@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aimass.errors import ConfigError
-from aimass.s3io import is_s3_uri, parse_s3_uri
+from aimass.platform.errors import ConfigError
+from aimass.platform.s3io import is_s3_uri, parse_s3_uri
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _port(name: str, default: int) -> int:
@@ -90,7 +90,7 @@ class Settings:
     mlflow_tracking_uri: str = ""
     # Where the model server is reached; the host itself by default, a service name in docker/.
     serving_host: str = ""
-    # Training launcher: "local" worker processes, or "kubernetes" pods (aimass.k8s_launcher).
+    # Training launcher: "local" worker processes, or "kubernetes" pods (aimass.training.kubernetes).
     train_launcher: str = "local"
     # Cron (UTC) of the nightly retraining; "" = manual and event runs only.
     retrain_schedule: str = DEFAULT_RETRAIN_SCHEDULE
@@ -115,7 +115,7 @@ class Settings:
     # Cron (UTC) of aimass_monitor (served requests vs the champion's reference); "" = off.
     monitor_schedule: str = DEFAULT_MONITOR_SCHEDULE
     # Where files land, one sub-folder (or sub-prefix) per dataset: "" = <var>/landing, else
-    # another folder or an s3://bucket/prefix (aimass.landing).
+    # another folder or an s3://bucket/prefix (aimass.data.landing).
     landing_root: str = ""
 
     def __post_init__(self) -> None:

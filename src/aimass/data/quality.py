@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
-from aimass.errors import ConfigError, DataQualityError
+from aimass.platform.errors import ConfigError, DataQualityError
 
 if TYPE_CHECKING:
     from great_expectations.data_context.types.base import DataContextConfig
     from great_expectations.expectations.expectation import Expectation
     from pyspark.sql import SparkSession
 
-    from aimass.spec import DatasetSpec
+    from aimass.data.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ def validate_partition(
         partition: the clean Parquet partition (``Settings.clean_partition``).
         report_dir: where the GX project (``gx/``), ``data_docs/`` and
             ``quality_summary.json`` are written; a rerun replaces them.
-        spark: an existing session; default: ``aimass.spark.get_session`` (left running).
+        spark: an existing session; default: ``aimass.platform.spark.get_session`` (left running).
         expectations_file: hand-written expectations added to the generated ones
             (``find_expectations_file``); None: the generated suite only. It is checked
             before the partition is read.
@@ -431,7 +431,7 @@ def validate_partition(
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if spark is None:
-        from aimass.spark import get_session
+        from aimass.platform.spark import get_session
 
         spark = get_session(app_name="aimass-quality")
     df = spark.read.parquet(str(partition))

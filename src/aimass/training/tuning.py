@@ -3,10 +3,10 @@
 ``search()`` is what the ``aimass_tune`` DAG (and ``aimass.cli tune``) runs. The spec's
 ``tuning`` section gives the algorithm (Bayesian optimization or random search), the
 space, the trial count and the epochs per trial. A Keras Tuner oracle proposes each
-trial's values; the trial is a real training run through ``aimass.training.launch``
+trial's values; the trial is a real training run through ``aimass.training.launcher.launch``
 (the same worker processes, or pods, as nightly training), so what is tuned is exactly
 what is trained later. The trial's SavedModel is scored on a validation share carved out
-of the train split with the gate's metric code (``aimass.evaluation``); the holdout the
+of the train split with the gate's metric code (``aimass.evaluation.metrics``); the holdout the
 gate judges candidates on is never seen by the search.
 
 Tracking: one MLflow parent run per search (tag ``aimass.kind=tuning``), one nested
@@ -36,12 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aimass.errors import ConfigError, StageError
-from aimass.lake import open_partition
-from aimass.spec import TUNABLE, DatasetSpec, HParam, TrainingSpec
+from aimass.data.lake import open_partition
+from aimass.data.spec import TUNABLE, DatasetSpec, HParam, TrainingSpec
+from aimass.platform.errors import ConfigError, StageError
 
 if TYPE_CHECKING:
-    from aimass.config import Settings
+    from aimass.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
     """
     import mlflow
 
-    from aimass import tracking
-    from aimass.evaluation import evaluate
-    from aimass.training import launch
+    from aimass.evaluation.metrics import evaluate
+    from aimass.platform import tracking
+    from aimass.training.launcher import launch
     from models.tabular.inputs import load_arrays
 
     spec = request.spec
@@ -361,7 +361,7 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
 
 def tuned_hparams(settings: Settings, dataset: str) -> tuple[dict[str, Any], str] | None:
     """The best values of the dataset's latest complete search and its MLflow run id, if any."""
-    from aimass import tracking
+    from aimass.platform import tracking
 
     mlc = tracking.client(settings)
     exp = mlc.get_experiment_by_name(f"aimass/{dataset}")
@@ -384,50 +384,3 @@ def tuned_hparams(settings: Settings, dataset: str) -> tuple[dict[str, Any], str
         )
         return None
     return dict(hparams), str(run.info.run_id)
-
-
-def prepare_tuning(params: dict[str, Any], *, run_id: str) -> dict[str, Any]:
-    """Validate a search's params and lay out its folder; the context the search task reads."""
-    import re
-
-    from aimass.config import Settings
-    from aimass.params import validate_tune_params
-
-    settings = Settings.from_env()
-    p = validate_tune_params(params, settings)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-    ctx = {
-        **p.to_dict(),
-        "run_id": run_id,
-        "work_dir": str(settings.runs_dir / p.dataset / "tuning" / safe),
-    }
-    log.info(
-        "search %s: %s search of %d trials x %d epochs on %s (%d workers)",
-        run_id,
-        p.algorithm,
-        p.max_trials,
-        p.epochs,
-        p.clean_dir,
-        p.workers,
-    )
-    return ctx
-
-
-def run_search(ctx: dict[str, Any]) -> dict[str, Any]:
-    """The search task: ``search`` with the context ``prepare_tuning`` made."""
-    from aimass.config import Settings
-    from aimass.spec import load_spec
-
-    settings = Settings.from_env()
-    request = SearchRequest(
-        spec=load_spec(ctx["dataset"], settings.conf_dir),
-        clean_dir=Path(ctx["clean_dir"]),
-        work_dir=Path(ctx["work_dir"]),
-        algorithm=ctx["algorithm"],
-        max_trials=int(ctx["max_trials"]),
-        epochs=int(ctx["epochs"]),
-        workers=int(ctx["workers"]),
-        mixed_precision=bool(ctx.get("mixed_precision", False)),
-        run_name=f"tune {ctx['dataset']} ({ctx['algorithm']}, ds={ctx['ds']})",
-    )
-    return search(settings, request)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 
-from aimass.errors import ConfigError
+from aimass.platform.errors import ConfigError
 
 
 def open_partition(partition: Path) -> pads.Dataset:

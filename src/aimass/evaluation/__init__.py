@@ -1,0 +1,1 @@
+"""The evaluation center: holdout metrics, the gate and its reports."""

@@ -1,0 +1,1 @@
+"""Platform: settings, storage, processes, tracking, alerts, the Airflow API client, errors."""

@@ -1,0 +1,1 @@
+"""The supervisor of the embedded services (Airflow, MLflow, the model server)."""

@@ -1,0 +1,1 @@
+"""The training center: launchers (local processes, Kubernetes pods) and tuning."""
