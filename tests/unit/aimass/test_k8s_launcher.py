@@ -19,7 +19,8 @@ from testkit import TAXI_SPEC
 from aimass.platform.errors import ConfigError, StageError
 from aimass.platform.settings import Settings
 from aimass.training import kubernetes as k8s_launcher
-from aimass.training import launcher, local, run
+from aimass.training import launcher as launchers
+from aimass.training import local, run
 from aimass.training.kubernetes import K8sLauncher, train_on_kubernetes
 from aimass.training.pods import (
     JOB_NAME_MAX,
@@ -830,7 +831,7 @@ def test_launch_picks_the_configured_launcher(
         if launcher_name == "kubernetes"
         else Settings(root=k8s_settings.root, var_dir=k8s_settings.var_dir)
     )
-    result = launcher.launch(
+    result = launchers.launch(
         settings,
         TAXI_SPEC,
         data=Path("d"),
