@@ -266,7 +266,7 @@ def test_endpoint_comes_from_aimass_setting_first_then_aws(
 
 
 def test_early_check_lists_without_downloading(s3: dict[str, Any]) -> None:
-    from jobs.clean.main import check_input
+    from jobs.clean.inputs import check_input
 
     batch = check_input(SPEC, f"s3://{BUCKET}/parquet/")
 

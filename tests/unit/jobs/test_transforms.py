@@ -96,7 +96,7 @@ def test_parse_rows_quarantines_malformed_rows_with_reasons(spark: Any) -> None:
 
 
 def test_read_raw_marks_wrong_field_count_but_not_quoted_commas(spark: Any, tmp_path: Path) -> None:
-    from jobs.clean.main import read_raw
+    from jobs.clean.inputs import read_raw
     from jobs.clean.transforms import parse_rows
 
     csv = tmp_path / "tiny.csv"
@@ -290,7 +290,7 @@ def test_drop_duplicates_without_a_key_drops_exact_copies_only(spark: Any) -> No
 def test_clean_rows_carries_the_source_position_for_drop_duplicates(
     spark: Any, tmp_path: Path
 ) -> None:
-    from jobs.clean.main import read_raw
+    from jobs.clean.inputs import read_raw
     from jobs.clean.transforms import (
         POSITION_COLUMN,
         clean_rows,

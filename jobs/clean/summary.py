@@ -1,0 +1,176 @@
+"""The clean job's summary: what one run read, kept, quarantined and dropped.
+
+The counts come from the partitions as written (``count_written``), not from the plan, so
+``check_conservation`` is a real check that every input row ended up in exactly one place:
+the clean partition, the quarantine partition or the dropped duplicates. The summary is
+written beside the run's reports and read by the quality stage and the DAG.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aimass.platform.errors import StageError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Rows of one run by where they went.
+
+    ``splits`` maps split name to clean rows, ``reasons`` maps quarantine reason kind to
+    rows (most common first) and ``duplicates`` maps duplicate kind to dropped rows.
+    """
+
+    splits: dict[str, int]
+    reasons: dict[str, int]
+    duplicates: dict[str, int]
+
+    @property
+    def rows_clean(self) -> int:
+        return sum(self.splits.values())
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.reasons.values())
+
+    @property
+    def rows_duplicate(self) -> int:
+        return sum(self.duplicates.values())
+
+
+def count_written(
+    spark: SparkSession, *, clean: Path, quarantine: Path, duplicates: DataFrame
+) -> Counts:
+    """Count the partitions written to ``clean`` and ``quarantine`` and the ``duplicates``."""
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import (
+        DUPLICATE_COLUMN,
+        DUPLICATE_EXACT,
+        DUPLICATE_KEY,
+        REASON_COLUMN,
+        SPLIT_COLUMN,
+        reason_kind,
+    )
+
+    written = spark.read.parquet(str(clean))
+    splits = {r[SPLIT_COLUMN]: r["count"] for r in written.groupBy(SPLIT_COLUMN).count().collect()}
+    written_q = spark.read.parquet(str(quarantine))
+    reasons = {
+        r["kind"]: r["count"]
+        for r in written_q.groupBy(reason_kind(F.col(REASON_COLUMN)).alias("kind"))
+        .count()
+        .orderBy(F.desc("count"), "kind")
+        .collect()
+    }
+    dup_counts = {
+        r[DUPLICATE_COLUMN]: r["count"]
+        for r in duplicates.groupBy(DUPLICATE_COLUMN).count().collect()
+    }
+    return Counts(
+        splits=splits,
+        reasons=reasons,
+        duplicates={
+            DUPLICATE_EXACT: dup_counts.get(DUPLICATE_EXACT, 0),
+            DUPLICATE_KEY: dup_counts.get(DUPLICATE_KEY, 0),
+        },
+    )
+
+
+def batch_warnings(rows_in: int, rows_clean: int, reasons: dict[str, int]) -> list[str]:
+    """Batch-level findings that do not fail the job but that an operator should see."""
+    if rows_in == 0:
+        return [
+            "the input has no data rows (header only): wrote empty partitions; the quality "
+            "check (quality.min_rows) decides whether the run goes on"
+        ]
+    if rows_clean == 0:
+        top = next(iter(reasons), "duplicates")
+        return [
+            f"no row survived cleaning (most common reason: {top}): the clean partition is "
+            "empty; see the quarantine partition. The quality check (quality.min_rows) will "
+            "stop the run"
+        ]
+    return []
+
+
+def build_summary(
+    *,
+    dataset: str,
+    ds: str,
+    source: str,
+    fmt: str,
+    rows_in: int,
+    counts: Counts,
+    out: Path,
+    quarantine: Path,
+) -> dict[str, Any]:
+    """The summary JSON payload of one run (its keys in the order they are written)."""
+    from jobs.clean.transforms import HOLDOUT, TRAIN
+
+    return {
+        "dataset": dataset,
+        "ds": ds,
+        "input": source,
+        "format": fmt,
+        "rows_in": rows_in,
+        "rows_clean": counts.rows_clean,
+        "rows_quarantined": counts.rows_quarantined,
+        "rows_duplicate": counts.rows_duplicate,
+        "rows_train": counts.splits.get(TRAIN, 0),
+        "rows_holdout": counts.splits.get(HOLDOUT, 0),
+        "quarantine_reasons": counts.reasons,
+        "duplicates": counts.duplicates,
+        "warnings": batch_warnings(rows_in, counts.rows_clean, counts.reasons),
+        "out": str(out),
+        "quarantine": str(quarantine),
+    }
+
+
+def check_conservation(summary: dict[str, Any]) -> None:
+    """Raise StageError unless every input row is clean, quarantined or a dropped duplicate."""
+    rows_in = summary["rows_in"]
+    rows_clean = summary["rows_clean"]
+    rows_quarantined = summary["rows_quarantined"]
+    rows_duplicate = summary["rows_duplicate"]
+    if rows_in != rows_clean + rows_quarantined + rows_duplicate:
+        raise StageError(
+            f"clean {summary['dataset']} ds={summary['ds']}: rows are not conserved: "
+            f"rows_in={rows_in} but rows_clean={rows_clean} + "
+            f"rows_quarantined={rows_quarantined} + rows_duplicate={rows_duplicate}; the "
+            "partitions were not replaced. This is a bug in jobs/clean/transforms.py: check "
+            "the filters"
+        )
+
+
+def log_summary(summary: dict[str, Any], path: Path) -> None:
+    """Log the run's outcome, its quarantine reasons and its warnings (``path``: the JSON)."""
+    name, ds = summary["dataset"], summary["ds"]
+    log.info(
+        "clean %s ds=%s: %d in, %d clean (%d train, %d holdout), %d quarantined, "
+        "%d duplicates %s -> %s, %s; summary %s",
+        name,
+        ds,
+        summary["rows_in"],
+        summary["rows_clean"],
+        summary["rows_train"],
+        summary["rows_holdout"],
+        summary["rows_quarantined"],
+        summary["rows_duplicate"],
+        summary["duplicates"],
+        summary["out"],
+        summary["quarantine"],
+        path,
+    )
+    if summary["quarantine_reasons"]:
+        log.info("quarantine reasons: %s", summary["quarantine_reasons"])
+    for warning in summary["warnings"]:
+        log.warning("clean %s ds=%s: %s", name, ds, warning)

@@ -1,0 +1,156 @@
+"""The clean job's summary (jobs/clean/summary.py): counts, warnings, conservation check."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimass.platform.errors import StageError
+from jobs.clean.summary import (
+    Counts,
+    batch_warnings,
+    build_summary,
+    check_conservation,
+    count_written,
+    log_summary,
+)
+
+pytestmark = pytest.mark.unit
+
+COUNTS = Counts(
+    splits={"train": 7, "holdout": 2},
+    reasons={"rule fare_not_negative": 2, "malformed: wrong field count": 1},
+    duplicates={"exact": 1, "key": 0},
+)
+
+
+def summary(rows_in: int, counts: Counts = COUNTS) -> dict[str, Any]:
+    return build_summary(
+        dataset="tiny",
+        ds="2024-01-01",
+        source="/in/batch.csv",
+        fmt="csv",
+        rows_in=rows_in,
+        counts=counts,
+        out=Path("/lake/clean/ds=2024-01-01"),
+        quarantine=Path("/lake/quarantine/ds=2024-01-01"),
+    )
+
+
+def test_counts_add_up_each_destination() -> None:
+    assert (COUNTS.rows_clean, COUNTS.rows_quarantined, COUNTS.rows_duplicate) == (9, 3, 1)
+
+
+def test_build_summary_has_the_documented_keys_in_order() -> None:
+    payload = summary(13)
+
+    assert payload == {
+        "dataset": "tiny",
+        "ds": "2024-01-01",
+        "input": "/in/batch.csv",
+        "format": "csv",
+        "rows_in": 13,
+        "rows_clean": 9,
+        "rows_quarantined": 3,
+        "rows_duplicate": 1,
+        "rows_train": 7,
+        "rows_holdout": 2,
+        "quarantine_reasons": COUNTS.reasons,
+        "duplicates": {"exact": 1, "key": 0},
+        "warnings": [],
+        "out": "/lake/clean/ds=2024-01-01",
+        "quarantine": "/lake/quarantine/ds=2024-01-01",
+    }
+    assert list(payload)[:4] == ["dataset", "ds", "input", "format"]
+
+
+def test_build_summary_counts_a_missing_split_as_zero() -> None:
+    payload = summary(3, Counts(splits={"train": 3}, reasons={}, duplicates={}))
+
+    assert (payload["rows_train"], payload["rows_holdout"]) == (3, 0)
+
+
+def test_batch_warnings_on_a_header_only_input() -> None:
+    (warning,) = batch_warnings(0, 0, {})
+
+    assert "no data rows (header only)" in warning
+    assert "quality.min_rows" in warning
+
+
+def test_batch_warnings_name_the_most_common_reason_when_nothing_survives() -> None:
+    (warning,) = batch_warnings(5, 0, {"rule hour_in_day": 4, "null label": 1})
+
+    assert "most common reason: rule hour_in_day" in warning
+
+
+def test_batch_warnings_blame_duplicates_when_nothing_was_quarantined() -> None:
+    (warning,) = batch_warnings(4, 0, {})
+
+    assert "most common reason: duplicates" in warning
+
+
+def test_batch_warnings_none_for_a_batch_with_clean_rows() -> None:
+    assert batch_warnings(5, 1, {"rule hour_in_day": 4}) == []
+
+
+def test_check_conservation_passes_when_every_row_is_accounted_for() -> None:
+    check_conservation(summary(13))
+
+
+def test_check_conservation_fails_naming_every_count() -> None:
+    with pytest.raises(StageError) as info:
+        check_conservation(summary(14))
+
+    message = str(info.value)
+    assert "clean tiny ds=2024-01-01: rows are not conserved" in message
+    assert "rows_in=14 but rows_clean=9 + rows_quarantined=3 + rows_duplicate=1" in message
+    assert "the partitions were not replaced" in message
+
+
+def test_log_summary_logs_the_outcome_reasons_and_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = summary(3, Counts(splits={}, reasons={"null label": 3}, duplicates={}))
+
+    with caplog.at_level(logging.INFO, logger="jobs.clean.summary"):
+        log_summary(payload, Path("/reports/clean_summary.json"))
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("clean tiny ds=2024-01-01: 3 in, 0 clean (0 train, 0 holdout)")
+    assert messages[0].endswith("summary /reports/clean_summary.json")
+    assert "quarantine reasons: {'null label': 3}" in messages
+    assert [r.levelno for r in caplog.records][-1] == logging.WARNING
+    assert "no row survived cleaning" in messages[-1]
+
+
+def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
+    spark: Any, tmp_path: Path
+) -> None:
+    clean, quarantine = tmp_path / "clean", tmp_path / "quarantine"
+    spark.createDataFrame([("train",), ("train",), ("holdout",)], "split string").write.parquet(
+        str(clean)
+    )
+    spark.createDataFrame(
+        [
+            ("unparseable double in fare: 'x'",),
+            ("unparseable double in fare: 'y'",),
+            ("rule hour_in_day",),
+            ("null label",),
+        ],
+        "reason string",
+    ).write.parquet(str(quarantine))
+    duplicates = spark.createDataFrame([("exact",), ("exact",)], "duplicate string")
+
+    counts = count_written(spark, clean=clean, quarantine=quarantine, duplicates=duplicates)
+
+    assert counts.splits == {"train": 2, "holdout": 1}
+    # Most common first, then by name: the order the summary and its warnings rely on.
+    assert list(counts.reasons.items()) == [
+        ("unparseable double in fare", 2),
+        ("null label", 1),
+        ("rule hour_in_day", 1),
+    ]
+    assert counts.duplicates == {"exact": 2, "key": 0}
