@@ -65,6 +65,9 @@ bench: setup ## every benchmark in bench/ (each writes bench/results/<name>.json
 bench-%: setup ## one benchmark: make bench-<name> runs bench/bench_<name>.py
 	$(BIN)/python bench/bench_$*.py
 
+bench-docs: $(VENV_STAMP) ## the benchmark tables in docs/benchmarks.md, from bench/results/*.json
+	$(BIN)/python tools/bench_tables.py
+
 lint: setup ## ruff (with the Airflow rules) and mypy
 	$(BIN)/ruff check dags plugins jobs models src tests bench
 	$(BIN)/ruff format --check dags plugins jobs models src tests bench
