@@ -1,4 +1,7 @@
-"""Holdout metrics for a SavedModel, computed with numpy, by label task, overall and per slice.
+"""Holdout metrics for a SavedModel, by label task, overall and per slice.
+
+The metrics are scikit-learn's (``sklearn.metrics``) wherever it has one; only the expected
+calibration error, which sklearn lacks, is computed here with numpy.
 
 - binary: AUC, log loss, and at the decision threshold (0.5 unless the spec's
   ``gate.threshold`` says otherwise) accuracy, precision and recall; expected calibration
@@ -14,11 +17,15 @@ Every result also has ``rows``. The names match ``aimass.data.spec.METRICS``, wh
 bars refer to. Per-slice metrics (``slice_metrics``) are the same functions on the rows of
 each value of a slice column; a metric a slice cannot define (AUC over one class) is left out
 of that slice instead of failing the evaluation.
+
+sklearn is imported inside the functions: the gate imports this module for its data
+classes, and importing it must stay cheap.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Probabilities are clipped to [EPS, 1 - EPS] before the log loss (sklearn's own clip, at
+# the float epsilon, would let a confident miss cost ~36 instead of ~16 and shift the
+# numbers the gate compares against stored champions).
 EPS = 1e-7
 DEFAULT_THRESHOLD = 0.5
 ECE_BINS = 10
@@ -41,27 +51,23 @@ MAX_SLICE_VALUES = 50
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``; ties count half).
 
     Raises:
         ValueError: when the labels hold a single class (AUC is undefined).
     """
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels).astype(bool).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     n_pos = int(labels.sum())
     n_neg = labels.size - n_pos
+    # Checked here so the message names the holdout (sklearn's says "y_true").
     if n_pos == 0 or n_neg == 0:
         raise ValueError(
             f"AUC needs both classes in the holdout; got {n_pos} positive and {n_neg} negative rows"
         )
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, dtype=np.float64)
-    # average ranks over runs of equal scores
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(labels, scores))
 
 
 def _auc_if_defined(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -75,17 +81,18 @@ def _auc_if_defined(labels: np.ndarray, scores: np.ndarray) -> float | None:
 def precision_recall(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
     """Precision and recall of boolean predictions; 0.0 where a denominator is 0.
 
-    That is sklearn's ``zero_division=0``: a class never predicted has precision 0, a
-    class absent from the labels has recall 0.
+    That is sklearn's ``zero_division=0``: no predicted positive gives precision 0, no
+    positive label gives recall 0.
     """
+    from sklearn.metrics import precision_score, recall_score
+
     truth = np.asarray(truth, dtype=bool).ravel()
     predicted = np.asarray(predicted, dtype=bool).ravel()
-    hits = int(np.count_nonzero(truth & predicted))
-    n_predicted = int(np.count_nonzero(predicted))
-    n_true = int(np.count_nonzero(truth))
+    # pos_label=True: with one value in both arrays sklearn would otherwise guess the class.
+    kwargs: dict[str, Any] = {"pos_label": True, "zero_division": 0}
     return (
-        hits / n_predicted if n_predicted else 0.0,
-        hits / n_true if n_true else 0.0,
+        float(precision_score(truth, predicted, **kwargs)),
+        float(recall_score(truth, predicted, **kwargs)),
     )
 
 
@@ -93,6 +100,9 @@ def expected_calibration_error(
     outcomes: np.ndarray, confidences: np.ndarray, *, bins: int = ECE_BINS
 ) -> float:
     """Expected calibration error over ``bins`` equal-width bins of [0, 1].
+
+    sklearn has no such metric (``calibration_curve`` gives the bins' rates, not their
+    weighted gap), so it is computed here.
 
     Args:
         outcomes: 1 where the event the confidence is about happened (the label is
@@ -118,6 +128,21 @@ def expected_calibration_error(
     return float(np.abs(gap).sum() / conf.size)
 
 
+def _log_loss(labels: np.ndarray, probabilities: np.ndarray, classes: int) -> float:
+    """sklearn's log loss of class indices against ``[rows, classes]`` probabilities.
+
+    The caller clips the probabilities to ``[EPS, 1]``, which moves rows off summing to 1
+    (float32 softmax rows already miss it by more than sklearn's tolerance); sklearn only
+    warns about that, and the loss reads the true class's column alone, so the warning
+    is silenced rather than repeated for every evaluation and slice.
+    """
+    from sklearn.metrics import log_loss
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
+        return float(log_loss(labels, y_proba=probabilities, labels=np.arange(classes)))
+
+
 def binary_metrics(
     labels: np.ndarray,
     probabilities: np.ndarray,
@@ -129,12 +154,15 @@ def binary_metrics(
 
     With ``strict=False`` a single-class holdout leaves ``auc`` out instead of raising.
     """
+    from sklearn.metrics import accuracy_score
+
     y = np.asarray(labels, dtype=np.float64).ravel()
     raw = np.clip(np.asarray(probabilities, dtype=np.float64).ravel(), 0.0, 1.0)
     if y.shape != raw.shape:
         raise ValueError(f"{y.size} labels but {raw.size} predictions")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the decision threshold must be in (0, 1), got {threshold}")
+    # The AUC ranks the clipped probabilities too: 0 and 1e-9 tie, as they always have.
     p = np.clip(raw, EPS, 1 - EPS)
     positive = y >= 0.5
     predicted = raw >= threshold
@@ -145,10 +173,10 @@ def binary_metrics(
         out["auc"] = auc
     out.update(
         {
-            "accuracy": float(np.mean(predicted == positive)),
+            "accuracy": float(accuracy_score(positive, predicted)),
             "precision": precision,
             "recall": recall,
-            "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            "log_loss": _log_loss(positive.astype(np.int64), np.stack([1 - p, p], axis=1), 2),
             "ece": expected_calibration_error(positive, raw),
             "rows": float(y.size),
             "positive_rate": float(y.mean()),
@@ -162,13 +190,16 @@ def multiclass_metrics(
 ) -> dict[str, float]:
     """Metrics of per-class probabilities ``[rows, K]``; the predicted class is the arg-max.
 
-    The AUC averages the classes that have both positive and negative rows in the
-    holdout (a class absent from it has no AUC); ``auc_classes`` says how many. With
-    ``strict=False`` a holdout where no class qualifies leaves ``auc`` out instead of
-    raising. Precision and recall are macro averages over the classes that occur in the
-    labels or the predictions (sklearn's ``average="macro"``, ``zero_division=0``). ECE is
-    over the top-class confidence, an outcome being a correct arg-max.
+    The AUC is the macro one-vs-rest AUC (sklearn's ``multi_class="ovr"``) over the classes
+    that have both positive and negative rows in the holdout (a class absent from it has
+    no AUC); ``auc_classes`` says how many. With ``strict=False`` a holdout where no class
+    qualifies leaves ``auc`` out instead of raising. Precision and recall are macro
+    averages over the classes that occur in the labels or the predictions (sklearn's
+    ``average="macro"``, ``zero_division=0``). ECE is over the top-class confidence, an
+    outcome being a correct arg-max.
     """
+    from sklearn.metrics import accuracy_score, precision_score, recall_score
+
     y = np.asarray(labels).astype(np.int64).ravel()
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != y.size:
@@ -178,22 +209,25 @@ def multiclass_metrics(
     k = p.shape[1]
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"labels must be class indices 0..{k - 1}; got {y.min()}..{y.max()}")
-    aucs = [roc_auc(y == c, p[:, c]) for c in range(k) if 0 < int((y == c).sum()) < y.size]
+    # Class by class rather than roc_auc_score(multi_class="ovr"): that needs every class in
+    # the labels and rows summing to 1, which a holdout slice or a float32 softmax may not
+    # give. Infinite scores become the largest finite ones, which sklearn accepts and which
+    # keeps their rank (NaN stays NaN and is refused).
+    scores = np.nan_to_num(p, nan=np.nan)
+    aucs = [roc_auc(y == c, scores[:, c]) for c in range(k) if 0 < int((y == c).sum()) < y.size]
     if not aucs and strict:
         raise ValueError("AUC needs at least two classes in the holdout")
     predicted = p.argmax(axis=1)
-    occurring = np.union1d(y, predicted)
-    per_class = [precision_recall(y == c, predicted == c) for c in occurring]
-    chosen = np.clip(p[np.arange(y.size), y], EPS, 1.0)
+    macro: dict[str, Any] = {"average": "macro", "zero_division": 0}
     out: dict[str, float] = {}
     if aucs:
         out["auc"] = float(np.mean(aucs))
     out.update(
         {
-            "accuracy": float(np.mean(predicted == y)),
-            "precision": float(np.mean([pr for pr, _ in per_class])),
-            "recall": float(np.mean([rc for _, rc in per_class])),
-            "log_loss": float(-np.mean(np.log(chosen))),
+            "accuracy": float(accuracy_score(y, predicted)),
+            "precision": float(precision_score(y, predicted, **macro)),
+            "recall": float(recall_score(y, predicted, **macro)),
+            "log_loss": _log_loss(y, np.clip(p, EPS, 1.0), k),
             "ece": expected_calibration_error(predicted == y, p.max(axis=1)),
             "rows": float(y.size),
             "auc_classes": float(len(aucs)),
@@ -204,18 +238,32 @@ def multiclass_metrics(
 
 def regression_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     """RMSE, MAE and R² (1 - SSE / total sum of squares; 0 when the labels are constant)."""
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
     y = np.asarray(labels, dtype=np.float64).ravel()
     f = np.asarray(predictions, dtype=np.float64).ravel()
     if y.shape != f.shape:
         raise ValueError(f"{y.size} labels but {f.size} predictions")
     if y.size == 0:
         raise ValueError("regression metrics need at least one holdout row")
-    errors = f - y
     total = float(np.sum((y - y.mean()) ** 2))
+    if np.isfinite(f).all() and np.isfinite(y).all():
+        rmse = float(root_mean_squared_error(y, f))
+        mae = float(mean_absolute_error(y, f))
+        # Constant labels (one row, say) give 0 whatever the predictions; sklearn would
+        # give 1.0 for an exact fit and NaN below two rows.
+        r2 = float(r2_score(y, f)) if total > 0 else 0.0
+    else:
+        # sklearn refuses NaN and infinities; a diverged model must still get its
+        # (non-finite) numbers, which fail every bar, rather than stop the evaluation.
+        errors = f - y
+        rmse = float(np.sqrt(np.mean(errors**2)))
+        mae = float(np.mean(np.abs(errors)))
+        r2 = 1.0 - float(np.sum(errors**2)) / total if total > 0 else 0.0
     return {
-        "rmse": float(np.sqrt(np.mean(errors**2))),
-        "mae": float(np.mean(np.abs(errors))),
-        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else 0.0,
+        "rmse": rmse,
+        "mae": mae,
+        "r2": r2,
         "rows": float(y.size),
         "label_mean": float(y.mean()),
     }

@@ -2,58 +2,74 @@
 
 Both are rendered from the decision's JSON form (``GateDecision.to_dict()`` plus what the
 pipeline adds: dataset, versions, task), so a stored ``gate_decision.json`` can be turned
-into the page again. The page has no scripts and no external assets (inline CSS only), so
-it opens the same from the report dir, an MLflow artifact view or an e-mail attachment.
+into the page again. The page is the Jinja2 template ``templates/gate_report.html``
+(package data), rendered with autoescaping, so every value from the decision comes out
+HTML-escaped. It has no scripts and no external assets (inline CSS only), so it opens the
+same from the report dir, an MLflow artifact view or an e-mail attachment.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from html import escape
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 JSON_NAME = "gate_decision.json"
 HTML_NAME = "gate_report.html"
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.badge { display: inline-block; padding: 0.15em 0.6em; border-radius: 0.3em; color: #fff; }
-.passed, .ok { background: #2e7d32; } .rejected, .FAIL { background: #c62828; }
-.forced { background: #ef6c00; } .skip { background: #757575; }
-tr.FAIL td { background: #fdecea; } tr.skip td { color: #666; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-"""
+TEMPLATE_NAME = "gate_report.html"
 
 
 def _text(value: Any) -> str:
-    """A value for the page, escaped (numbers with 4 decimals, None as n/a)."""
+    """A value as the page shows it (numbers with 4 decimals, None as n/a); unescaped.
+
+    The template's autoescaping escapes the result, so this only formats.
+    """
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}" if math.isfinite(value) else str(value)
-    return escape(str(value), quote=True)
+    return str(value)
 
 
-def _cell(value: Any) -> str:
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    return f'<td class="num">{_text(value)}</td>' if numeric else f"<td>{_text(value)}</td>"
+def _numeric(value: Any) -> bool:
+    """Whether a cell holds a number (right-aligned); a bool is shown as yes/no, not one."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _table(header: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{escape(row_classes[i], quote=True)}"' if row_classes else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(v) for v in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The template environment, built once per process.
+
+    The template is package data next to this module, so PackageLoader finds it in a
+    checkout, an editable install and a wheel alike. StrictUndefined turns a name the
+    template expects but is not given into an error instead of a blank on the page.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("aimass.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["text"] = _text
+    env.tests["numeric_cell"] = _numeric
+    return env
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One table for the template: a header, rows of raw values and optional row classes."""
+
+    header: list[str]
+    rows: list[list[Any]]
+    row_classes: list[str] = field(default_factory=list)
 
 
 def _delta(candidate: float | None, champion: float | None) -> float | None:
@@ -71,20 +87,10 @@ def _metric_names(*sources: dict[str, float] | None) -> list[str]:
     return names
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The decision as one HTML page: verdict, every check line, metrics overall and by slice."""
-    verdict = str(report.get("verdict") or ("passed" if report.get("passed") else "rejected"))
-    dataset = report.get("dataset", "")
-    title = f"Gate decision: {dataset} candidate v{report.get('candidate_version', '?')}"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_text(title)}</title><style>{_CSS}</style></head><body>",
-        f'<h1>{_text(title)} <span class="badge {_text(verdict)}">{_text(verdict.upper())}</span></h1>',
-        f"<p>{_text(report.get('headline', ''))}</p>",
-    ]
-    meta = [
-        ["dataset", dataset],
+def _meta_table(report: dict[str, Any]) -> _Table:
+    """What was gated: dataset, partition, run, versions, task, threshold, overrides, force."""
+    meta: list[list[Any]] = [
+        ["dataset", report.get("dataset", "")],
         ["partition (ds)", report.get("ds")],
         ["Airflow run", report.get("run_id")],
         ["candidate version", report.get("candidate_version")],
@@ -103,69 +109,43 @@ def render_html(report: dict[str, Any]) -> str:
         ]
     if report.get("mlflow_run_url"):
         meta.append(["MLflow run", report["mlflow_run_url"]])
-    parts.append(_table(["", "value"], [row for row in meta if row[1] is not None]))
+    # A field the pipeline did not record is left out rather than shown as n/a.
+    return _Table(["", "value"], [row for row in meta if row[1] is not None])
 
-    reasons = report.get("reasons") or []
-    if reasons:
-        parts.append("<h2>Why the gate failed</h2><ul>")
-        parts += [f"<li><code>{_text(r)}</code></li>" for r in reasons]
-        parts.append("</ul>")
 
-    checks = report.get("checks") or []
-    parts.append(f"<h2>Checks ({len(checks)})</h2>")
-    if checks:
-        parts.append(
-            _table(
-                ["verdict", "check", "metric", "slice", "rows", "value", "bar", "champion", "note"],
-                [
-                    [
-                        c.get("verdict"),
-                        c.get("name"),
-                        c.get("metric"),
-                        c.get("slice"),
-                        c.get("rows"),
-                        c.get("value"),
-                        c.get("bar"),
-                        c.get("champion"),
-                        c.get("note") or "",
-                    ]
-                    for c in checks
-                ],
-                [str(c.get("verdict", "")) for c in checks],
-            )
-        )
-        parts.append("<h2>Check lines (as logged)</h2><pre>")
-        parts += [_text(c.get("message", "")) + "\n" for c in checks]
-        parts.append("</pre>")
-    else:
-        parts.append("<p>The gate has no bars.</p>")
-
-    candidate = report.get("candidate") or {}
-    champion = report.get("champion")
-    parts.append("<h2>Holdout metrics, overall</h2>")
-    parts.append(
-        _table(
-            ["metric", "candidate", "champion", "candidate - champion"],
-            [
-                [
-                    name,
-                    candidate.get(name),
-                    (champion or {}).get(name),
-                    _delta(candidate.get(name), (champion or {}).get(name)),
-                ]
-                for name in _metric_names(candidate, champion)
-            ],
-        )
+def _checks_table(checks: list[dict[str, Any]]) -> _Table:
+    """Every check, one row each, classed by verdict (the page colours FAIL and skip)."""
+    columns = ["verdict", "name", "metric", "slice", "rows", "value", "bar", "champion"]
+    return _Table(
+        ["verdict", "check", "metric", "slice", "rows", "value", "bar", "champion", "note"],
+        [[c.get(k) for k in columns] + [c.get("note") or ""] for c in checks],
+        [str(c.get("verdict", "")) for c in checks],
     )
 
-    slices = report.get("slices") or []
-    if slices:
-        parts.append(
-            f"<h2>Holdout metrics by slice</h2><p>Slices with fewer than "
-            f"{_text(report.get('min_slice_rows'))} rows are reported, not gated.</p>"
-        )
+
+def _overall_table(candidate: dict[str, float], champion: dict[str, float] | None) -> _Table:
+    """Each metric of either model: candidate, champion and their difference."""
+    theirs = champion or {}
+    return _Table(
+        ["metric", "candidate", "champion", "candidate - champion"],
+        [
+            [
+                name,
+                candidate.get(name),
+                theirs.get(name),
+                _delta(candidate.get(name), theirs.get(name)),
+            ]
+            for name in _metric_names(candidate, champion)
+        ],
+    )
+
+
+def _slice_tables(slices: list[dict[str, Any]]) -> list[tuple[str, _Table]]:
+    """One table per slice column: each value's rows, whether it is gated, both models' metrics."""
+    tables = []
     for column in dict.fromkeys(str(s.get("column")) for s in slices):
         rows_of = [s for s in slices if str(s.get("column")) == column]
+        # rows is already a column of its own; auc_classes is bookkeeping, not a metric.
         names = [
             n
             for n in _metric_names(*(s.get("candidate") for s in rows_of))
@@ -180,9 +160,31 @@ def render_html(report: dict[str, Any]) -> str:
             for n in names:
                 row += [(s.get("candidate") or {}).get(n), (s.get("champion") or {}).get(n)]
             table_rows.append(row)
-        parts.append(f"<h3>{_text(column)}</h3>" + _table(header, table_rows))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        tables.append((column, _Table(header, table_rows)))
+    return tables
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The decision as one HTML page: verdict, every check line, metrics overall and by slice."""
+    verdict = str(report.get("verdict") or ("passed" if report.get("passed") else "rejected"))
+    dataset = report.get("dataset", "")
+    checks = report.get("checks") or []
+    return (
+        _environment()
+        .get_template(TEMPLATE_NAME)
+        .render(
+            title=f"Gate decision: {dataset} candidate v{report.get('candidate_version', '?')}",
+            verdict=verdict,
+            headline=report.get("headline", ""),
+            meta=_meta_table(report),
+            reasons=report.get("reasons") or [],
+            checks=_checks_table(checks),
+            check_lines=[c.get("message", "") for c in checks],
+            overall=_overall_table(report.get("candidate") or {}, report.get("champion")),
+            min_slice_rows=report.get("min_slice_rows"),
+            slice_tables=_slice_tables(report.get("slices") or []),
+        )
+    )
 
 
 def approval_markdown(report: dict[str, Any]) -> str:

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
-from html import escape
+import tomllib
+from fnmatch import fnmatch
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+# The escaping the page's template applies (Jinja2 autoescape): &#34; for a double quote.
+from markupsafe import escape
 
 from aimass.data.spec import CLASSIFICATION_METRICS, GateSpec
 from aimass.evaluation.gate import decide, force
@@ -13,6 +19,7 @@ from aimass.evaluation.metrics import SliceMetrics
 from aimass.evaluation.report import (
     HTML_NAME,
     JSON_NAME,
+    TEMPLATE_NAME,
     approval_markdown,
     json_safe,
     render_html,
@@ -68,9 +75,9 @@ def test_html_holds_every_check_line_escaped() -> None:
     page = render_html(report)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for check in report["checks"]:
-        assert escape(check["message"], quote=True) in page
+        assert escape(check["message"]) in page
     for reason in report["reasons"]:
-        assert escape(reason, quote=True) in page
+        assert escape(reason) in page
     assert "REJECTED" in page and "chicago_taxi" in page
 
 
@@ -116,3 +123,74 @@ def test_approval_markdown_lists_every_check() -> None:
     assert body.startswith("**gate REJECTED against the champion; deployment FORCED by eve")
     for check in report["checks"]:
         assert f"- `{check['message']}`" in body
+
+
+class _Markup(HTMLParser):
+    """The elements and attributes of a page, and its text as a browser shows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes += attrs
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_every_data_value_is_escaped_in_text_and_attributes() -> None:
+    hostile = "<b id='h'>x & \"y\"</b>"
+    report = _report(forced=True)
+    for key in ("dataset", "ds", "run_id", "candidate_version", "champion_version", "task"):
+        report[key] = f"{key} {hostile}"
+    report.update(
+        headline=f"headline {hostile}",
+        mlflow_run_url=f"http://mlflow/{hostile}",
+        overrides={f"min.{hostile}": hostile},
+        forced_by=hostile,
+        reasons=[f"reason {hostile}"],
+    )
+    report["candidate"][hostile] = 0.5  # a metric name is data too
+    for check in report["checks"]:
+        check.update(name=hostile, metric=hostile, note=hostile, message=f"line {hostile}")
+    report["checks"][0]["verdict"] = f'FAIL" onmouseover="{hostile}'  # a class attribute
+    report["slices"][0].update(column=hostile, value=hostile)
+    report["slices"][0]["candidate"][hostile] = 0.25
+
+    page = render_html(report)
+    parsed = _Markup()
+    parsed.feed(page)
+    # Only the template's own elements and attributes: nothing from the data became markup.
+    assert parsed.tags == {
+        "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "span",
+        "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "code", "pre",
+    }  # fmt: skip
+    assert {name for name, _ in parsed.attributes} == {"lang", "charset", "class"}
+    assert "<b id" not in page and escape(hostile) in page
+    # ...and each value still reads as written once the browser unescapes it.
+    text = "".join(parsed.text)
+    for shown in (
+        f"dataset {hostile}",
+        f"run_id {hostile}",
+        f"headline {hostile}",
+        f"override min.{hostile}",
+        f"reason {hostile}",
+        f"line {hostile}",
+        f"{hostile} candidate",
+    ):
+        assert shown in text, shown
+    assert f'FAIL" onmouseover="{hostile}' in {value for _, value in parsed.attributes}
+
+
+def test_the_template_ships_as_package_data() -> None:
+    template = importlib.resources.files("aimass.evaluation") / "templates" / TEMPLATE_NAME
+    assert template.is_file()
+    pyproject = tomllib.loads(
+        (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text(encoding="utf-8")
+    )
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["aimass"]
+    assert any(fnmatch(f"evaluation/templates/{TEMPLATE_NAME}", p) for p in patterns)
