@@ -21,7 +21,8 @@ from aimass.data.spec import DatasetSpec, load_spec
 from aimass.platform.errors import StageError
 from aimass.training.local import run_workers, train
 from aimass.training.run import spec_to_dict
-from models.tabular.train import CHECKPOINT_DIR, CHECKPOINT_STATE, TEST_CRASH_ENV
+from models.tabular.checkpoints import CHECKPOINT_STATE, TEST_CRASH_ENV
+from models.tabular.train import CHECKPOINT_DIR
 
 pytestmark = pytest.mark.integration
 
