@@ -11,9 +11,9 @@ from testkit import TAXI_SPEC
 
 from aimass.data.quality import (
     SPEC_SOURCE,
-    _gx_expectation,
     expectation_class,
     find_expectations_file,
+    gx_expectation,
     load_expectations,
     plan_suite,
     plan_suite_with_file,
@@ -105,7 +105,7 @@ def test_any_gx_expectation_class_is_built_with_severity_and_source(tmp_path: Pa
     )
     (planned,) = load_expectations(path, SPEC)
 
-    gx_obj = _gx_expectation(planned)
+    gx_obj = gx_expectation(planned)
 
     assert type(gx_obj).__name__ == "ExpectColumnKLDivergenceToBeLessThan"
     assert gx_obj.severity.value == "warning"
