@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -196,29 +196,38 @@ class ServingClient:
             ServingError: the version failed to load (state END with an error), or it was not
                 AVAILABLE after `timeout_s` seconds (the last status is in the message).
         """
-        deadline = time.monotonic() + timeout_s
-        last = "no answer yet"
-        while True:
+
+        def check() -> tuple[bool, str]:
+            """One status call: whether the version is AVAILABLE, and what the server said."""
             try:
                 states = self.model_status(model, version)
             except ServingError as exc:
-                last = str(exc)  # server still starting, or the version not seen yet
-            else:
-                state = states[0] if states else {}
-                last = f"state {state.get('state')} {state.get('error_code')} {state.get('error_message')}".strip()
-                if state.get("state") == "AVAILABLE":
-                    return
-                if state.get("state") == "END" and state.get("error_code") != "OK":
-                    raise ServingError(
-                        f"model {model} version {version} failed to load at {self.grpc_target}: "
-                        f"{state.get('error_message')}; fix or re-export the SavedModel"
-                    )
-            if time.monotonic() >= deadline:
+                return False, str(exc)  # server still starting, or the version not seen yet
+            state = states[0] if states else {}
+            if state.get("state") == "END" and state.get("error_code") != "OK":
                 raise ServingError(
-                    f"model {model} version {version} was not AVAILABLE at {self.grpc_target} "
-                    f"after {timeout_s:.0f} s ({last}); check the server log and the version folder"
+                    f"model {model} version {version} failed to load at {self.grpc_target}: "
+                    f"{state.get('error_message')}; fix or re-export the SavedModel"
                 )
-            time.sleep(poll_s)
+            said = (
+                f"state {state.get('state')} {state.get('error_code')} {state.get('error_message')}"
+            )
+            return state.get("state") == "AVAILABLE", said.strip()
+
+        def timed_out(attempts: RetryCallState) -> NoReturn:
+            last = attempts.outcome.result()[1] if attempts.outcome else "no answer yet"
+            raise ServingError(
+                f"model {model} version {version} was not AVAILABLE at {self.grpc_target} "
+                f"after {timeout_s:.0f} s ({last}); check the server log and the version folder"
+            )
+
+        # A failed load (the ServingError from check) is not retried: it ends the wait as raised.
+        Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(poll_s),
+            retry=retry_if_result(lambda checked: not checked[0]),
+            retry_error_callback=timed_out,
+        )(check)
 
     def metadata(
         self, model: str, version: int | None = None, *, label: str | None = None
