@@ -31,7 +31,6 @@ from airflow.sdk import (
     Asset,
     AssetAlias,
     CronTriggerTimetable,
-    Param,
     get_current_context,
     task,
 )
@@ -39,6 +38,7 @@ from airflow.sdk import (
 from aimass.data.monitor import drift_asset_name, drift_asset_uri
 from aimass.platform.alerts import notify_failed_run
 from aimass.platform.settings import Settings
+from aimass.stages.params import MONITOR_PARAMS, airflow_params
 
 DAG_ID = "aimass_monitor"
 _SETTINGS = Settings.from_env()
@@ -62,65 +62,28 @@ with DAG(
         "retries": 1,
         "retry_delay": timedelta(minutes=1),
     },
-    params={
-        "datasets": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": DATASETS},
-            title="Datasets",
-            description="Dataset specs to check; empty checks every spec whose model has a "
-            "champion.",
-        ),
-        "min_rows": Param(
-            200,
-            type="integer",
-            minimum=1,
-            maximum=10_000_000,
-            title="Minimum requests",
-            description="Recorded requests needed before a dataset is compared; with fewer "
-            "the check is skipped.",
-        ),
-    },
+    params=airflow_params(MONITOR_PARAMS, DATASETS),
 ) as dag:
 
     @task(outlets=[DRIFT_EVENTS])
     def check_champion_drift() -> list[dict]:
         """Compare each champion's recent requests and newest batch with its reference; announce critical drift."""
-        from aimass.data.monitor import CRITICAL, claim_drift_event, monitor_dataset
-        from aimass.platform.alerts import alert_on_drift
+        from aimass.stages.monitor import check_champion_drift as check
 
         context = get_current_context()
         params = context["params"]
         settings = Settings.from_env()
-        results = []
-        for dataset in params["datasets"] or DATASETS:
-            result = monitor_dataset(settings, dataset, min_rows=int(params["min_rows"]))
-            results.append(result)
-            if result["status"] != CRITICAL:
-                continue
-            if not claim_drift_event(settings, result):
-                # This champion already asked for a retrain on drift: alert, do not queue another.
-                result["event"] = "already announced for this champion"
-                alert_on_drift(
-                    {**result, "action": "announced"}, dataset=dataset, settings=settings
-                )
-                continue
-            result["event"] = drift_asset_name(dataset)
-            context["outlet_events"][DRIFT_EVENTS].add(
-                Asset(
-                    name=drift_asset_name(dataset),
-                    uri=drift_asset_uri(settings.var_dir, dataset),
-                    group="aimass-drift",
-                ),
-                extra={
-                    "dataset": dataset,
-                    "reason": result["reason"],
-                    "report": result["report_html"],
-                    "champion_version": result.get("champion_version"),
-                },
+
+        def emit(dataset: str, extra: dict) -> None:
+            asset = Asset(
+                name=drift_asset_name(dataset),
+                uri=drift_asset_uri(settings.var_dir, dataset),
+                group="aimass-drift",
             )
-            # A retrain run follows (aimass_retrain is scheduled on the drift asset).
-            alert_on_drift({**result, "action": "retrain"}, dataset=dataset, settings=settings)
-        return results
+            context["outlet_events"][DRIFT_EVENTS].add(asset, extra=extra)
+
+        return check(
+            settings, params["datasets"] or DATASETS, min_rows=int(params["min_rows"]), emit=emit
+        )
 
     check_champion_drift()

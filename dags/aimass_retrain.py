@@ -16,7 +16,7 @@ Runs nightly and on demand. Each run works on one partition of one dataset
    in MLflow and the SavedModel registered as a new version.
 5. **evaluate_candidate**: candidate and champion on the same holdout, overall and per slice
    (precision, recall and calibration too); the gate writes one line per check to the log, to
-   `gate_decision.json` and `gate_report.html` in the report dir and to the MLflow run, and goes
+   `gate_decision.json` and `gate_report.html` in the run's report dir and to the MLflow run, and goes
    on to **deploy_model** or to **reject_candidate** (which logs every failed check). With
    `AIMASS_REQUIRE_APPROVAL=true` a person approves in the UI (**check_approval**) before deploying.
 6. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
@@ -28,7 +28,8 @@ mixed precision. `force_deploy` with a `force_reason` (10+ characters) deploys a
 gate rejects; the decision records it with the triggering user and MLflow tags it `forced`.
 Training uses the best values of the latest **aimass_tune** search unless
 `use_tuned_hparams` is off or a param overrides them. The summary of every run is the
-return value of **publish_summary** and `reports/<dataset>/ds=<ds>/run_summary.json`.
+return value of **publish_summary**; every stage leaves its record in
+`reports/<dataset>/ds=<ds>/<run>/records/` (`summary.json` for the whole run).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from airflow.sdk import (
     AssetOrTimeSchedule,
     AssetWatcher,
     CronTriggerTimetable,
-    Param,
     get_current_context,
     task,
 )
@@ -57,6 +57,7 @@ from aimass.data.landing_trigger import LandingZoneTrigger
 from aimass.data.monitor import DRIFT_ASSET_PREFIX, drift_asset_name, drift_asset_uri
 from aimass.platform.alerts import notify_failed_run
 from aimass.platform.settings import Settings
+from aimass.stages.params import RETRAIN_PARAMS, airflow_params
 
 DAG_ID = "aimass_retrain"
 # The Spark job is named by path: the DAG never imports pyspark.
@@ -154,106 +155,7 @@ with DAG(
         "retries": 1,
         "retry_delay": timedelta(seconds=30),
     },
-    params={
-        "dataset": Param(
-            "chicago_taxi",
-            type="string",
-            pattern="^[a-z][a-z0-9_]*$",
-            # A drop-down of the specs in conf/datasets (re-read whenever the DAG is parsed).
-            enum=DATASETS,
-            title="Dataset spec",
-            description="A dataset spec in conf/datasets: its schema, label (binary, multiclass "
-            "or regression), checks and gate. Add a YAML file there to add a dataset.",
-        ),
-        "ds": Param(
-            "",
-            type="string",
-            pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
-            title="Partition date",
-            description="YYYY-MM-DD of the lake partition to write; empty means the run's date.",
-        ),
-        "input_path": Param(
-            "",
-            type="string",
-            title="Input file or folder",
-            description="Raw CSV or Parquet file or folder, or an s3:// object or prefix, to clean; "
-            "empty means the spec's source. Must be under the var dir or a root listed in "
-            "AIMASS_DATA_ROOTS (folders, or s3:// prefixes).",
-        ),
-        "epochs": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=200,
-            title="Epochs",
-            description="Training epochs; empty means the spec's value.",
-        ),
-        "workers": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=8,
-            title="Training workers",
-            description="TensorFlow worker processes (MultiWorkerMirroredStrategy) on this machine.",
-        ),
-        "min_auc": Param(
-            None,
-            type=["null", "number"],
-            minimum=0,
-            maximum=1,
-            title="Minimum AUC",
-            description="Override the spec's absolute AUC bar for this run (classification specs "
-            "only); empty keeps the spec's gate.",
-        ),
-        "use_tuned_hparams": Param(
-            True,
-            type="boolean",
-            title="Use tuned hyperparameters",
-            description="Train with the best values of the dataset's latest aimass_tune search "
-            "(if any); off trains with the spec's training section.",
-        ),
-        "learning_rate": Param(
-            None,
-            type=["null", "number"],
-            exclusiveMinimum=0,
-            exclusiveMaximum=1,
-            title="Learning rate",
-            description="Adam learning rate for this run; empty means the tuned or spec value.",
-        ),
-        "batch_size": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=65536,
-            title="Batch size per worker",
-            description="Rows per worker per step (the global batch is this times the workers); "
-            "empty means the tuned or spec value.",
-        ),
-        "mixed_precision": Param(
-            False,
-            type="boolean",
-            title="Mixed precision",
-            description="float16 compute with float32 weights where the workers see a GPU; "
-            "no effect on CPU (logged).",
-        ),
-        "force_deploy": Param(
-            False,
-            type="boolean",
-            title="Force deployment",
-            description="Deploy the candidate even if the evaluation gate rejects it. Needs a "
-            "reason below; the gate decision records it with who triggered the run, and the "
-            "MLflow run is tagged aimass.evaluation.gate=forced.",
-        ),
-        "force_reason": Param(
-            "",
-            type="string",
-            maxLength=500,
-            title="Reason for forcing",
-            description="Why the gate may be overridden (at least 10 characters, e.g. a ticket "
-            "and the cause); required with force_deploy and only allowed with it. Stored with "
-            "the gate decision and as the MLflow tag aimass.force_reason.",
-        ),
-    },
+    params=airflow_params(RETRAIN_PARAMS, DATASETS),
 ) as dag:
 
     @task
@@ -264,25 +166,14 @@ with DAG(
         from aimass.data.landing import NothingLanded
         from aimass.platform.errors import ConfigError
         from aimass.stages.retrain import prepare_run as prepare
+        from aimass.stages.triggers import triggering_events
 
         context = get_current_context()
         run = context["dag_run"]
-        # Files announced by a landing-zone watcher, if a landing scheduled this run.
-        landed = [
-            event.extra["payload"]
-            for asset, events in (context.get("triggering_asset_events") or {}).items()
-            if getattr(asset, "name", "").startswith("aimass_landing_")
-            for event in events
-            if isinstance((event.extra or {}).get("payload"), dict)
-        ]
-        # Critical drift of served requests announced by aimass_monitor (extra: dataset, reason).
-        drifted = [
-            dict(event.extra)
-            for asset, events in (context.get("triggering_asset_events") or {}).items()
-            if getattr(asset, "name", "").startswith(DRIFT_ASSET_PREFIX)
-            for event in events
-            if (event.extra or {}).get("dataset")
-        ]
+        # Files announced by a landing-zone watcher, or drift announced by aimass_monitor.
+        landed, drifted = triggering_events(
+            context.get("triggering_asset_events"), drift_prefix=DRIFT_ASSET_PREFIX
+        )
         try:
             return prepare(
                 dict(context["params"]),
@@ -291,7 +182,7 @@ with DAG(
                 run_date=run.logical_date or run.run_after,
                 landed=landed,
                 drifted=drifted,
-            )
+            ).dump()
         except NothingLanded as exc:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -333,18 +224,15 @@ with DAG(
     @task(outlets=[CLEAN_PARTITION])
     def validate_quality(ctx: dict) -> dict:
         """Great Expectations on the clean partition; critical failures stop the run."""
+        from aimass.stages.retrain import clean_partition_event
         from aimass.stages.retrain import validate_quality as validate
 
         with _no_retry_on_bad_data():
-            result = validate(ctx)
+            result = validate(ctx).dump()
         # The validated partition is an asset other DAGs can be scheduled on.
+        name, uri, extra = clean_partition_event(ctx)
         get_current_context()["outlet_events"][CLEAN_PARTITION].add(
-            Asset(
-                name=f"aimass_clean_{ctx['dataset']}",
-                uri=f"file://{ctx['clean_dir'].rsplit('/ds=', 1)[0]}",
-                group="aimass-clean",
-            ),
-            extra={"ds": ctx["ds"], "partition": ctx["clean_dir"], "run_id": ctx["run_id"]},
+            Asset(name=name, uri=uri, group="aimass-clean"), extra=extra
         )
         return result
 
@@ -354,14 +242,14 @@ with DAG(
         from aimass.stages.retrain import check_drift as check
 
         with _no_retry_on_bad_data():
-            return check(ctx)
+            return check(ctx).dump()
 
     @task(execution_timeout=timedelta(hours=3))
     def train_model(ctx: dict, checks: dict) -> dict:
         """Train across worker processes, track in MLflow, register a version."""
         from aimass.stages.retrain import train_model as train
 
-        return train(ctx, checks)
+        return train(ctx, checks).dump()
 
     @task.branch
     def evaluate_candidate(ctx: dict, model: dict) -> str:
@@ -370,7 +258,7 @@ with DAG(
 
         context = get_current_context()
         user = getattr(context["dag_run"], "triggering_user_name", None)
-        decision = evaluate(ctx, model, triggered_by=user)
+        decision = evaluate(ctx, model, triggered_by=user).dump()
         context["ti"].xcom_push(key="decision", value=decision)
         if not decision["deploy"]:
             return "reject_candidate"
@@ -390,7 +278,7 @@ with DAG(
         from aimass.stages.retrain import deploy_model as deploy
 
         try:
-            return deploy(ctx, model)
+            return deploy(ctx, model).dump()
         except CandidateRejected as exc:
             # The candidate failed infra validation or its canary: a retry gives the same.
             raise AirflowFailException(f"candidate rejected at rollout: {exc}") from exc
@@ -408,14 +296,14 @@ with DAG(
     @task(trigger_rule="none_failed_min_one_success")
     def publish_summary(ctx: dict, checks: dict, model: dict) -> dict:
         """Collect counts, quality, metrics, the decision and the deployment in one summary."""
-        from aimass.stages.retrain import publish_summary as publish
+        from aimass.stages.summary import publish_summary as publish
 
         ti = get_current_context()["ti"]
         decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
         deployment = ti.xcom_pull(task_ids="deploy_model")
         drift = ti.xcom_pull(task_ids="check_drift")
         approval = ti.xcom_pull(task_ids=APPROVAL_TASK) if REQUIRE_APPROVAL else None
-        return publish(ctx, checks, model, decision, deployment, drift, approval)
+        return publish(ctx, checks, model, decision, deployment, drift, approval).dump()
 
     ctx = prepare_run()
     checks = validate_quality(ctx)

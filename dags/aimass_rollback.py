@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, get_current_context, task
 
 from aimass.platform.alerts import notify_failed_run
 from aimass.platform.settings import Settings
+from aimass.stages.params import ROLLBACK_PARAMS, airflow_params
 
 DAG_ID = "aimass_rollback"
 DATASETS = Settings.from_env().dataset_names()
@@ -37,30 +38,7 @@ with DAG(
     on_failure_callback=notify_failed_run,
     tags=["aimass", "serving"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=10)},
-    params={
-        "dataset": Param(
-            "chicago_taxi",
-            type="string",
-            enum=DATASETS,
-            title="Model (dataset spec)",
-            description="Whose model to roll back; models are named after their dataset spec.",
-        ),
-        "version": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            title="Serving version",
-            description="The model server version to make stable again; empty means the "
-            "'previous' label (the version that was stable before the current one).",
-        ),
-        "reason": Param(
-            "",
-            type="string",
-            title="Reason",
-            description="Why you roll back, in a sentence (at least 10 characters); recorded "
-            "with the rollback in MLflow and in the rollback record.",
-        ),
-    },
+    params=airflow_params(ROLLBACK_PARAMS, DATASETS),
 ) as dag:
 
     @task
@@ -69,7 +47,7 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         from aimass.platform.errors import ConfigError
-        from aimass.stages.retrain import prepare_rollback as prepare
+        from aimass.stages.rollback import prepare_rollback as prepare
 
         context = get_current_context()
         who = context["dag_run"].triggering_user_name or "unknown"
@@ -81,7 +59,7 @@ with DAG(
     @task
     def roll_back(ctx: dict) -> dict:
         """Move stable and champion back; record who and why."""
-        from aimass.stages.retrain import roll_back as run
+        from aimass.stages.rollback import roll_back as run
 
         return run(ctx)
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, get_current_context, task
 
 from aimass.platform.alerts import notify_failed_run
 from aimass.platform.settings import Settings
+from aimass.stages.params import TUNE_PARAMS, airflow_params
 
 DAG_ID = "aimass_tune"
 DATASETS = Settings.from_env().dataset_names()
@@ -40,61 +41,7 @@ with DAG(
     on_failure_callback=notify_failed_run,
     tags=["aimass", "tuning"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=30)},
-    params={
-        "dataset": Param(
-            "chicago_taxi",
-            type="string",
-            enum=DATASETS,
-            title="Dataset spec",
-            description="The spec in conf/datasets whose tuning section (space, objective) is searched.",
-        ),
-        "ds": Param(
-            "",
-            type="string",
-            pattern=r"^$|^\d{4}-\d{2}-\d{2}$",
-            title="Partition date",
-            description="YYYY-MM-DD of the clean partition to tune on; empty means the newest.",
-        ),
-        "algorithm": Param(
-            "",
-            type="string",
-            enum=["", "bayesian", "random"],
-            title="Search algorithm",
-            description="Bayesian optimization or random search; empty means the spec's "
-            "tuning.algorithm.",
-        ),
-        "max_trials": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=100,
-            title="Trials",
-            description="How many hyperparameter sets to train and score; empty means the "
-            "spec's tuning.max_trials.",
-        ),
-        "epochs": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=200,
-            title="Epochs per trial",
-            description="Training epochs of each trial; empty means the spec's tuning.epochs.",
-        ),
-        "workers": Param(
-            2,
-            type="integer",
-            minimum=1,
-            maximum=8,
-            title="Training workers",
-            description="TensorFlow worker processes per trial (MultiWorkerMirroredStrategy).",
-        ),
-        "mixed_precision": Param(
-            False,
-            type="boolean",
-            title="Mixed precision",
-            description="float16 compute where the workers see a GPU; no effect on CPU.",
-        ),
-    },
+    params=airflow_params(TUNE_PARAMS, DATASETS),
 ) as dag:
 
     @task

@@ -195,7 +195,7 @@ def test_the_landing_root_is_checked_and_allowed_as_an_input(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aimass.platform.errors import ConfigError
-    from aimass.stages.params import validate_params
+    from aimass.stages.validation import validate_params
 
     monkeypatch.setenv("AIMASS_LANDING_ROOT", "s3://x/landing")
     with pytest.raises(ConfigError, match="AIMASS_LANDING_ROOT"):

@@ -12,7 +12,7 @@ from testkit import TAXI_SPEC, write_partition
 
 from aimass.data.spec import load_spec
 from aimass.platform.settings import Settings
-from aimass.stages.retrain import resolve_hparams
+from aimass.training.hparams import resolve_hparams
 from aimass.stages.tune import prepare_tuning, run_search
 from aimass.training.tuning import BEST_TAG, KIND_TAG, STATUS_TAG, tuned_hparams
 
@@ -26,7 +26,7 @@ def test_random_search_tracks_trials_and_feeds_the_next_training(
 
     spec = load_spec(TAXI_SPEC)
     clean = write_partition(taxi_csv, settings.clean_partition("chicago_taxi", "2024-01-02"), spec)
-    assert resolve_hparams(settings, spec, {})[1] == "spec"  # nothing tuned yet
+    assert resolve_hparams(settings, spec)[1] == "spec"  # nothing tuned yet
 
     ctx = prepare_tuning(
         {"algorithm": "random", "max_trials": 3, "epochs": 3, "workers": 1},
@@ -73,13 +73,13 @@ def test_random_search_tracks_trials_and_feeds_the_next_training(
 
     # the next training uses the best values; params win over them; the switch turns them off
     assert tuned_hparams(settings, "chicago_taxi") == (summary["best_hparams"], parent.info.run_id)
-    tuned, source = resolve_hparams(settings, spec, {})
+    tuned, source = resolve_hparams(settings, spec)
     assert source.startswith(f"tuned by MLflow run {parent.info.run_id}")
     assert tuned.training.learning_rate == pytest.approx(summary["best_hparams"]["learning_rate"])
     assert list(tuned.training.hidden_units) == summary["best_hparams"]["hidden_units"]
-    overridden, source = resolve_hparams(settings, spec, {"learning_rate": 0.0042})
+    overridden, source = resolve_hparams(settings, spec, learning_rate=0.0042)
     assert overridden.training.learning_rate == 0.0042
     assert overridden.training.hidden_units == tuned.training.hidden_units
     assert "run params override" in source
-    plain, source = resolve_hparams(settings, spec, {"use_tuned_hparams": False})
+    plain, source = resolve_hparams(settings, spec, use_tuned=False)
     assert plain.training == spec.training and source == "spec"

@@ -78,6 +78,11 @@ def _flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; set it to true or false")
 
 
+def safe_name(run_id: str) -> str:
+    """``run_id`` as a file or folder name (Airflow run ids hold ``:`` and ``+``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -332,7 +337,12 @@ class Settings:
         return self.lake_dir / "quarantine" / dataset / f"ds={ds}"
 
     def report_dir(self, dataset: str, ds: str) -> Path:
+        """The reports of a day's runs of ``dataset``, one folder per run inside."""
         return self.reports_dir / dataset / f"ds={ds}"
+
+    def run_report_dir(self, dataset: str, ds: str, run_id: str) -> Path:
+        """One run's reports and records: a second run of the same day keeps its own."""
+        return self.report_dir(dataset, ds) / safe_name(run_id)
 
     @property
     def serving_grpc_target(self) -> str:

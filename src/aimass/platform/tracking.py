@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +157,96 @@ def download_reference_profile(settings: Settings, version: Any, dst: Path) -> P
             dst_path=str(dst),
         )
     )
+
+
+def tag_version(settings: Settings, name: str, version: str, tags: dict[str, str]) -> None:
+    """Set ``tags`` on registry version ``version`` of ``name``."""
+    mlc = client(settings)
+    for key, value in tags.items():
+        mlc.set_model_version_tag(name, str(version), key, value)
+
+
+class RunLog:
+    """What a stage logs to its active MLflow run (see :func:`start_run`, :func:`resume_run`)."""
+
+    def __init__(self, run_id: str, experiment: str) -> None:
+        self.run_id = run_id
+        self.experiment_id = experiment
+
+    def tags(self, tags: dict[str, str]) -> None:
+        import mlflow
+
+        mlflow.set_tags(tags)
+
+    def params(self, params: dict[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params(params)
+
+    def metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics(metrics, step=step)
+
+    def history(self, history: dict[str, list[float]], prefix: str) -> None:
+        """Per-epoch values as ``<prefix><metric>`` with the epoch as the step."""
+        import mlflow
+
+        for metric, values in history.items():
+            for epoch, value in enumerate(values):
+                mlflow.log_metric(f"{prefix}{metric}", float(value), step=epoch)
+
+    def file(self, path: Path | str, artifact_path: str) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def folder(self, path: Path | str, artifact_path: str) -> None:
+        import mlflow
+
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+
+
+@contextmanager
+def start_run(
+    settings: Settings,
+    dataset: str,
+    *,
+    name: str,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[RunLog]:
+    """A new run in the dataset's experiment, active inside the block."""
+    import mlflow
+
+    exp = experiment_id(settings, dataset)
+    client(settings)
+    with mlflow.start_run(experiment_id=exp, run_name=name, nested=nested, tags=tags) as run:
+        yield RunLog(run.info.run_id, exp)
+
+
+@contextmanager
+def resume_run(settings: Settings, run_id: str) -> Iterator[RunLog]:
+    """An existing run, active again inside the block (a later stage adds to it)."""
+    import mlflow
+
+    client(settings)
+    with mlflow.start_run(run_id=run_id) as run:
+        yield RunLog(run.info.run_id, str(run.info.experiment_id))
+
+
+def git_commit(root: Path) -> str:
+    """The checkout's short commit, tagged on every training run ("unknown" outside git)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"

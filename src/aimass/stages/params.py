@@ -1,350 +1,272 @@
-"""Run parameters from a manual trigger or a schedule, validated before any work starts."""
+"""Run parameters: one definition per param, from which the DAGs' trigger forms (Airflow
+``Param``s with titles, descriptions, ranges and enums) and the validation before any work
+are both made, so a form and its check cannot disagree.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aimass.data.spec import load_spec
 from aimass.evaluation.gate import MIN_FORCE_REASON
-from aimass.platform.errors import ConfigError
-from aimass.platform.s3io import S3Location, is_s3_uri, parse_s3_uri
-from aimass.platform.settings import Settings
 
-_DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-MAX_EPOCHS = 200
-MAX_WORKERS = 8
-MAX_BATCH_SIZE = 65_536
+_DATASET = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """One run parameter: its default, JSON-schema type and bounds, and how the form shows it."""
+
+    name: str
+    default: Any
+    type: str | tuple[str, ...]
+    title: str
+    description: str
+    # JSON-schema keywords (minimum, maximum, pattern, enum, ...), also what validation checks.
+    schema: dict[str, Any] = field(default_factory=dict)
+    # The form offers the dataset specs as choices (known only when the DAG is parsed).
+    lists_datasets: bool = False
+
+    @property
+    def minimum(self) -> int:
+        return int(self.schema["minimum"])
+
+    @property
+    def maximum(self) -> int:
+        return int(self.schema["maximum"])
+
+    def param(self, datasets: list[str]) -> Any:
+        """The Airflow ``Param`` of this field for a DAG whose dataset choices are ``datasets``."""
+        from airflow.sdk import Param
+
+        schema = dict(self.schema)
+        if self.lists_datasets:
+            if self.type == "array":
+                schema["items"] = {"type": "string", "enum": datasets}
+            else:
+                schema["enum"] = datasets
+        kind = list(self.type) if isinstance(self.type, tuple) else self.type
+        return Param(
+            self.default, type=kind, title=self.title, description=self.description, **schema
+        )
+
+
+def airflow_params(fields: tuple[ParamField, ...], datasets: list[str]) -> dict[str, Any]:
+    """A DAG's ``params``: each field's Airflow ``Param``, in order."""
+    return {f.name: f.param(datasets) for f in fields}
+
+
+DATASET = ParamField(
+    "dataset",
+    "chicago_taxi",
+    "string",
+    "Dataset spec",
+    "A dataset spec in conf/datasets: its schema, label (binary, multiclass or regression), "
+    "checks and gate. Add a YAML file there to add a dataset.",
+    {"pattern": _DATASET.pattern},
+    lists_datasets=True,
+)
+DS = ParamField(
+    "ds",
+    "",
+    "string",
+    "Partition date",
+    "YYYY-MM-DD of the lake partition to write; empty means the run's date.",
+    {"pattern": r"^$|^\d{4}-\d{2}-\d{2}$"},
+)
+INPUT_PATH = ParamField(
+    "input_path",
+    "",
+    "string",
+    "Input file or folder",
+    "Raw CSV or Parquet file or folder, or an s3:// object or prefix, to clean; empty means "
+    "the spec's source. Must be under the var dir or a root listed in AIMASS_DATA_ROOTS "
+    "(folders, or s3:// prefixes).",
+)
+EPOCHS = ParamField(
+    "epochs",
+    None,
+    ("null", "integer"),
+    "Epochs",
+    "Training epochs; empty means the spec's value.",
+    {"minimum": 1, "maximum": 200},
+)
 # Training runs under MultiWorkerMirroredStrategy with this many worker processes by default.
 DEFAULT_WORKERS = 2
+WORKERS = ParamField(
+    "workers",
+    DEFAULT_WORKERS,
+    "integer",
+    "Training workers",
+    "TensorFlow worker processes (MultiWorkerMirroredStrategy) on this machine.",
+    {"minimum": 1, "maximum": 8},
+)
+MIN_AUC = ParamField(
+    "min_auc",
+    None,
+    ("null", "number"),
+    "Minimum AUC",
+    "Override the spec's absolute AUC bar for this run (classification specs only); empty "
+    "keeps the spec's gate.",
+    {"minimum": 0, "maximum": 1},
+)
+USE_TUNED_HPARAMS = ParamField(
+    "use_tuned_hparams",
+    True,
+    "boolean",
+    "Use tuned hyperparameters",
+    "Train with the best values of the dataset's latest aimass_tune search (if any); off "
+    "trains with the spec's training section.",
+)
+LEARNING_RATE = ParamField(
+    "learning_rate",
+    None,
+    ("null", "number"),
+    "Learning rate",
+    "Adam learning rate for this run; empty means the tuned or spec value.",
+    {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+)
+BATCH_SIZE = ParamField(
+    "batch_size",
+    None,
+    ("null", "integer"),
+    "Batch size per worker",
+    "Rows per worker per step (the global batch is this times the workers); empty means the "
+    "tuned or spec value.",
+    {"minimum": 1, "maximum": 65_536},
+)
+MIXED_PRECISION = ParamField(
+    "mixed_precision",
+    False,
+    "boolean",
+    "Mixed precision",
+    "float16 compute with float32 weights where the workers see a GPU; no effect on CPU (logged).",
+)
+FORCE_DEPLOY = ParamField(
+    "force_deploy",
+    False,
+    "boolean",
+    "Force deployment",
+    "Deploy the candidate even if the evaluation gate rejects it. Needs a reason below; the "
+    "gate decision records it with who triggered the run, and the MLflow run is tagged "
+    "aimass.gate=forced.",
+)
 MAX_FORCE_REASON = 500
+FORCE_REASON = ParamField(
+    "force_reason",
+    "",
+    "string",
+    "Reason for forcing",
+    f"Why the gate may be overridden (at least {MIN_FORCE_REASON} characters, e.g. a ticket "
+    "and the cause); required with force_deploy and only allowed with it. Stored with the "
+    "gate decision and as the MLflow tag aimass.force_reason.",
+    {"maxLength": MAX_FORCE_REASON},
+)
+RETRAIN_PARAMS = (
+    DATASET,
+    DS,
+    INPUT_PATH,
+    EPOCHS,
+    WORKERS,
+    MIN_AUC,
+    USE_TUNED_HPARAMS,
+    LEARNING_RATE,
+    BATCH_SIZE,
+    MIXED_PRECISION,
+    FORCE_DEPLOY,
+    FORCE_REASON,
+)
 
+ALGORITHM = ParamField(
+    "algorithm",
+    "",
+    "string",
+    "Search algorithm",
+    "Bayesian optimization or random search; empty means the spec's tuning.algorithm.",
+    {"enum": ["", "bayesian", "random"]},
+)
+MAX_TRIALS = ParamField(
+    "max_trials",
+    None,
+    ("null", "integer"),
+    "Trials",
+    "How many hyperparameter sets to train and score; empty means the spec's tuning.max_trials.",
+    {"minimum": 1, "maximum": 100},
+)
+TUNE_PARAMS = (
+    replace(
+        DATASET,
+        description="The spec in conf/datasets whose tuning section (space, objective) is "
+        "searched.",
+        schema={},
+    ),
+    replace(
+        DS, description="YYYY-MM-DD of the clean partition to tune on; empty means the newest."
+    ),
+    ALGORITHM,
+    MAX_TRIALS,
+    replace(
+        EPOCHS,
+        title="Epochs per trial",
+        description="Training epochs of each trial; empty means the spec's tuning.epochs.",
+    ),
+    replace(
+        WORKERS,
+        description="TensorFlow worker processes per trial (MultiWorkerMirroredStrategy).",
+    ),
+    replace(
+        MIXED_PRECISION,
+        description="float16 compute where the workers see a GPU; no effect on CPU.",
+    ),
+)
 
-@dataclass(frozen=True)
-class RunParams:
-    dataset: str
-    ds: str
-    input_path: str
-    epochs: int | None
-    workers: int
-    min_auc: float | None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    use_tuned_hparams: bool = True
-    mixed_precision: bool = False
-    # Deploy even when the gate rejects the candidate; the reason is stored with the decision.
-    force_deploy: bool = False
-    force_reason: str = ""
+MIN_ROLLBACK_REASON = 10
+ROLLBACK_PARAMS = (
+    replace(
+        DATASET,
+        title="Model (dataset spec)",
+        description="Whose model to roll back; models are named after their dataset spec.",
+        schema={},
+    ),
+    ParamField(
+        "version",
+        None,
+        ("null", "integer"),
+        "Serving version",
+        "The model server version to make stable again; empty means the 'previous' label "
+        "(the version that was stable before the current one).",
+        {"minimum": 1},
+    ),
+    ParamField(
+        "reason",
+        "",
+        "string",
+        "Reason",
+        f"Why you roll back, in a sentence (at least {MIN_ROLLBACK_REASON} characters); "
+        "recorded with the rollback in MLflow and in the rollback record.",
+    ),
+)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+MONITOR_PARAMS = (
+    ParamField(
+        "datasets",
+        [],
+        "array",
+        "Datasets",
+        "Dataset specs to check; empty checks every spec whose model has a champion.",
+        lists_datasets=True,
+    ),
+    ParamField(
+        "min_rows",
+        200,
+        "integer",
+        "Minimum requests",
+        "Recorded requests needed before a dataset is compared; with fewer the check is skipped.",
+        {"minimum": 1, "maximum": 10_000_000},
+    ),
+)
 
-
-def _data_roots() -> list[str]:
-    """The entries of AIMASS_DATA_ROOTS (os.pathsep-separated; ``s3://`` ones kept whole)."""
-    import os
-
-    parts = os.environ.get("AIMASS_DATA_ROOTS", "").split(os.pathsep)
-    entries: list[str] = []
-    for part in parts:
-        # On POSIX the separator is ":", which also splits "s3://bucket" into "s3", "//bucket".
-        if entries and part.startswith("//") and re.fullmatch(r"[a-z][a-z0-9+.-]*", entries[-1]):
-            entries[-1] = f"{entries[-1]}:{part}"
-        elif part:
-            entries.append(part)
-    return entries
-
-
-def allowed_roots(settings: Settings) -> list[Path]:
-    """Folders a run may read raw data from: the var dir, a local landing root
-    (AIMASS_LANDING_ROOT) and any in AIMASS_DATA_ROOTS."""
-    extra = [Path(p).resolve() for p in _data_roots() if "://" not in p]
-    if settings.landing_root and not is_s3_uri(settings.landing_root):
-        extra.append(Path(settings.landing_root).expanduser().resolve())
-    return [settings.var_dir.resolve(), *extra]
-
-
-def allowed_s3_roots(settings: Settings | None = None) -> list[S3Location]:
-    """S3 prefixes a run may read raw data from: the ``s3://`` entries of AIMASS_DATA_ROOTS,
-    and an S3 landing root (AIMASS_LANDING_ROOT) when ``settings`` has one.
-
-    Raises:
-        ConfigError: an entry is not a valid S3 URI.
-    """
-    roots = []
-    for entry in _data_roots():
-        if is_s3_uri(entry):
-            try:
-                roots.append(parse_s3_uri(entry))
-            except ConfigError as exc:
-                raise ConfigError(f"AIMASS_DATA_ROOTS entry {entry!r}: {exc}") from exc
-    if settings is not None and is_s3_uri(settings.landing_root):
-        roots.append(parse_s3_uri(settings.landing_root))
-    return roots
-
-
-def _check_s3_input(raw_input: str, settings: Settings) -> str:
-    """Check that an ``s3://`` input lies under an allowed S3 root; the input as given.
-
-    Whether objects exist is checked by the clean job, which lists them before any write.
-    """
-    try:
-        location = parse_s3_uri(raw_input)
-    except ConfigError as exc:
-        raise ConfigError(f"param input_path: {exc}") from exc
-    roots = allowed_s3_roots(settings)
-    if not any(root.contains(location) for root in roots):
-        allowed = [root.uri for root in roots] or "none"
-        raise ConfigError(
-            f"param input_path={raw_input!r} is outside the allowed S3 roots ({allowed}); "
-            f"add s3://{location.bucket}/ or a prefix of the input to AIMASS_DATA_ROOTS "
-            "(entries separated by the OS path separator, like the local folders)"
-        )
-    return raw_input
-
-
-def _check_local_input(raw_input: str, settings: Settings) -> Path:
-    """Check that a local input exists under an allowed root; its resolved path."""
-    input_path = Path(raw_input).expanduser().resolve()
-    roots = allowed_roots(settings)
-    if not any(input_path == root or root in input_path.parents for root in roots):
-        raise ConfigError(
-            f"param input_path={raw_input!r} is outside the allowed data roots {[str(r) for r in roots]}; "
-            "put the file under the var dir or add its folder to AIMASS_DATA_ROOTS"
-        )
-    if not input_path.exists():
-        raise ConfigError(
-            f"param input_path={raw_input!r} does not exist; point it at a CSV file or a folder of CSVs"
-        )
-    return input_path
-
-
-def _int(params: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
-    value = params.get(key)
-    if value in (None, ""):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigError(f"param {key}={value!r} must be an integer between {lo} and {hi}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(
-            f"param {key}={value!r} must be an integer between {lo} and {hi}"
-        ) from None
-    if not lo <= number <= hi:
-        raise ConfigError(
-            f"param {key}={number} is out of range; use an integer between {lo} and {hi}"
-        )
-    return number
-
-
-def _bool(params: dict[str, Any], key: str, default: bool) -> bool:
-    value = params.get(key)
-    if value in (None, ""):
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ConfigError(f"param {key}={value!r} must be true or false")
-
-
-def _learning_rate(params: dict[str, Any]) -> float | None:
-    value = params.get("learning_rate")
-    if value in (None, ""):
-        return None
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"param learning_rate={value!r} must be a number in (0, 1), e.g. 0.001 (or empty)"
-        ) from None
-    if isinstance(value, bool) or not 0 < rate < 1:
-        raise ConfigError(
-            f"param learning_rate={value!r} must be in (0, 1), e.g. 0.001 (or empty for the "
-            "tuned or spec value)"
-        )
-    return rate
-
-
-def _force(params: dict[str, Any]) -> tuple[bool, str]:
-    """``force_deploy`` and its ``force_reason`` (stripped), checked together."""
-    force = _bool(params, "force_deploy", False)
-    raw = params.get("force_reason")
-    if raw is not None and not isinstance(raw, str):
-        raise ConfigError(
-            f"param force_reason={raw!r} must be text saying why the gate may be overridden"
-        )
-    reason = (raw or "").strip()
-    if force and len(reason) < MIN_FORCE_REASON:
-        raise ConfigError(
-            f"param force_deploy=true needs force_reason: at least {MIN_FORCE_REASON} "
-            f"characters saying why the gate may be overridden (got {reason!r}); it is stored "
-            "with the gate decision and tagged in MLflow. Or untick force_deploy"
-        )
-    if len(reason) > MAX_FORCE_REASON:
-        raise ConfigError(
-            f"param force_reason is {len(reason)} characters; shorten it to at most "
-            f"{MAX_FORCE_REASON} (link to a ticket for the details)"
-        )
-    if reason and not force:
-        raise ConfigError(
-            "param force_reason is set but force_deploy is false; tick force_deploy to deploy "
-            "even if the gate rejects the candidate, or clear force_reason"
-        )
-    return force, reason
-
-
-def validate_params(
-    params: dict[str, Any], settings: Settings, *, run_date: date | datetime
-) -> RunParams:
-    """Check a run's params (types, ranges, known spec, paths inside allowed roots).
-
-    Raises:
-        ConfigError: naming the bad param and what to set instead.
-    """
-    dataset = str(params.get("dataset") or "chicago_taxi")
-    if not re.match(r"^[a-z][a-z0-9_]*$", dataset):
-        raise ConfigError(
-            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
-        )
-    spec = load_spec(dataset, settings.conf_dir)
-
-    ds = params.get("ds") or ""
-    if ds:
-        if not _DS.match(str(ds)):
-            raise ConfigError(
-                f"param ds={ds!r} must be a date like 2026-11-25 (or empty for the run's date)"
-            )
-        try:
-            date.fromisoformat(str(ds))
-        except ValueError:
-            raise ConfigError(f"param ds={ds!r} is not a real calendar date") from None
-    else:
-        ds = run_date.date().isoformat() if isinstance(run_date, datetime) else run_date.isoformat()
-
-    raw_input = str(params.get("input_path") or "") or spec.resolved_source_path(settings.var_dir)
-    if is_s3_uri(raw_input):
-        input_path = _check_s3_input(raw_input, settings)
-    else:
-        input_path = str(_check_local_input(raw_input, settings))
-
-    epochs = _int(params, "epochs", 1, MAX_EPOCHS)
-    workers = _int(params, "workers", 1, MAX_WORKERS) or DEFAULT_WORKERS
-    force_deploy, force_reason = _force(params)
-
-    min_auc = params.get("min_auc")
-    if min_auc in (None, ""):
-        min_auc = None
-    else:
-        try:
-            min_auc = float(min_auc)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"param min_auc={min_auc!r} must be a number between 0 and 1 (or empty)"
-            ) from None
-        if not 0.0 <= min_auc <= 1.0:
-            raise ConfigError(
-                f"param min_auc={min_auc} must be between 0 and 1 (or empty for the spec's bar)"
-            )
-        if "auc" not in spec.metrics:
-            raise ConfigError(
-                f"param min_auc={min_auc} applies to classification, but spec '{spec.name}' "
-                f"has a {spec.task} label; leave min_auc empty (the spec's gate sets its bars)"
-            )
-    return RunParams(
-        dataset=spec.name,
-        ds=str(ds),
-        input_path=str(input_path),
-        epochs=epochs,
-        workers=workers,
-        min_auc=min_auc,
-        learning_rate=_learning_rate(params),
-        batch_size=_int(params, "batch_size", 1, MAX_BATCH_SIZE),
-        use_tuned_hparams=_bool(params, "use_tuned_hparams", True),
-        mixed_precision=_bool(params, "mixed_precision", False),
-        force_deploy=force_deploy,
-        force_reason=force_reason,
-    )
-
-
-@dataclass(frozen=True)
-class TuneParams:
-    dataset: str
-    ds: str
-    clean_dir: str
-    algorithm: str
-    max_trials: int
-    epochs: int
-    workers: int
-    mixed_precision: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def latest_partition(settings: Settings, dataset: str) -> str:
-    """The newest ``ds`` of the dataset's clean partitions (ISO dates sort by time).
-
-    Raises:
-        ConfigError: the dataset has no clean partition yet.
-    """
-    root = settings.lake_dir / "clean" / dataset
-    dates = sorted(
-        p.name.removeprefix("ds=")
-        for p in root.glob("ds=*")
-        if p.is_dir() and _DS.match(p.name.removeprefix("ds=")) and any(p.rglob("*.parquet"))
-    )
-    if not dates:
-        raise ConfigError(
-            f"dataset {dataset!r} has no clean partition under {root}; run aimass_retrain "
-            "for it first (or its clean stage), then tune"
-        )
-    return dates[-1]
-
-
-def validate_tune_params(params: dict[str, Any], settings: Settings) -> TuneParams:
-    """Check a search's params; fill the spec's ``tuning`` values and the newest partition.
-
-    Raises:
-        ConfigError: naming the bad param and what to set instead.
-    """
-    from aimass.data.spec import TUNING_ALGORITHMS
-
-    dataset = str(params.get("dataset") or "chicago_taxi")
-    if not re.match(r"^[a-z][a-z0-9_]*$", dataset):
-        raise ConfigError(
-            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
-        )
-    spec = load_spec(dataset, settings.conf_dir)
-    ds = str(params.get("ds") or "")
-    if ds:
-        if not _DS.match(ds):
-            raise ConfigError(f"param ds={ds!r} must be a date like 2026-11-25 (or empty)")
-    else:
-        ds = latest_partition(settings, spec.name)
-    clean_dir = settings.clean_partition(spec.name, ds)
-    if not clean_dir.is_dir():
-        raise ConfigError(
-            f"param ds={ds!r}: there is no clean partition {clean_dir}; leave ds empty for the "
-            f"newest one ({latest_partition(settings, spec.name)})"
-        )
-    algorithm = str(params.get("algorithm") or spec.tuning.algorithm)
-    if algorithm not in TUNING_ALGORITHMS:
-        raise ConfigError(
-            f"param algorithm={algorithm!r} is unknown; use one of {TUNING_ALGORITHMS} "
-            "(or empty for the spec's tuning.algorithm)"
-        )
-    return TuneParams(
-        dataset=spec.name,
-        ds=ds,
-        clean_dir=str(clean_dir),
-        algorithm=algorithm,
-        max_trials=_int(params, "max_trials", 1, 100) or spec.tuning.max_trials,
-        epochs=_int(params, "epochs", 1, MAX_EPOCHS) or spec.tuning.epochs,
-        workers=_int(params, "workers", 1, MAX_WORKERS) or DEFAULT_WORKERS,
-        mixed_precision=_bool(params, "mixed_precision", False),
-    )
+MAX_EPOCHS = EPOCHS.maximum
+MAX_WORKERS = WORKERS.maximum
+MAX_BATCH_SIZE = BATCH_SIZE.maximum

@@ -16,7 +16,7 @@ def prepare_tuning(params: dict[str, Any], *, run_id: str) -> dict[str, Any]:
     import re
 
     from aimass.platform.settings import Settings
-    from aimass.stages.params import validate_tune_params
+    from aimass.stages.validation import validate_tune_params
 
     settings = Settings.from_env()
     p = validate_tune_params(params, settings)

@@ -162,3 +162,25 @@ def read_result(request: RunRequest, workers: int, *, missing_hint: str) -> Trai
         workers=workers,
         holdout=metrics.get("holdout", {}),
     )
+
+
+def reset_run_dir(run_dir: Path) -> None:
+    """Empty ``run_dir`` for a training attempt, keeping the previous attempt's checkpoints.
+
+    A retry starts from a clean slate except for the epoch checkpoints, which the workers
+    resume from (``models.tabular.train`` checks they belong to the same run and discards
+    them otherwise).
+    """
+    import shutil
+
+    from models.tabular.train import CHECKPOINT_DIR
+
+    if run_dir.exists():
+        for entry in run_dir.iterdir():
+            if entry.name == CHECKPOINT_DIR:
+                logger.info("train: keeping %s of the previous attempt to resume from", entry)
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)

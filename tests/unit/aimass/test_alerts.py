@@ -357,6 +357,11 @@ def test_reject_candidate_alerts_with_the_failing_checks(settings: Settings) -> 
     from aimass.stages.retrain import reject_candidate
 
     decision = {
+        "passed": False,
+        "deploy": False,
+        "verdict": "rejected",
+        "task": "binary",
+        "primary_metric": "auc",
         "dataset": "chicago_taxi",
         "ds": "2026-11-02",
         "run_id": "manual__9",
@@ -378,7 +383,7 @@ def test_roll_back_alerts_with_who_why_and_versions(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model server is faked: this checks the alert, test_rollout.py the rollback itself."""
-    from aimass.stages.retrain import roll_back
+    from aimass.stages.rollback import roll_back
 
     class FakeClient:
         def __init__(self, *args: object) -> None:

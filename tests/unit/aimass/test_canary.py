@@ -80,7 +80,7 @@ def test_the_canary_replays_the_newest_recorded_requests(settings: object) -> No
     import pyarrow.parquet as pq
 
     from aimass.data.spec import load_spec
-    from aimass.stages.retrain import recent_request_rows
+    from aimass.serving.replay import recent_request_rows
     from models.tabular.features import features
 
     spec = load_spec("chicago_taxi")

@@ -78,9 +78,9 @@ def test_prepare_run_cleans_the_days_landed_files_or_skips_a_duplicate(
     ctx = prepare_run(
         {}, dag_id="aimass_retrain", run_id="asset__1", run_date=when, landed=[payload]
     )
-    assert ctx["dataset"] == "chicago_taxi" and ctx["ds"] == "2026-11-26"
-    assert ctx["input_path"] == str(zone / "processed" / "ds=2026-11-26")
-    assert ctx["landed_files"] == [claimed.name]
+    assert ctx.dataset == "chicago_taxi" and ctx.ds == "2026-11-26"
+    assert ctx.input_path == str(zone / "processed" / "ds=2026-11-26")
+    assert ctx.landed_files == [claimed.name]
     with pytest.raises(landing.NothingLanded, match="taken by another run"):
         prepare_run({}, dag_id="aimass_retrain", run_id="asset__2", run_date=when, landed=[payload])
 
@@ -112,7 +112,7 @@ def test_the_watcher_claims_each_landed_file_and_announces_leftovers(tmp_path: P
 def test_the_landing_root_may_be_another_folder(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aimass.stages.params import allowed_roots
+    from aimass.stages.validation import allowed_roots
 
     monkeypatch.setenv("AIMASS_LANDING_ROOT", str(tmp_path / "drop"))
     moved = Settings.from_env()

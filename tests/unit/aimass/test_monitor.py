@@ -216,10 +216,10 @@ def test_a_drift_event_retrains_the_dataset_on_its_source(settings: Settings) ->
         run_date=datetime(2026, 11, 26, 10, 0),
         drifted=[event],
     )
-    assert ctx["dataset"] == "chicago_taxi" and ctx["ds"] == "2026-11-26"
-    assert ctx["input_path"] == str(source.resolve())
-    assert ctx["landed_files"] == []
-    assert ctx["trigger"] == {"kind": "drift", **event}
+    assert ctx.dataset == "chicago_taxi" and ctx.ds == "2026-11-26"
+    assert ctx.input_path == str(source.resolve())
+    assert ctx.landed_files == []
+    assert ctx.trigger == {"kind": "drift", **event}
 
 
 def test_the_demo_model_server_records_requests_under_the_var_dir(settings: Settings) -> None:

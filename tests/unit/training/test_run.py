@@ -1,4 +1,4 @@
-"""Pure helpers of the DAG's task functions (aimass.stages.retrain)."""
+"""The training run dir: what a retried attempt keeps (aimass.training.run)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aimass.stages.retrain import reset_run_dir
+from aimass.training.run import reset_run_dir
 
 pytestmark = pytest.mark.unit
 

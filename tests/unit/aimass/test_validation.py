@@ -8,7 +8,7 @@ import pytest
 
 from aimass.platform.errors import ConfigError
 from aimass.platform.settings import Settings
-from aimass.stages.params import (
+from aimass.stages.validation import (
     allowed_roots,
     allowed_s3_roots,
     validate_params,

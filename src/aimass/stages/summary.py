@@ -1,0 +1,114 @@
+"""A retrain run's summary: its outcome, every stage's record, its lineage and links."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aimass.platform.records import (
+    DataChecks,
+    Deployment,
+    DriftResult,
+    GateDecision,
+    Lineage,
+    RunRequest,
+    RunSummary,
+    TrainingResult,
+)
+from aimass.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _outcome(
+    model: TrainingResult | None, decision: GateDecision | None, deployment: Deployment | None
+) -> str:
+    if deployment is not None:
+        return "deployed"
+    if decision is not None and not decision.deploy:
+        return "rejected"
+    if decision is not None:
+        return "not deployed"
+    return "trained" if model is not None else "stopped"
+
+
+def publish_summary(
+    run: RunRequest | Mapping[str, Any],
+    checks: DataChecks | Mapping[str, Any] | None,
+    model: TrainingResult | Mapping[str, Any] | None,
+    decision: GateDecision | Mapping[str, Any] | None,
+    deployment: Deployment | Mapping[str, Any] | None,
+    drift: DriftResult | Mapping[str, Any] | None = None,
+    approval: dict[str, Any] | None = None,
+) -> RunSummary:
+    """Collect the run's outcome and lineage in one record (XCom, ``summary.json``).
+
+    ``approval`` is the human approval step's answer, when the DAG has that step.
+    """
+    run = RunRequest.of(run)
+    data = None if checks is None else DataChecks.of(checks)
+    trained = None if model is None else TrainingResult.of(model)
+    gate = None if decision is None else GateDecision.of(decision)
+    deployed = None if deployment is None else Deployment.of(deployment)
+    drifted = None if drift is None else DriftResult.of(drift)
+    settings = Settings.from_env()
+    summary = RunSummary(
+        dataset=run.dataset,
+        ds=run.ds,
+        run_id=run.run_id,
+        dag_id=run.dag_id,
+        outcome=_outcome(trained, gate, deployed),
+        # Why the run started: schedule_or_manual, landing (which files), drift (why).
+        trigger=run.trigger,
+        clean=None if data is None else data.clean,
+        quality=None if data is None else data.quality,
+        drift=drifted,
+        model=trained,
+        gate=None
+        if gate is None
+        else {
+            "passed": gate.passed,
+            "candidate": gate.candidate,
+            "champion": gate.champion,
+            "champion_version": gate.champion_version,
+            "task": gate.task,
+            "primary_metric": gate.primary_metric,
+            "checks": [c["message"] for c in gate.checks],
+            "reasons": gate.reasons,
+            "verdict": gate.verdict,
+            "forced": gate.forced,
+            "force_reason": gate.force_reason,
+            "forced_by": gate.forced_by,
+            "report_html": gate.report_html,
+        },
+        deployment=deployed,
+        approval=None
+        if approval is None
+        else {
+            "chosen": list(approval.get("chosen_options") or []),
+            "by": approval.get("responded_by_user"),
+            "at": None if approval.get("responded_at") is None else str(approval["responded_at"]),
+        },
+        lineage=Lineage(
+            landed_files=run.landed_files,
+            input_path=run.input_path,
+            partition=run.clean_dir,
+            dag_run=run.run_key,
+            mlflow_run_id=None if trained is None else trained.mlflow_run_id,
+            mlflow_run_url=None if trained is None else trained.mlflow_run_url,
+            registry_version=None if trained is None else trained.registry_version,
+            serving_version=None if deployed is None else deployed.serving_version,
+        ),
+        links={
+            "mlflow_run": None if trained is None else trained.mlflow_run_url,
+            "data_docs": None if data is None else data.quality.data_docs,
+            "drift_report": None if drifted is None else drifted.report_html,
+            "gate_report": None if gate is None else gate.report_html,
+            "serving_rest": f"{settings.serving_rest_url}/v1/models/{run.dataset}",
+        },
+        requested_at=run.requested_at,
+    )
+    path = summary.write(run.records_dir)
+    log.info("run summary (%s): %s", summary.outcome, path)
+    return summary
