@@ -123,7 +123,9 @@ def test_prepare_run_hands_drift_events_to_the_pipeline(monkeypatch: pytest.Monk
     from aimass.stages import retrain as pipeline
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(pipeline, "prepare_run", lambda params, **kw: seen.update(kw) or SimpleNamespace(dump=dict))
+    monkeypatch.setattr(
+        pipeline, "prepare_run", lambda params, **kw: seen.update(kw) or SimpleNamespace(dump=dict)
+    )
     extra = {"dataset": "chicago_taxi", "reason": "fare drifted", "report": "/r.html"}
     context = {
         "params": {},

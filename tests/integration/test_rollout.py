@@ -243,7 +243,7 @@ def test_rollback_tasks_move_stable_and_champion_and_record_who_and_why(
     """What aimass_rollback runs: params checked first, then labels and aliases move back."""
     from aimass.platform import tracking
     from aimass.platform.errors import ConfigError
-    from aimass.stages.retrain import prepare_rollback, roll_back
+    from aimass.stages.rollback import prepare_rollback, roll_back
 
     settings, client = served
     # the tasks find the server through the settings, as in Airflow

@@ -12,8 +12,8 @@ from testkit import TAXI_SPEC, write_partition
 
 from aimass.data.spec import load_spec
 from aimass.platform.settings import Settings
-from aimass.training.hparams import resolve_hparams
 from aimass.stages.tune import prepare_tuning, run_search
+from aimass.training.hparams import resolve_hparams
 from aimass.training.tuning import BEST_TAG, KIND_TAG, STATUS_TAG, tuned_hparams
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

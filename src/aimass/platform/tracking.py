@@ -201,6 +201,12 @@ class RunLog:
 
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def record(self, record: Any, artifact_path: str = "records") -> None:
+        """A stage record (``aimass.platform.records``) as ``<artifact_path>/<kind>.json``."""
+        import mlflow
+
+        mlflow.log_dict(record.dump(), f"{artifact_path}/{record.kind}.json")
+
     def folder(self, path: Path | str, artifact_path: str) -> None:
         import mlflow
 

@@ -287,7 +287,8 @@ def train_model(
             mlrun.file(report_dir / "quality_summary.json", "data")
         if (report_dir / "data_docs").is_dir():
             mlrun.folder(report_dir / "data_docs", "data/data_docs")
-        mlrun.file(run.records_dir / f"{DataChecks.kind}.json", "records")
+        mlrun.record(run)
+        mlrun.record(checks)
         mlrun.metrics(
             {
                 "quality_expectations": checks.quality.expectations,
