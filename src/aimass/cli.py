@@ -191,6 +191,33 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs(args: argparse.Namespace) -> int:
+    """List runs from their records, or show one run's records."""
+    import json
+
+    from aimass.platform.records import RecordStore, RunSummary
+    from aimass.platform.settings import Settings
+
+    store = RecordStore(Settings.from_env().reports_dir)
+    if args.run_id:
+        if not args.dataset:
+            raise SystemExit("error: name the dataset too: aimass runs DATASET RUN_ID")
+        for kind, record in store.run(args.dataset, args.run_id).items():
+            print(f"== {kind}")
+            print(json.dumps(record.dump(), indent=2, sort_keys=True))
+        return 0
+    for dataset in [args.dataset] if args.dataset else store.datasets():
+        for run in store.runs(dataset):
+            if isinstance(run, RunSummary):
+                line = run.lineage
+                outcome = run.outcome
+                versions = f"registry v{line.registry_version or '-'} serving v{line.serving_version or '-'}"
+            else:
+                outcome, versions = "no summary (running, or stopped early)", ""
+            print(f"{dataset:18s} ds={run.ds}  {run.run_id:44s} {outcome:10s} {versions}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aimass", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         func=_cmd_stop
     )
     sub.add_parser("status", help="show which services are running").set_defaults(func=_cmd_status)
+    runs = sub.add_parser(
+        "runs", help="list runs (outcome, versions) from their records, or show one run's records"
+    )
+    runs.add_argument("dataset", nargs="?", help="only this dataset's runs")
+    runs.add_argument("run_id", nargs="?", help="show every record of this run")
+    runs.set_defaults(func=_cmd_runs)
     return parser
 
 
@@ -225,7 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from aimass.platform.errors import ConfigError
+
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a user's mistake: say what to fix, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
