@@ -4,11 +4,11 @@ The stack (tests/e2ekit.py) starts as `make demo` does, on free ports and a temp
 dir. The DAG is triggered through the REST API and the scheduler runs it. Two taxi runs
 (binary): the first, manual, has no champion and deploys version 1. Then a Bayesian search
 runs from the tuning DAG, a skewed batch of requests reaches the champion, and the monitor
-DAG's drift event starts the second run with no one acting: it trains with the tuned values
-and is gated against the first's champion. Then the rollback DAG moves `stable` and
-`champion` back. The multiclass penguin spec, which differs from the taxi data only by its
-YAML, is started by two files landing together while the scheduler is down and the
-triggerer restarts, and it processes each of them once. (The regression spec runs in
+DAG's drift event starts the second run with no one acting: it trains with the tuned values,
+is gated against the first's champion, passes and deploys version 2. Then the rollback DAG
+moves `stable` and `champion` back. The multiclass penguin spec, which differs from the taxi
+data only by its YAML, is started by two files landing together while the scheduler is down
+and the triggerer restarts, and it processes each of them once. (The regression spec runs in
 test_regression_dag.py, on a stack of its own.)
 """
 
@@ -74,9 +74,12 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     # drift: nothing to compare with before the first champion
     assert summary["drift"] == {"status": "skipped", "reason": "no champion yet"}
 
-    # train + registry: a version is registered and, with no champion, deployed as champion
+    # train + registry: a version is registered and, with no champion, deployed as champion.
+    # Gate PASSED: no champion, so only the absolute bars (auc >= 0.60, accuracy >= 0.55,
+    # ece <= 0.15) apply, and 3 epochs on this slice clear them.
     first_version = summary["model"]["registry_version"]
-    assert summary["gate"]["passed"] is True and summary["gate"]["champion"] is None
+    assert summary["gate"]["champion"] is None
+    assert summary["gate"]["verdict"] == "passed", summary["gate"]["checks"]
     tracking_uri = f"http://{settings.host}:{settings.mlflow_port}"
     mlflow.set_tracking_uri(tracking_uri)
     mlc = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -148,44 +151,36 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert summary2["drift"]["status"] == "ok", summary2["drift"]
     assert summary2["drift"]["champion_version"] == str(first_version)
     assert Path(summary2["drift"]["report_html"]).exists()
+    # Gate PASSED. Not a tie: the champion trained 3 epochs with the spec's values, the
+    # candidate trains the spec's 5 with the search's best. The search is seeded (oracle seed
+    # 42), so its two trials are always lr 0.0019 [64, 32] dropout 0.12 and lr 0.00035 [32]
+    # dropout 0.11; the first wins on validation AUC after one epoch (0.44 against 0.39).
+    # On the same holdout that candidate scores AUC 0.91 against the champion's 0.68, so it
+    # clears no_auc_regression (at most 0.01 worse), the Credit Card slice's 0.05 (the Cash
+    # slice has one class: no AUC to gate) and the absolute bars, ECE closest (0.135, bar
+    # 0.15). Figures from the clean job and both trainings run offline on this slice.
     gate = summary2["gate"]
     assert gate["champion"] is not None and gate["champion_version"] == str(first_version)
     assert any("no_auc_regression" in line for line in gate["checks"])
-    if gate["passed"]:
-        assert summary2["deployment"]["serving_version"] == 2
-        assert (
-            mlc.get_model_version_by_alias("chicago_taxi", "champion").version
-            == summary2["model"]["registry_version"]
-        )
-        assert mlc.get_model_version_by_alias("chicago_taxi", "previous").version == str(
-            first_version
-        )
-    else:
-        assert summary2["deployment"] is None
-        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
-            first_version
-        )
+    assert gate["verdict"] == "passed", gate["checks"]
+    assert summary2["deployment"]["serving_version"] == 2
+    second_version = summary2["model"]["registry_version"]
+    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == second_version
+    assert mlc.get_model_version_by_alias("chicago_taxi", "previous").version == str(first_version)
 
-    # rollback from the UI: a reason is required; the target is the 'previous' version
+    # rollback from the UI: a reason is required; the target is the 'previous' version.
+    # Version 2 is stable (the gate passed it), so the rollback moves back to version 1.
     client.wait_for_dag(ROLLBACK_DAG_ID, timeout_s=180)
     short = client.trigger(ROLLBACK_DAG_ID, {"reason": "oops"})
     assert client.wait_for_run(ROLLBACK_DAG_ID, short, timeout_s=300) == "failed"
     why = {"reason": "e2e: the rollback DAG moves stable and champion back"}
     back_run = client.trigger(ROLLBACK_DAG_ID, why)
     back_state = client.wait_for_run(ROLLBACK_DAG_ID, back_run, timeout_s=300)
-    if gate["passed"]:  # version 2 is stable: roll back to 1
-        assert back_state == "success", task_log_tail(settings, back_run)
-        back = client.xcom(ROLLBACK_DAG_ID, back_run, "roll_back")
-        assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
-        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
-            first_version
-        )
-        assert predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
-    else:  # only version 1 was ever stable: nothing to roll back to, nothing moves
-        assert back_state == "failed"
-        assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(
-            first_version
-        )
+    assert back_state == "success", task_log_tail(settings, back_run)
+    back = client.xcom(ROLLBACK_DAG_ID, back_run, "roll_back")
+    assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
+    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(first_version)
+    assert predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
 
 
 def _run_ids(client: AirflowClient) -> set[str]:
@@ -296,8 +291,11 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
     assert counts["rows_in"] == 344
     assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
     assert summary["quality"]["success"] is True
+    # Gate PASSED: the first penguin run has no champion, so only the absolute bars apply
+    # (accuracy >= 0.85, auc >= 0.9, log_loss <= 0.6), which the species model clears.
     gate = summary["gate"]
-    assert gate["task"] == "multiclass" and gate["passed"] is True, gate["checks"]
+    assert gate["task"] == "multiclass" and gate["champion"] is None
+    assert gate["verdict"] == "passed", gate["checks"]
     assert gate["candidate"]["accuracy"] >= 0.85
     assert {line.split(":")[0] for line in gate["checks"]} == {
         "[ok] min_accuracy",
