@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from runkit import run_request
 from testkit import write_partition
 
 from aimass.data.drift import profile_partition, save_profile
@@ -43,21 +44,20 @@ def reference(settings: Settings, taxi_csv: Path, tmp_path: Path) -> Path:
 def _ctx(partition: Path, tmp_path: Path) -> dict:
     report = tmp_path / "reports"
     report.mkdir(exist_ok=True)
-    return {"dataset": "chicago_taxi", "clean_dir": str(partition), "report_dir": str(report)}
+    return run_request(dataset="chicago_taxi", clean_dir=partition, report_dir=report)
 
 
 def test_no_champion_means_nothing_to_compare(
     settings: Settings, taxi_csv: Path, tmp_path: Path
 ) -> None:
     partition = write_partition(taxi_csv, tmp_path / "ds=2026-11-02", load_spec("chicago_taxi"))
-    assert check_drift(_ctx(partition, tmp_path)) == {
-        "status": "skipped",
-        "reason": "no champion yet",
-    }
+    result = check_drift(_ctx(partition, tmp_path))
+    assert (result.status, result.reason) == ("skipped", "no champion yet")
+    assert result.critical_features == [] and result.report_html is None
 
 
 def test_same_data_is_ok_and_reported(reference: Path, tmp_path: Path) -> None:
-    out = check_drift(_ctx(reference, tmp_path))
+    out = check_drift(_ctx(reference, tmp_path)).dump()
     assert out["status"] == "ok", out
     assert out["champion_version"] == "1"
     assert Path(out["report_html"]).exists() and Path(out["report_json"]).exists()
@@ -73,7 +73,7 @@ def test_tripled_fares_are_critical_and_flagged(reference: Path, tmp_path: Path)
             table.schema.get_field_index("fare"), "fare", pc.multiply(fare, 3.0)
         )
         pq.write_table(table, shifted / part.name)
-    out = check_drift(_ctx(shifted, tmp_path))
+    out = check_drift(_ctx(shifted, tmp_path)).dump()
     assert out["status"] == "critical"
     assert "fare" in out["critical_features"]
     assert out["action"] == "flag"  # the taxi spec flags and retrains rather than failing the run

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from runkit import run_request, training_result
 
 from aimass.platform.settings import REPO_ROOT, Settings
 
@@ -113,23 +114,14 @@ def test_evaluate_candidate_gates_per_slice_reports_and_can_be_forced(
     partition = _write_partition(env)
     version, run_id = _register(env)
     report_dir = env.report_dir(DATASET, DS)
-    ctx: dict[str, Any] = {
-        "dataset": DATASET,
-        "ds": DS,
-        "run_id": "manual__1",
-        "clean_dir": str(partition),
-        "report_dir": str(report_dir),
-        "min_auc": None,
-        "force_deploy": False,
-        "force_reason": "",
-    }
-    model = {
-        "saved_model_dir": str(tmp_path / "candidate"),
-        "registry_version": version,
-        "mlflow_run_id": run_id,
-    }
+    ctx: dict[str, Any] = run_request(
+        dataset=DATASET, ds=DS, clean_dir=partition, report_dir=report_dir
+    )
+    model = training_result(
+        saved_model_dir=tmp_path / "candidate", registry_version=version, mlflow_run_id=run_id
+    )
 
-    out = evaluate_candidate(ctx, model, triggered_by="alice")
+    out = evaluate_candidate(ctx, model, triggered_by="alice").dump()
 
     assert out["passed"] is False and out["deploy"] is False and out["verdict"] == "rejected"
     assert out["champion_version"] == "1" and out["threshold"] == 0.5
@@ -160,7 +152,7 @@ def test_evaluate_candidate_gates_per_slice_reports_and_can_be_forced(
 
     # The same run again with force_deploy: deploys, and says who and why everywhere.
     ctx.update(force_deploy=True, force_reason="INC-9: champion mis-scores card trips")
-    forced = evaluate_candidate(ctx, model, triggered_by=None)
+    forced = evaluate_candidate(ctx, model, triggered_by=None).dump()
     assert forced["passed"] is False and forced["deploy"] is True and forced["forced"] is True
     assert forced["forced_by"] == "unknown"
     assert forced["force_reason"] == "INC-9: champion mis-scores card trips"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from runkit import run_request
 
 from aimass.data.quality import plan_suite, raise_for_critical, validate_partition
 from aimass.data.spec import load_spec
@@ -180,15 +181,15 @@ def test_validate_quality_adds_the_conf_file_and_a_failing_warning_lets_the_run_
     )
     monkeypatch.setenv("AIMASS_ROOT", str(root))
     monkeypatch.setenv("AIMASS_VAR_DIR", str(tmp_path / "var"))
-    ctx = {
-        "dataset": "chicago_taxi",
-        "clean_dir": str(good_partition),
-        "clean_summary": str(good_partition.parents[1] / "clean_summary.json"),
-        "report_dir": str(tmp_path / "report"),
-    }
+    ctx = run_request(
+        dataset="chicago_taxi",
+        clean_dir=good_partition,
+        report_dir=tmp_path / "report",
+        clean_summary=str(good_partition.parents[1] / "clean_summary.json"),
+    )
 
     with caplog.at_level(logging.INFO, logger="aimass"):
-        out = validate_quality(ctx)  # a failed warning does not raise
+        out = validate_quality(ctx).dump()  # a failed warning does not raise
 
     assert f"expectations file {file}" in caplog.text
     quality = out["quality"]

@@ -137,6 +137,26 @@ class QualityResult(Record):
     data_docs: str | None = None
     results: list[dict[str, Any]] = Field(default_factory=list)
 
+    @classmethod
+    def from_gx(cls, summary: Mapping[str, Any]) -> QualityResult:
+        """The record of ``aimass.data.quality.validate_partition``'s summary."""
+        results = summary.get("results", [])
+        return cls(
+            success=bool(summary.get("success")),
+            expectations=len(results),
+            passed=sum(1 for r in results if r.get("success")),
+            critical_failures=summary.get("critical_failures", []),
+            warnings=summary.get("warnings", []),
+            data_docs=summary.get("data_docs"),
+            results=[
+                {
+                    k: r.get(k)
+                    for k in ("expectation", "column", "severity", "source", "success", "observed")
+                }
+                for r in results
+            ],
+        )
+
 
 class DataChecks(Record):
     """``validate_quality``'s hand-over: the clean counts and the quality outcome."""

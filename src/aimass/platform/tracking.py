@@ -218,17 +218,40 @@ def start_run(
     settings: Settings,
     dataset: str,
     *,
-    name: str,
+    name: str | None,
     tags: dict[str, str] | None = None,
     nested: bool = False,
+    run_id: str | None = None,
 ) -> Iterator[RunLog]:
-    """A new run in the dataset's experiment, active inside the block."""
+    """A new run in the dataset's experiment (or the existing ``run_id`` resumed), active
+    inside the block."""
     import mlflow
 
     exp = experiment_id(settings, dataset)
     client(settings)
-    with mlflow.start_run(experiment_id=exp, run_name=name, nested=nested, tags=tags) as run:
+    with mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else exp,
+        run_name=None if run_id else name,
+        nested=nested,
+        tags=None if run_id else tags,
+    ) as run:
         yield RunLog(run.info.run_id, exp)
+
+
+def latest_run(settings: Settings, dataset: str, tags: dict[str, str]) -> Any | None:
+    """The dataset's most recently finished run that has every tag in ``tags``, if any."""
+    mlc = client(settings)
+    exp = mlc.get_experiment_by_name(f"aimass/{dataset}")
+    if exp is None:
+        return None
+    runs = mlc.search_runs(
+        [exp.experiment_id],
+        filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items()),
+        order_by=["attributes.end_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
 
 
 @contextmanager

@@ -124,30 +124,11 @@ def validate_quality(run: RunRequest | Mapping[str, Any]) -> DataChecks:
         spec, Path(run.clean_dir), Path(run.report_dir), expectations_file=expectations
     )
     log.info("quality report (Data Docs): %s", quality.get("data_docs"))
-    checks = DataChecks(clean=clean, quality=_quality_brief(quality))
+    checks = DataChecks(clean=clean, quality=QualityResult.from_gx(quality))
     # Written before the critical check: a stopped run still shows what failed.
     checks.write(run.records_dir)
     raise_for_critical(quality)
     return checks
-
-
-def _quality_brief(quality: dict[str, Any]) -> QualityResult:
-    results = quality.get("results", [])
-    return QualityResult(
-        success=bool(quality.get("success")),
-        expectations=len(results),
-        passed=sum(1 for r in results if r.get("success")),
-        critical_failures=quality.get("critical_failures", []),
-        warnings=quality.get("warnings", []),
-        data_docs=quality.get("data_docs"),
-        results=[
-            {
-                k: r.get(k)
-                for k in ("expectation", "column", "severity", "source", "success", "observed")
-            }
-            for r in results
-        ],
-    )
 
 
 def check_drift(run: RunRequest | Mapping[str, Any]) -> DriftResult:

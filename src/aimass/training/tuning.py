@@ -210,8 +210,6 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
     Raises:
         StageError: no trial finished (each failure is in the log and its child run).
     """
-    import mlflow
-
     from aimass.evaluation.metrics import evaluate
     from aimass.platform import tracking
     from aimass.training.launcher import launch
@@ -229,8 +227,6 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
         (data / "_READY").touch()
     val_x, val_y = load_arrays(data, spec, VALIDATION)
 
-    exp_id = tracking.experiment_id(settings, spec.name)
-    tracking.client(settings)
     parent_file = work / PARENT_FILE
     parent_id = json.loads(parent_file.read_text())["run_id"] if parent_file.exists() else None
     started = time.monotonic()
@@ -240,13 +236,14 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
         hparams = decode_hparams(values)
         log.info("trial %s: %s", trial_id, hparams)
         trial_dir = work / "trials" / trial_id
-        with mlflow.start_run(
-            experiment_id=exp_id, run_name=f"trial {trial_id}", nested=True
+        with tracking.start_run(
+            settings,
+            spec.name,
+            name=f"trial {trial_id}",
+            nested=True,
+            tags={KIND_TAG: TRIAL, "aimass.dataset": spec.name, "aimass.trial": trial_id},
         ) as child:
-            mlflow.set_tags(
-                {KIND_TAG: TRIAL, "aimass.dataset": spec.name, "aimass.trial": trial_id}
-            )
-            mlflow.log_params({f"hp.{k}": v for k, v in hparams.items()})
+            child.params({f"hp.{k}": v for k, v in hparams.items()})
             result = launch(
                 settings,
                 apply_hparams(spec, hparams),
@@ -256,33 +253,29 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
                 epochs=request.epochs,
                 mixed_precision=request.mixed_precision,
             )
-            for metric, series in result.history.items():
-                for epoch, value in enumerate(series):
-                    mlflow.log_metric(f"train_{metric}", float(value), step=epoch)
+            child.history(result.history, prefix="train_")
             metrics = evaluate(result.saved_model_dir, val_x, val_y, task=spec.task)
-            mlflow.log_metrics({f"val_{k}": float(v) for k, v in metrics.items()})
+            child.metrics({f"val_{k}": float(v) for k, v in metrics.items()})
             value = float(metrics[objective])
             if not math.isfinite(value):
                 raise StageError(f"trial {trial_id}: validation {objective} is {value}")
             scores[trial_id] = {
                 "hparams": hparams,
                 objective: value,
-                "mlflow_run_id": child.info.run_id,
+                "mlflow_run_id": child.run_id,
             }
         # The SavedModel was only needed for the score.
         shutil.rmtree(result.saved_model_dir, ignore_errors=True)
         log.info("trial %s: validation %s = %.5f", trial_id, objective, value)
         return {objective: value}
 
-    with mlflow.start_run(
-        run_id=parent_id,
-        experiment_id=None if parent_id else exp_id,
-        run_name=None if parent_id else (request.run_name or f"tune {spec.name}"),
+    with tracking.start_run(
+        settings, spec.name, name=request.run_name or f"tune {spec.name}", run_id=parent_id
     ) as parent:
         if parent_id is None:
-            parent_file.write_text(json.dumps({"run_id": parent.info.run_id}))
-            mlflow.set_tags({KIND_TAG: TUNING, STATUS_TAG: "running", "aimass.dataset": spec.name})
-            mlflow.log_params(
+            parent_file.write_text(json.dumps({"run_id": parent.run_id}))
+            parent.tags({KIND_TAG: TUNING, STATUS_TAG: "running", "aimass.dataset": spec.name})
+            parent.params(
                 {
                     "algorithm": request.algorithm,
                     "max_trials": request.max_trials,
@@ -305,7 +298,7 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
         try:
             tuner.search()
         except Exception as exc:
-            mlflow.set_tag(STATUS_TAG, "failed")
+            parent.tags({STATUS_TAG: "failed"})
             raise StageError(
                 f"the search for {spec.name} stopped: {exc}; each trial's error is in the log "
                 "above and in its child run"
@@ -322,7 +315,7 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
             for t in oracle.trials.values()
         }
         if not best:
-            mlflow.set_tag(STATUS_TAG, "failed")
+            parent.tags({STATUS_TAG: "failed"})
             raise StageError(
                 f"no tuning trial of {spec.name} finished ({len(trials)} tried); "
                 "see the trial errors above and in the child runs"
@@ -339,15 +332,17 @@ def search(settings: Settings, request: SearchRequest) -> dict[str, Any]:
             "trials": trials,
             "algorithm": request.algorithm,
             "partition": str(request.clean_dir),
-            "mlflow_run_id": parent.info.run_id,
+            "mlflow_run_id": parent.run_id,
         }
         (work / BEST_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        mlflow.log_artifact(str(work / BEST_FILE), artifact_path=TUNING)
-        mlflow.log_params({f"best.{k}": v for k, v in hparams.items()})
-        mlflow.log_metric(f"best_val_{objective}", float(top.score))
-        mlflow.set_tags({BEST_TAG: json.dumps(hparams, sort_keys=True), STATUS_TAG: COMPLETE})
+        parent.file(work / BEST_FILE, TUNING)
+        parent.params({f"best.{k}": v for k, v in hparams.items()})
+        parent.metrics({f"best_val_{objective}": float(top.score)})
+        parent.tags({BEST_TAG: json.dumps(hparams, sort_keys=True), STATUS_TAG: COMPLETE})
     summary["search_seconds"] = round(time.monotonic() - started, 1)
-    summary["mlflow_run_url"] = tracking.run_url(settings, exp_id, summary["mlflow_run_id"])
+    summary["mlflow_run_url"] = tracking.run_url(
+        settings, parent.experiment_id, summary["mlflow_run_id"]
+    )
     log.info(
         "best of %d trials: %s = %.5f with %s; MLflow %s",
         len(trials),
@@ -363,19 +358,9 @@ def tuned_hparams(settings: Settings, dataset: str) -> tuple[dict[str, Any], str
     """The best values of the dataset's latest complete search and its MLflow run id, if any."""
     from aimass.platform import tracking
 
-    mlc = tracking.client(settings)
-    exp = mlc.get_experiment_by_name(f"aimass/{dataset}")
-    if exp is None:
+    run = tracking.latest_run(settings, dataset, {KIND_TAG: TUNING, STATUS_TAG: COMPLETE})
+    if run is None:
         return None
-    runs = mlc.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{KIND_TAG}` = '{TUNING}' and tags.`{STATUS_TAG}` = '{COMPLETE}'",
-        order_by=["attributes.end_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        return None
-    run = runs[0]
     try:
         hparams = json.loads(run.data.tags[BEST_TAG])
     except (KeyError, ValueError) as exc:
