@@ -72,7 +72,10 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert Path(summary["quality"]["data_docs"]).exists()
 
     # drift: nothing to compare with before the first champion
-    assert summary["drift"] == {"status": "skipped", "reason": "no champion yet"}
+    assert (summary["drift"]["status"], summary["drift"]["reason"]) == (
+        "skipped",
+        "no champion yet",
+    )
 
     # train + registry: a version is registered and, with no champion, deployed as champion.
     # Gate PASSED: no champion, so only the absolute bars (auc >= 0.60, accuracy >= 0.55,
@@ -104,8 +107,18 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         assert 0.0 <= float(np.ravel(rest)[0]) <= 1.0
     finally:
         sc.close()
-    summary_file = settings.report_dir("chicago_taxi", "2026-11-01") / "run_summary.json"
-    assert json.loads(summary_file.read_text())["model"]["registry_version"] == first_version
+    # the run's records: its own folder, the summary with the lineage down to the serving version
+    from aimass.platform.records import RecordStore
+
+    records = RecordStore(settings.reports_dir).run("chicago_taxi", run_id)
+    assert {"request", "checks", "drift", "training", "gate", "deployment", "summary"} <= set(
+        records
+    )
+    stored = records["summary"]
+    assert stored.model.registry_version == first_version  # type: ignore[attr-defined]
+    lineage = stored.lineage  # type: ignore[attr-defined]
+    assert lineage.partition == str(clean_dir) and lineage.serving_version == 1
+    assert lineage.dag_run == f"aimass_retrain/{run_id}"
 
     # the tuning mode: a Bayesian search from the trigger form, trials as child MLflow runs
     client.wait_for_dag(TUNE_DAG_ID, timeout_s=180)
