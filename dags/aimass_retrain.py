@@ -79,14 +79,10 @@ SCHEDULE = _SETTINGS.retrain_schedule
 _VAR = _SETTINGS.var_dir
 
 
-def _landing_uri(location: str) -> str:
-    return location.rstrip("/") if "://" in location else f"file://{location}"
-
-
 LANDED = [
     Asset(
         name=f"aimass_landing_{name}",
-        uri=_landing_uri(_SETTINGS.landing_location(name)),
+        uri=_SETTINGS.landing_uri(name),
         group="aimass-landing",
         watchers=[
             AssetWatcher(

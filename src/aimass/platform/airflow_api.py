@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from aimass.platform.errors import StageError
+from aimass.platform.waiting import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,21 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180.0) -> dict[str, Any]:
         """Wait until the DAG processor has parsed ``dag_id`` (new installs take a few seconds)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        last: list[StageError] = []
+
+        def parsed() -> dict[str, Any] | None:
             try:
                 return dict(self.request("GET", f"/api/v2/dags/{dag_id}"))
             except StageError as exc:
-                if "HTTP 404" not in str(exc) or time.monotonic() > deadline:
-                    raise StageError(
-                        f"DAG '{dag_id}' not available after {timeout_s:.0f}s: {exc}"
-                    ) from exc
-            time.sleep(2.0)
+                if "HTTP 404" not in str(exc):
+                    raise StageError(f"DAG '{dag_id}' not available: {exc}") from exc
+                last[:] = [exc]
+                return None  # not parsed yet
+
+        def timed_out() -> NoReturn:
+            raise StageError(f"DAG '{dag_id}' not available after {timeout_s:.0f}s: {last[-1]}")
+
+        return poll_until(parsed, timeout_s=timeout_s, interval_s=2.0, on_timeout=timed_out)
 
     def import_errors(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/api/v2/importErrors").get("import_errors", []))
@@ -128,21 +133,25 @@ class AirflowClient:
         self, dag_id: str, run_id: str, timeout_s: float = 1800.0, poll_s: float = 3.0
     ) -> str:
         """Follow a run to its end, logging each task's state change; returns success or failed."""
-        deadline = time.monotonic() + timeout_s
         seen: dict[str, str | None] = {}
-        while True:
+        states: list[str] = []
+
+        def finished() -> str | None:
             state = self.run_state(dag_id, run_id)
+            states[:] = [state]
             for task, ti_state in self.task_states(dag_id, run_id).items():
                 if seen.get(task) != ti_state:
                     seen[task] = ti_state
                     log.info("  %-20s %s", task, ti_state or "none")
-            if state in FINISHED:
-                return state
-            if time.monotonic() > deadline:
-                raise StageError(
-                    f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s; see the Airflow UI"
-                )
-            time.sleep(poll_s)
+            return state if state in FINISHED else None
+
+        def timed_out() -> NoReturn:
+            raise StageError(
+                f"{dag_id} run {run_id} still {states[-1] if states else 'unknown'} after "
+                f"{timeout_s:.0f}s; see the Airflow UI"
+            )
+
+        return poll_until(finished, timeout_s=timeout_s, interval_s=poll_s, on_timeout=timed_out)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         quoted = urllib.parse.quote(run_id, safe="")

@@ -301,6 +301,11 @@ class Settings:
         """The model server's models.config (text-format ModelServerConfig)."""
         return self.serving_base.parent / "models.config"
 
+    def landing_uri(self, dataset: str) -> str:
+        """The landing zone of ``dataset`` as an asset URI (``file://`` for a folder)."""
+        location = self.landing_location(dataset)
+        return location.rstrip("/") if "://" in location else f"file://{location}"
+
     def landing_location(self, dataset: str) -> str:
         """Where ``dataset``'s files land: a folder, or an ``s3://`` prefix ending in ``/``."""
         if is_s3_uri(self.landing_root):

@@ -20,9 +20,11 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from aimass.platform.errors import StageError
 from aimass.platform.settings import Settings
+from aimass.platform.waiting import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -288,19 +290,23 @@ def wait_ready(
     deadline = time.monotonic() + timeout_s
     for name in names:
         url = defs[name].ready_url
-        while True:
+
+        def ready(name: str = name, url: str | None = url) -> bool | None:
             if pid_of(settings, name) is None:
                 raise StageError(
                     f"{name} exited during start-up; last log lines:\n{log_tail(settings, name)}"
                 )
-            if url is None or _answers(url):
-                log.info("%s is ready%s", name, f" at {url}" if url else "")
-                break
-            if time.monotonic() > deadline:
-                raise StageError(
-                    f"{name} did not answer {url} within {timeout_s:.0f}s; log:\n{log_tail(settings, name)}"
-                )
-            time.sleep(1.0)
+            return True if url is None or _answers(url) else None
+
+        def timed_out(name: str = name, url: str | None = url) -> NoReturn:
+            raise StageError(
+                f"{name} did not answer {url} within {timeout_s:.0f}s; log:\n{log_tail(settings, name)}"
+            )
+
+        # One deadline for all services, as before: each waits only for what is left of it.
+        left = max(deadline - time.monotonic(), 0.0)
+        poll_until(ready, timeout_s=left, interval_s=1.0, on_timeout=timed_out)
+        log.info("%s is ready%s", name, f" at {url}" if url else "")
 
 
 def _answers(url: str) -> bool:
