@@ -9,13 +9,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from aimass.data.spec import load_spec
+from aimass.data.spec import DatasetSpec, load_spec
 from aimass.evaluation.gate import MIN_FORCE_REASON
 from aimass.platform.errors import ConfigError
 from aimass.platform.s3io import S3Location, is_s3_uri, parse_s3_uri
 from aimass.platform.settings import Settings
 from aimass.stages.params import (
     BATCH_SIZE,
+    DATASET,
     DEFAULT_WORKERS,
     EPOCHS,
     MAX_FORCE_REASON,
@@ -204,6 +205,16 @@ def _force(params: dict[str, Any]) -> tuple[bool, str]:
     return force, reason
 
 
+def _spec(params: dict[str, Any], settings: Settings) -> DatasetSpec:
+    """The spec the ``dataset`` param names (default ``chicago_taxi``)."""
+    dataset = str(params.get("dataset") or DATASET.default)
+    if not _DATASET.match(dataset):
+        raise ConfigError(
+            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
+        )
+    return load_spec(dataset, settings.conf_dir)
+
+
 def validate_params(
     params: dict[str, Any], settings: Settings, *, run_date: date | datetime
 ) -> RunParams:
@@ -212,12 +223,7 @@ def validate_params(
     Raises:
         ConfigError: naming the bad param and what to set instead.
     """
-    dataset = str(params.get("dataset") or "chicago_taxi")
-    if not _DATASET.match(dataset):
-        raise ConfigError(
-            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
-        )
-    spec = load_spec(dataset, settings.conf_dir)
+    spec = _spec(params, settings)
 
     ds = params.get("ds") or ""
     if ds:
@@ -320,12 +326,7 @@ def validate_tune_params(params: dict[str, Any], settings: Settings) -> TunePara
     """
     from aimass.data.spec import TUNING_ALGORITHMS
 
-    dataset = str(params.get("dataset") or "chicago_taxi")
-    if not _DATASET.match(dataset):
-        raise ConfigError(
-            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
-        )
-    spec = load_spec(dataset, settings.conf_dir)
+    spec = _spec(params, settings)
     ds = str(params.get("ds") or "")
     if ds:
         if not _DS.match(ds):
