@@ -91,7 +91,9 @@ def test_a_run_takes_the_claimed_objects_once_and_reads_the_days_prefix(s3: Any)
     events = [zone.payload(name) for name in claimed if name]
     when = datetime(2026, 11, 26, 9, 30)
 
-    ctx = prepare_run({}, dag_id="aimass_retrain", run_id="asset__1", run_date=when, landed=events)
+    ctx = prepare_run(
+        {}, dag_id="aimass_retrain", run_id="asset__1", run_date=when, landed=events
+    ).dump()
     day = f"{ROOT}/chicago_taxi/processed/ds=2026-11-26/"
     assert (ctx["dataset"], ctx["ds"], ctx["input_path"]) == ("chicago_taxi", "2026-11-26", day)
     assert sorted(ctx["landed_files"]) == sorted(claimed)

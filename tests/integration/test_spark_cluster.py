@@ -104,7 +104,7 @@ def _clean_through_operator(
         dag_id="aimass_retrain",
         run_id="manual__test_spark_cluster",
         run_date=datetime(2024, 1, 1, tzinfo=UTC),
-    )
+    ).dump()  # what XCom hands the clean task
     op = _load_clean_task()
     op.render_template_fields({"ti": _TaskInstance(ctx)})
     assert op.application_args[op.application_args.index("--out") + 1] == ctx["clean_dir"]
