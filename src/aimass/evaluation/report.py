@@ -19,6 +19,8 @@ from typing import Any
 
 import jinja2
 
+from aimass.platform.templates import environment
+
 JSON_NAME = "gate_decision.json"
 HTML_NAME = "gate_report.html"
 TEMPLATE_NAME = "gate_report.html"
@@ -45,20 +47,8 @@ def _numeric(value: Any) -> bool:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    """The template environment, built once per process.
-
-    The template is package data next to this module, so PackageLoader finds it in a
-    checkout, an editable install and a wheel alike. StrictUndefined turns a name the
-    template expects but is not given into an error instead of a blank on the page.
-    """
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("aimass.evaluation", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["text"] = _text
+    """The template environment (``templates/`` beside this module), built once per process."""
+    env = environment("aimass.evaluation", "templates", filters={"text": _text})
     env.tests["numeric_cell"] = _numeric
     return env
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import jinja2
 
 from aimass.data.drift.compare import EPSILON
 from aimass.data.drift.findings import DriftReport, percent
+from aimass.platform.templates import environment
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +66,8 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        autoescape=True,
-        # A misspelt field in the template fails the render instead of printing nothing.
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = _num
-    env.filters["pct"] = percent
-    source = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
-    return env.from_string(source)
+    env = environment(__package__ or "aimass.data.drift", filters={"num": _num, "pct": percent})
+    return env.get_template(TEMPLATE)
 
 
 def render_html(report: DriftReport) -> str:
