@@ -132,6 +132,11 @@ def test_a_run_trains_registers_deploys_and_records_its_lineage(
     assert lineage.serving_version == 1
     [listed] = RecordStore(settings.reports_dir).runs("chicago_taxi")
     assert isinstance(listed, RunSummary) and listed == summary
+    # the MLflow run holds every record of the run, the summary with its lineage included
+    logged = {a.path for a in mlc.list_artifacts(model.mlflow_run_id, "records")}
+    assert {
+        f"records/{k}.json" for k in ("request", "checks", "gate", "deployment", "summary")
+    } <= (logged)
 
 
 def test_a_rejected_candidate_leaves_production_and_says_so(

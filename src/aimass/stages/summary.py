@@ -42,7 +42,8 @@ def publish_summary(
     drift: DriftResult | Mapping[str, Any] | None = None,
     approval: dict[str, Any] | None = None,
 ) -> RunSummary:
-    """Collect the run's outcome and lineage in one record (XCom, ``summary.json``).
+    """Collect the run's outcome and lineage in one record (XCom, ``summary.json``), and log
+    the run's later records to its model's MLflow run (``records/``).
 
     ``approval`` is the human approval step's answer, when the DAG has that step.
     """
@@ -111,4 +112,12 @@ def publish_summary(
     )
     path = summary.write(run.records_dir)
     log.info("run summary (%s): %s", summary.outcome, path)
+    if trained is not None:
+        # The MLflow run keeps the records of what became of its model, beside the model.
+        from aimass.platform import tracking
+
+        with tracking.resume_run(settings, trained.mlflow_run_id) as mlrun:
+            for record in (drifted, gate, deployed, summary):
+                if record is not None:
+                    mlrun.record(record)
     return summary
