@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -13,8 +14,15 @@ pytestmark = pytest.mark.unit
 DRIFT = "aimass_drift_"
 
 
-def _asset(name: str) -> SimpleNamespace:
-    return SimpleNamespace(name=name)
+@dataclass(frozen=True)
+class _Asset:
+    """What the decoding reads of an Airflow asset: its name (and it keys a dict)."""
+
+    name: str
+
+
+def _asset(name: str) -> _Asset:
+    return _Asset(name)
 
 
 def _event(extra: dict | None) -> SimpleNamespace:
