@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 VENV_STAMP := $(VENV)/.aimass-installed
 SAMPLE_STAMP := $(VAR)/data/raw/.sample-ready
 
-.PHONY: help setup demo stop status test test-unit test-e2e lint bench lock clean distclean
+.PHONY: help setup system-packages demo stop status test test-unit test-e2e lint bench lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,12 +45,15 @@ stop: ## stop the services that `make demo` started
 status: ## show which demo services are running
 	$(BIN)/python -m aimass.cli status
 
+system-packages: ## chromium (and a font) for the browser tests: installs them as root on Debian/Ubuntu, else says how
+	@tools/system_packages.sh
+
 # `make test` runs on TEST_WORKERS processes, a test file per process at a time, in the
 # order of pyproject's testpaths: the end-to-end module (a whole Airflow, mostly waiting on
 # its runs) starts first, and the rest of the suite runs beside it.
 TEST_WORKERS ?= 2
 
-test: setup ## every test CI runs: unit, dags, integration, e2e (TEST_WORKERS=2 processes)
+test: setup system-packages ## every test CI runs: unit, dags, integration, e2e (TEST_WORKERS=2 processes)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-unit: setup ## unit and DAG integrity tests only (fast)
