@@ -1,0 +1,1 @@
+"""The AI Mass console: the service-management view inside the Airflow UI."""
