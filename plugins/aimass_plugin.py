@@ -1,7 +1,13 @@
-"""AI Mass inside the Airflow UI: links to MLflow and the model server, and report macros.
+"""AI Mass inside the Airflow UI: the console, its tabs on DAG runs and tasks, links and macros.
 
-The links open in the Airflow navigation bar ("AI Mass" menu). Macros let templated fields
-point at a run's reports: ``{{ macros.aimass.report_dir('chicago_taxi', ds) }}``.
+* **Console** (`aimass.console`): a FastAPI app on Airflow's API server at ``/aimass``, shown
+  in the navigation as "AI Mass console" and rendered inside the Airflow UI. Every route needs
+  an Airflow login (the app inherits no auth; it depends on Airflow's own security
+  dependencies).
+* **Tabs**: "AI Mass" on each DAG run and task instance page shows that run's records and
+  reports (clean summary, Data Docs, drift report, gate report, model card).
+* **Macros** let templated fields point at a run's reports:
+  ``{{ macros.aimass.report_dir('chicago_taxi', ds) }}``.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from aimass.platform.settings import Settings
+
+CONSOLE_PREFIX = "/aimass"
 
 
 def report_dir(dataset: str, ds: str) -> str:
@@ -21,18 +29,38 @@ def serving_url(model: str) -> str:
     return f"{Settings.from_env().serving_rest_url}/v1/models/{model}"
 
 
-def _links() -> list[dict[str, str]]:
+def _console_apps() -> list[dict[str, object]]:
+    # Built on the API server's first request to it, not when a task imports the macros.
+    from aimass.console.mount import ConsoleMount
+
+    return [{"app": ConsoleMount(), "url_prefix": CONSOLE_PREFIX, "name": "AI Mass console"}]
+
+
+def _views() -> list[dict[str, object]]:
     s = Settings.from_env()
     return [
         {
-            "name": "MLflow (runs and registry)",
-            "href": f"http://{s.host}:{s.mlflow_port}/#/models",
-            "category": "AI Mass",
+            "name": "AI Mass console",
+            "href": f"{CONSOLE_PREFIX}/",
+            "url_route": "aimass",
             "destination": "nav",
+            "category": "AI Mass",
         },
         {
-            "name": "Model server status",
-            "href": f"{s.serving_rest_url}/v1/models/chicago_taxi",
+            "name": "AI Mass",
+            "href": f"{CONSOLE_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "aimass-run",
+        },
+        {
+            "name": "AI Mass",
+            "href": f"{CONSOLE_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}/tasks/{{TASK_ID}}",
+            "destination": "task_instance",
+            "url_route": "aimass-task",
+        },
+        {
+            "name": "MLflow (runs and registry)",
+            "href": f"http://{s.host}:{s.mlflow_port}/#/models",
             "category": "AI Mass",
             "destination": "nav",
         },
@@ -42,4 +70,5 @@ def _links() -> list[dict[str, str]]:
 class AimassPlugin(AirflowPlugin):
     name = "aimass"
     macros = [report_dir, serving_url]
-    external_views = _links()
+    fastapi_apps = _console_apps()
+    external_views = _views()

@@ -121,6 +121,11 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
     lines.append(
         f"Airflow UI    http://{settings.host}:{settings.airflow_port}  (login {services.ADMIN_USER} / {services.admin_password(settings)})"
     )
+    lines.append(
+        f"AI Mass console  http://{settings.host}:{settings.airflow_port}/plugin/aimass  "
+        "(in Airflow's navigation; read-only user 'viewer', password in "
+        f"{services.airflow_home(settings) / 'aimass-secrets.json'})"
+    )
     lines.append(f"MLflow UI     http://{settings.host}:{settings.mlflow_port}")
     lines.append(
         f"Model server  REST http://{settings.host}:{settings.serving_rest_port}/v1/models/<dataset>  "

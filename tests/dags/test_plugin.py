@@ -22,12 +22,26 @@ def _load():  # type: ignore[no-untyped-def]
 
 def test_plugin_links_follow_the_configured_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIMASS_MLFLOW_PORT", "5123")
-    monkeypatch.setenv("AIMASS_SERVING_REST_PORT", "8599")
     plugin = _load().AimassPlugin
     hrefs = [view["href"] for view in plugin.external_views]
     assert "http://127.0.0.1:5123/#/models" in hrefs
-    assert any(h.startswith("http://127.0.0.1:8599/v1/models/") for h in hrefs)
-    assert all(view["category"] == "AI Mass" for view in plugin.external_views)
+
+
+def test_the_console_is_in_the_navigation_and_a_tab_on_runs_and_tasks() -> None:
+    """The console app is mounted at /aimass and rendered inside the Airflow UI (url_route);
+    its run and task tabs take Airflow's placeholders for the run being looked at."""
+    plugin = _load().AimassPlugin
+    (app,) = plugin.fastapi_apps
+    assert app["url_prefix"] == "/aimass"
+    views = {view["destination"] + ":" + view["name"]: view for view in plugin.external_views}
+    nav = views["nav:AI Mass console"]
+    assert (nav["href"], nav["url_route"]) == ("/aimass/", "aimass")
+    assert views["dag_run:AI Mass"]["href"] == "/aimass/runs/{DAG_ID}/{RUN_ID}"
+    assert (
+        views["task_instance:AI Mass"]["href"] == "/aimass/runs/{DAG_ID}/{RUN_ID}/tasks/{TASK_ID}"
+    )
+    # every view Airflow renders in its own UI needs a url_route
+    assert all(v.get("url_route") for v in plugin.external_views if v["href"].startswith("/"))
 
 
 def test_report_macro_names_the_partition_folder(

@@ -338,3 +338,134 @@ def _wait_for_events(client: AirflowClient, asset: str, since: int, count: int) 
         assert time.monotonic() < deadline, f"{asset}: {len(events)} new events, expected {count}"
         time.sleep(3)
     return events
+
+
+def test_the_console_shows_the_runs_and_rolls_back_as_the_user(
+    stack: tuple[Settings, AirflowClient],
+) -> None:
+    """After the runs above, a person logs into Airflow, finds the AI Mass console in the
+    navigation, reads the figures of those runs on every page, rolls back through the console
+    with a reason (and sees stable, champion and Airflow's audit log move), and a read-only
+    user is refused the same action."""
+    from browserkit import artifacts_dir, browser_page
+    from consoleui import (
+        alert_count,
+        check_data_page,
+        check_models_page,
+        check_run_tab,
+        log_in,
+        open_page,
+        save,
+    )
+    from mlflow import MlflowClient
+
+    from aimass.platform.alert_store import AlertStore, store_path
+    from aimass.platform.records import RecordStore
+    from aimass.serving.config import find_model, read_config
+    from aimass.serving.labels import labels_of
+
+    settings, client = stack
+    dataset = "chicago_taxi"
+    base = f"http://{settings.host}:{settings.airflow_port}"
+    artifacts = artifacts_dir("console")
+    tracking = f"http://{settings.host}:{settings.mlflow_port}"
+    mlc = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    store = RecordStore(settings.reports_dir)
+    # traffic for the live page: a few answered requests on the stable version
+    first_run = store.runs(dataset)[-1]
+    deployment = store.run(dataset, first_run.run_id)["deployment"]
+    for _ in range(5):
+        assert predict_stable(settings, dataset, deployment.rest_instance)  # type: ignore[attr-defined]
+
+    with browser_page(base_url=base, artifacts=artifacts) as page:
+        log_in(page, services.ADMIN_USER, services.admin_password(settings))
+        # the console is in Airflow's navigation and renders inside the Airflow UI
+        page.goto("/plugin/aimass")
+        frame = page.frame_locator("iframe")
+        frame.locator("h1").filter(has_text="Overview").wait_for()
+        save(page, artifacts, "airflow-nav-console")
+
+        # overview: champion as MLflow has it, serving labels as the server's config has them
+        labels = labels_of(find_model(read_config(settings.serving_config), dataset))
+        champion = mlc.get_model_version_by_alias(dataset, "champion").version
+        open_page(page, "/")
+        card = page.locator(f"section[data-dataset='{dataset}']")
+        assert f"v{champion}" in card.locator("[data-field='champion']").inner_text()
+        for label, version in labels.items():
+            assert card.locator(f"[data-label='{label}']").get_attribute("data-version") == str(
+                version
+            )
+        assert store.runs(dataset)[0].run_id in card.locator("[data-field='last-run']").inner_text()
+        save(page, artifacts, "overview")
+
+        check_models_page(page, settings, dataset)
+        save(page, artifacts, "models")
+        check_data_page(page, settings, dataset, BAD_LINES)
+        save(page, artifacts, "data")
+        check_run_tab(page, settings, dataset, first_run.run_id)
+        save(page, artifacts, "run-tab")
+        page.goto(
+            f"/dags/{DAG_ID}/runs/{first_run.run_id}/plugin/aimass-run", wait_until="networkidle"
+        )
+        save(page, artifacts, "airflow-run-tab")
+
+        # live serving: the stable version's traffic, and the monitor's drift check
+        text = open_page(page, f"/live/{dataset}")
+        assert page.locator("svg.chart-time").count() == 4
+        assert "critical" in text and "fare" in text, text[:1000]
+        save(page, artifacts, "live")
+
+        # alerts: the store's alerts of the last 7 days, then only the drift alerts
+        stored = AlertStore(store_path(settings)).read()
+        open_page(page, "/alerts")
+        assert alert_count(page) == len(stored)
+        open_page(page, "/alerts?kind=drift_detected&since=7d")
+        assert alert_count(page) == len([a for a in stored if a["kind"] == "drift_detected"])
+        save(page, artifacts, "alerts")
+
+        # roll back through the console: to the serving version that is not stable now
+        stable = labels["stable"]
+        target = next(v for v in (1, 2) if v != stable)
+        target_registry = next(
+            d.registry_version for d in store.deployments(dataset) if d.serving_version == target
+        )
+        audit_before = _audit(client, "aimass_rollback")
+        open_page(page, f"/models/{dataset}")
+        form = page.locator("form[action$='/actions/rollback']")
+        form.locator("select[name=version]").select_option(str(target))
+        form.locator("input[name=reason]").fill("e2e: rolled back from the AI Mass console")
+        form.get_by_role("button", name="Roll back").click()
+        page.locator("h1").filter(has_text="Done").wait_for()
+        save(page, artifacts, "rollback-done")
+        run_link = page.locator("a[href*='/dags/aimass_rollback/runs/']").inner_text()
+        rollback_run = run_link.split(" / ", 1)[1]
+        state = client.wait_for_run("aimass_rollback", rollback_run, timeout_s=300)
+        assert state == "success", task_log_tail(settings, rollback_run)
+        open_page(page, f"/models/{dataset}")
+        assert page.locator(".lead [data-label='stable']").get_attribute("data-version") == str(
+            target
+        )
+        assert page.locator("[data-field='champion']").inner_text() == f"v{target_registry}"
+        assert mlc.get_model_version_by_alias(dataset, "champion").version == target_registry
+        save(page, artifacts, "models-after-rollback")
+        audit = [e for e in _audit(client, "aimass_rollback") if e not in audit_before]
+        assert any(e["owner"] == services.ADMIN_USER for e in audit), audit
+
+    # a read-only user sees the console but may not act
+    runs_before = {r["dag_run_id"] for r in client.runs("aimass_rollback")}
+    with browser_page(base_url=base, artifacts=artifacts) as page:
+        log_in(page, "viewer", services.user_password(settings, "viewer"))
+        open_page(page, f"/models/{dataset}")
+        form = page.locator("form[action$='/actions/rollback']")
+        form.locator("input[name=reason]").fill("a viewer tries to roll back")
+        form.get_by_role("button", name="Roll back").click()
+        page.locator("h1").filter(has_text="not allowed").wait_for()
+        save(page, artifacts, "viewer-refused")
+    assert {r["dag_run_id"] for r in client.runs("aimass_rollback")} == runs_before
+
+
+def _audit(client: AirflowClient, dag_id: str) -> list[dict]:
+    found = client.request(
+        "GET", f"/api/v2/eventLogs?dag_id={dag_id}&event=trigger_dag_run&limit=100"
+    )
+    return list(found["event_logs"])

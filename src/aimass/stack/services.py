@@ -29,6 +29,9 @@ from aimass.platform.waiting import poll_until
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
+# Airflow's users (simple auth manager) and their roles: an admin who operates, and a
+# read-only viewer for people who watch (the console shows them everything, lets them do nothing).
+USERS = {ADMIN_USER: "admin", "viewer": "viewer"}
 SERVICES = (
     "mlflow",
     "model-server",
@@ -62,24 +65,35 @@ def airflow_home(settings: Settings) -> Path:
 
 
 def _airflow_secrets(settings: Settings) -> dict[str, str]:
-    """Per-install secrets (JWT, API secret key, admin password), made once, kept 0600 under the var dir."""
+    """Per-install secrets (JWT, API secret key, the users' passwords), made once, kept 0600
+    under the var dir; a value a newer AI Mass needs is added to an older install's file."""
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     path = home / "aimass-secrets.json"
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    values = {
-        "jwt_secret": secrets.token_urlsafe(64),
-        "secret_key": secrets.token_urlsafe(32),
-        "admin_password": secrets.token_urlsafe(12),
+    values = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    wanted = {
+        "jwt_secret": lambda: secrets.token_urlsafe(64),
+        "secret_key": lambda: secrets.token_urlsafe(32),
+        "admin_password": lambda: secrets.token_urlsafe(12),
+        "viewer_password": lambda: secrets.token_urlsafe(12),
     }
-    path.write_text(json.dumps(values), encoding="utf-8")
-    path.chmod(0o600)
+    missing = {key: make() for key, make in wanted.items() if key not in values}
+    if missing:
+        values.update(missing)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(values, out)
+        path.chmod(0o600)
     return values
 
 
 def admin_password(settings: Settings) -> str:
     return _airflow_secrets(settings)["admin_password"]
+
+
+def user_password(settings: Settings, user: str) -> str:
+    """The generated password of one of :data:`USERS`."""
+    return _airflow_secrets(settings)[f"{user}_password"]
 
 
 def base_env(settings: Settings) -> dict[str, str]:
@@ -103,8 +117,12 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     home = airflow_home(settings)
     sec = _airflow_secrets(settings)
     passwords = home / "simple_auth_manager_passwords.json"
-    if not passwords.exists():
-        passwords.write_text(json.dumps({ADMIN_USER: sec["admin_password"]}), encoding="utf-8")
+    wanted = {user: sec[f"{user}_password"] for user in USERS}
+    known = json.loads(passwords.read_text(encoding="utf-8")) if passwords.exists() else {}
+    if any(user not in known for user in USERS):
+        fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({**wanted, **known}, out)
         passwords.chmod(0o600)
     base_url = f"http://{settings.host}:{settings.airflow_port}"
     env = base_env(settings)
@@ -115,6 +133,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(settings.root / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.root / "plugins"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{user}:{role}" for user, role in USERS.items()
+            ),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__API__HOST": settings.host,
