@@ -365,7 +365,7 @@ class ReadModel:
         for run in sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True):
             report = run / DRIFT_REPORT
             if report.is_file():
-                return run.name, json.loads(report.read_text(encoding="utf-8")), run
+                return _folder_time(run.name), json.loads(report.read_text(encoding="utf-8")), run
         return None
 
     # files ------------------------------------------------------------------------------
@@ -403,6 +403,14 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         return -1
+
+
+def _folder_time(name: str) -> str:
+    """A monitor folder's name (``20261207T035400Z``) as an ISO time."""
+    try:
+        return datetime.strptime(name, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return name
 
 
 def _when(text: Any) -> datetime:
