@@ -9,7 +9,7 @@ written beside the run's reports and read by the quality stage and the DAG.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Sample quarantine rows kept per reason kind in the summary, and the longest raw line kept.
+SAMPLES_PER_REASON = 3
+SAMPLE_RAW_CHARS = 500
+_ELLIPSIS = "\u2026"
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -27,11 +32,15 @@ class Counts:
 
     ``splits`` maps split name to clean rows, ``reasons`` maps quarantine reason kind to
     rows (most common first) and ``duplicates`` maps duplicate kind to dropped rows.
+    ``samples`` maps quarantine reason kind to up to ``SAMPLES_PER_REASON`` of its rows as
+    ``{"raw": <line, cut to SAMPLE_RAW_CHARS>, "reason": <full reason>}``, in ``reasons``'
+    order.
     """
 
     splits: dict[str, int]
     reasons: dict[str, int]
     duplicates: dict[str, int]
+    samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @property
     def rows_clean(self) -> int:
@@ -44,6 +53,51 @@ class Counts:
     @property
     def rows_duplicate(self) -> int:
         return sum(self.duplicates.values())
+
+
+def truncate_raw(raw: str | None, limit: int = SAMPLE_RAW_CHARS) -> str:
+    """``raw`` cut to ``limit`` characters, ending in "…" when it was cut ("" for null)."""
+    if raw is None:
+        return ""
+    return raw if len(raw) <= limit else raw[:limit] + _ELLIPSIS
+
+
+def quarantine_samples(written_q: DataFrame) -> dict[str, list[dict[str, str]]]:
+    """Up to ``SAMPLES_PER_REASON`` rows per reason kind of the quarantine ``written_q``.
+
+    One Spark action: a window per reason kind, ordered by source position when the frame
+    carries it, else by raw line and reason (deterministic across reruns).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.clean.transforms import POSITION_COLUMN, RAW_COLUMN, REASON_COLUMN, reason_kind
+
+    order = (
+        [F.col(POSITION_COLUMN)]
+        if POSITION_COLUMN in written_q.columns
+        else [F.col(RAW_COLUMN).asc_nulls_last(), F.col(REASON_COLUMN)]
+    )
+    window = Window.partitionBy("kind").orderBy(*order)
+    rows = (
+        written_q.withColumn("kind", reason_kind(F.col(REASON_COLUMN)))
+        .withColumn("n", F.row_number().over(window))
+        .filter(F.col("n") <= SAMPLES_PER_REASON)
+        # Cut in the JVM too, so a huge raw line is not shipped whole to the driver.
+        .select(
+            "kind",
+            "n",
+            F.substring(F.col(RAW_COLUMN), 1, SAMPLE_RAW_CHARS + 1).alias(RAW_COLUMN),
+            REASON_COLUMN,
+        )
+        .collect()
+    )
+    samples: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(rows, key=lambda r: (r["kind"], r["n"])):
+        samples.setdefault(row["kind"], []).append(
+            {"raw": truncate_raw(row[RAW_COLUMN]), "reason": row[REASON_COLUMN] or ""}
+        )
+    return samples
 
 
 def count_written(
@@ -71,6 +125,7 @@ def count_written(
         .orderBy(F.desc("count"), "kind")
         .collect()
     }
+    samples = quarantine_samples(written_q)
     dup_counts = {
         r[DUPLICATE_COLUMN]: r["count"]
         for r in duplicates.groupBy(DUPLICATE_COLUMN).count().collect()
@@ -82,6 +137,7 @@ def count_written(
             DUPLICATE_EXACT: dup_counts.get(DUPLICATE_EXACT, 0),
             DUPLICATE_KEY: dup_counts.get(DUPLICATE_KEY, 0),
         },
+        samples={kind: samples[kind] for kind in reasons if kind in samples},
     )
 
 
@@ -128,6 +184,7 @@ def build_summary(
         "rows_train": counts.splits.get(TRAIN, 0),
         "rows_holdout": counts.splits.get(HOLDOUT, 0),
         "quarantine_reasons": counts.reasons,
+        "quarantine_samples": counts.samples,
         "duplicates": counts.duplicates,
         "warnings": batch_warnings(rows_in, counts.rows_clean, counts.reasons),
         "out": str(out),

@@ -28,6 +28,8 @@ BAD_LINES: dict[bytes, str] = {
     GOOD.replace(",10,2,3,", ",1O,2,3,").encode(): "unparseable long in trip_start_month: '1O'",
     GOOD.replace("27.05", "-4.5").encode(): "rule fare_not_negative",
     GOOD.replace("Taxi Affiliation", "Caf\xe9").encode("latin-1"): "malformed: bad encoding",
+    # Longer than the 500 characters a summary sample keeps of a raw line.
+    b"60,27.05," + b"x" * 600: "malformed: wrong field count",
 }
 
 
@@ -125,14 +127,45 @@ def test_summary_follows_the_contract_and_conserves_rows(job: dict[str, Any]) ->
     assert summary["rows_quarantined"] == len(BAD_LINES) + breakers
     assert summary["rows_train"] + summary["rows_holdout"] == summary["rows_clean"]
     assert summary["quarantine_reasons"] == {
-        "malformed: wrong field count": 1,
+        "malformed: wrong field count": 2,
         "unparseable double in fare": 1,
         "unparseable long in trip_start_month": 1,
         "rule fare_not_negative": 1,
         "malformed: bad encoding": 1,
         "rule zero_second_trip_with_miles": breakers,
     }
-    assert "read 3005 raw rows" in job["log"]
+    assert f"read {3000 + len(BAD_LINES)} raw rows" in job["log"]
+
+
+def test_summary_keeps_a_few_sample_lines_per_quarantine_reason(job: dict[str, Any]) -> None:
+    from aimass.platform.records import CleanResult
+
+    summary = job["summary"]
+    samples = summary["quarantine_samples"]
+    bad = {line.decode("utf-8", errors="replace"): r for line, r in BAD_LINES.items()}
+    bad.update(job["rule_breakers"])
+    # Every kind, in the counts' order (most common first).
+    assert list(samples) == list(summary["quarantine_reasons"])
+    for kind, rows in samples.items():
+        assert 1 <= len(rows) <= 3
+        assert len(rows) == min(3, summary["quarantine_reasons"][kind])
+        for row in rows:
+            assert set(row) == {"raw", "reason"}
+            assert row["reason"].split(": '")[0] == kind
+            if row["raw"].endswith("\u2026"):
+                # Cut to 500 characters: the beginning of one of the input's bad lines.
+                assert len(row["raw"]) == 501
+                (full,) = [line for line in bad if line.startswith(row["raw"][:-1])]
+                assert len(full) > 500
+                assert bad[full] == row["reason"]
+            else:
+                assert bad[row["raw"]] == row["reason"]
+    # More rule breakers than samples: capped at 3.
+    assert len(job["rule_breakers"]) > 3
+    assert len(samples["rule zero_second_trip_with_miles"]) == 3
+    assert any(r["raw"].endswith("\u2026") for r in samples["malformed: wrong field count"])
+    # The typed record carries them through (DataChecks and RunSummary embed it).
+    assert CleanResult.of(summary).quarantine_samples == samples
 
 
 def test_clean_partition_is_typed_labelled_and_split(job: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 RECORDS_DIR = "records"
 ROLLBACKS_DIR = "rollbacks"
+# Parsed records by (path, type), with the (mtime_ns, size) they were read at.
+_CACHE: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
+_CACHE_SIZE = 50_000
 
 
 class Record(BaseModel):
@@ -63,7 +66,25 @@ class Record(BaseModel):
 
     @classmethod
     def read(cls, path: Path) -> Self:
-        """A record from its file; a newer schema than this code knows is an error."""
+        """A record from its file; a newer schema than this code knows is an error.
+
+        Records are written once (atomically) and never edited in place, so a parsed record
+        is kept while the file's size and modification time stay the same: a console page
+        over 500 runs reads only what changed since the last view.
+        """
+        stat = path.stat()
+        key = (str(path), cls.__name__)
+        cached = _CACHE.get(key)
+        if cached is not None and cached[0] == (stat.st_mtime_ns, stat.st_size):
+            return cast(Self, cached[1])
+        record = cls._parse(path)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))  # the oldest entry; dicts keep insertion order
+        _CACHE[key] = ((stat.st_mtime_ns, stat.st_size), record)
+        return record
+
+    @classmethod
+    def _parse(cls, path: Path) -> Self:
         data = json.loads(path.read_text(encoding="utf-8"))
         if int(data.get("schema_version", 1)) > SCHEMA_VERSION:
             raise ConfigError(
@@ -121,6 +142,8 @@ class CleanResult(Record):
     rows_train: int = 0
     rows_holdout: int = 0
     quarantine_reasons: dict[str, int] = Field(default_factory=dict)
+    # Up to 3 rows per reason kind: {kind: [{"raw": line (cut to 500 chars), "reason": ...}]}.
+    quarantine_samples: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
     duplicates: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
@@ -336,6 +359,16 @@ class RecordStore:
             if folder.parent.name == safe_name(run_id):
                 return {p.stem: _read_any(p) for p in sorted(folder.glob("*.json"))}
         raise ConfigError(f"no records of run {run_id!r} of {dataset} under {self.reports_dir}")
+
+    def run_records(self, dataset: str) -> list[dict[str, Record]]:
+        """Every run's records by kind, newest run first (runs without a request last)."""
+        runs = []
+        for folder in self.run_folders(dataset):
+            records = {p.stem: _read_any(p) for p in folder.glob("*.json") if p.stem in KINDS}
+            if records:
+                request = records.get(RunRequest.kind)
+                runs.append((getattr(request, "requested_at", ""), folder.parent.name, records))
+        return [records for *_, records in sorted(runs, key=lambda r: r[:2], reverse=True)]
 
     def decisions(self, dataset: str) -> list[GateDecision]:
         """Every gate decision of ``dataset``, newest run first."""

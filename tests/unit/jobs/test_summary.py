@@ -10,12 +10,15 @@ import pytest
 
 from aimass.platform.errors import StageError
 from jobs.clean.summary import (
+    SAMPLE_RAW_CHARS,
+    SAMPLES_PER_REASON,
     Counts,
     batch_warnings,
     build_summary,
     check_conservation,
     count_written,
     log_summary,
+    truncate_raw,
 )
 
 pytestmark = pytest.mark.unit
@@ -24,6 +27,13 @@ COUNTS = Counts(
     splits={"train": 7, "holdout": 2},
     reasons={"rule fare_not_negative": 2, "malformed: wrong field count": 1},
     duplicates={"exact": 1, "key": 0},
+    samples={
+        "rule fare_not_negative": [
+            {"raw": "1,-2.0", "reason": "rule fare_not_negative"},
+            {"raw": "1,-3.0", "reason": "rule fare_not_negative"},
+        ],
+        "malformed: wrong field count": [{"raw": "1", "reason": "malformed: wrong field count"}],
+    },
 )
 
 
@@ -59,6 +69,7 @@ def test_build_summary_has_the_documented_keys_in_order() -> None:
         "rows_train": 7,
         "rows_holdout": 2,
         "quarantine_reasons": COUNTS.reasons,
+        "quarantine_samples": COUNTS.samples,
         "duplicates": {"exact": 1, "key": 0},
         "warnings": [],
         "out": "/lake/clean/ds=2024-01-01",
@@ -71,6 +82,13 @@ def test_build_summary_counts_a_missing_split_as_zero() -> None:
     payload = summary(3, Counts(splits={"train": 3}, reasons={}, duplicates={}))
 
     assert (payload["rows_train"], payload["rows_holdout"]) == (3, 0)
+    assert payload["quarantine_samples"] == {}
+
+
+def test_truncate_raw_cuts_long_lines_with_an_ellipsis() -> None:
+    assert truncate_raw("a" * SAMPLE_RAW_CHARS) == "a" * SAMPLE_RAW_CHARS
+    assert truncate_raw("a" * (SAMPLE_RAW_CHARS + 1)) == "a" * SAMPLE_RAW_CHARS + "\u2026"
+    assert truncate_raw(None) == ""
 
 
 def test_batch_warnings_on_a_header_only_input() -> None:
@@ -135,12 +153,12 @@ def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
     )
     spark.createDataFrame(
         [
-            ("unparseable double in fare: 'x'",),
-            ("unparseable double in fare: 'y'",),
-            ("rule hour_in_day",),
-            ("null label",),
+            ("1,x", "unparseable double in fare: 'x'"),
+            ("2,y", "unparseable double in fare: 'y'"),
+            ("3,25", "rule hour_in_day"),
+            ("4,", "null label"),
         ],
-        "reason string",
+        "raw string, reason string",
     ).write.parquet(str(quarantine))
     duplicates = spark.createDataFrame([("exact",), ("exact",)], "duplicate string")
 
@@ -154,3 +172,43 @@ def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
         ("rule hour_in_day", 1),
     ]
     assert counts.duplicates == {"exact": 2, "key": 0}
+    assert counts.samples == {
+        "unparseable double in fare": [
+            {"raw": "1,x", "reason": "unparseable double in fare: 'x'"},
+            {"raw": "2,y", "reason": "unparseable double in fare: 'y'"},
+        ],
+        "null label": [{"raw": "4,", "reason": "null label"}],
+        "rule hour_in_day": [{"raw": "3,25", "reason": "rule hour_in_day"}],
+    }
+
+
+def test_count_written_keeps_capped_ordered_truncated_samples_per_reason_kind(
+    spark: Any, tmp_path: Path
+) -> None:
+    clean, quarantine = tmp_path / "clean", tmp_path / "quarantine"
+    spark.createDataFrame([("train",)], "split string").write.parquet(str(clean))
+    long_line = "9," + "x" * 600
+    fares = [(f"1,f{i}", f"unparseable double in fare: 'f{i}'") for i in range(5)]
+    spark.createDataFrame(
+        [*fares, (long_line, "malformed: wrong field count"), ("2,-1", "rule fare_not_negative")],
+        "raw string, reason string",
+    ).repartition(3).write.parquet(str(quarantine))
+    duplicates = spark.createDataFrame([], "duplicate string")
+
+    counts = count_written(spark, clean=clean, quarantine=quarantine, duplicates=duplicates)
+
+    # Same kinds in the same order as the counts.
+    assert list(counts.samples) == list(counts.reasons)
+    fare = counts.samples["unparseable double in fare"]
+    # Capped, and the first rows by raw line: deterministic whatever the file layout.
+    assert len(fare) == SAMPLES_PER_REASON == 3
+    assert fare == [{"raw": raw, "reason": reason} for raw, reason in fares[:3]]
+    (cut,) = counts.samples["malformed: wrong field count"]
+    assert cut == {
+        "raw": long_line[:SAMPLE_RAW_CHARS] + "\u2026",
+        "reason": "malformed: wrong field count",
+    }
+    assert len(cut["raw"]) == SAMPLE_RAW_CHARS + 1
+    assert counts.samples["rule fare_not_negative"] == [
+        {"raw": "2,-1", "reason": "rule fare_not_negative"}
+    ]

@@ -194,3 +194,35 @@ def test_data_checks_carry_typed_clean_counts() -> None:
     )
     clean = checks.clean
     assert clean.rows_in == clean.rows_clean + clean.rows_quarantined + clean.rows_duplicate
+    # A record written before the samples existed reads with none.
+    assert clean.quarantine_samples == {}
+
+
+def test_quarantine_samples_flow_from_the_clean_summary_to_the_run_summary(
+    tmp_path: Path,
+) -> None:
+    samples = {"rule fare_not_negative": [{"raw": "1,-2.0", "reason": "rule fare_not_negative"}]}
+    clean_summary = {
+        "dataset": "d",
+        "ds": "2026-11-25",
+        "rows_in": 1,
+        "rows_clean": 0,
+        "rows_quarantined": 1,
+        "quarantine_reasons": {"rule fare_not_negative": 1},
+        "quarantine_samples": samples,
+        "out": "/lake/clean",  # summary keys the record does not keep are ignored
+    }
+    checks = DataChecks.of(
+        {"clean": clean_summary, "quality": {"success": True, "expectations": 1, "passed": 1}}
+    )
+    summary = RunSummary(
+        dataset="d",
+        ds="2026-11-25",
+        run_id="manual__1",
+        outcome="stopped",
+        clean=checks.clean,
+        lineage=Lineage(),
+    )
+    back = RunSummary.read(summary.write(tmp_path))
+    assert back.clean is not None and back.clean.quarantine_samples == samples
+    assert DataChecks.read(checks.write(tmp_path)).clean.quarantine_samples == samples
