@@ -328,8 +328,28 @@ class Settings:
         return self.serving_base.parent / "requests"
 
     @property
+    def airflow_home(self) -> Path:
+        """Airflow's home in the embedded stack: its database, task logs and secrets."""
+        return self.var_dir / "airflow"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """MLflow's store in the embedded stack: its databases, users, artifacts and secrets."""
+        return self.var_dir / "mlflow"
+
+    @property
+    def airflow_secrets(self) -> Path:
+        """Airflow's generated secrets (JWT, API and Fernet keys, users' passwords), 0600."""
+        return self.airflow_home / "aimass-secrets.json"
+
+    @property
+    def mlflow_secrets(self) -> Path:
+        """MLflow's generated secrets (admin and service passwords, Flask key), 0600."""
+        return self.mlflow_dir / "aimass-secrets.json"
+
+    @property
     def mlflow_artifacts(self) -> Path:
-        return self.var_dir / "mlflow" / "artifacts"
+        return self.mlflow_dir / "artifacts"
 
     @property
     def logs_dir(self) -> Path:

@@ -73,6 +73,53 @@ def allowed_roots(settings: Settings) -> list[Path]:
     return [settings.var_dir.resolve(), *extra]
 
 
+def excluded_paths(settings: Settings) -> list[tuple[Path, str]]:
+    """Platform state a run may never read, even under an allowed root, each with what it
+    holds: the secrets files, Airflow's home, MLflow's store, the model server's files, and
+    the services' logs and pid files. A clean job's quarantine keeps sample raw lines, so
+    reading any of these would copy its content into the run's reports."""
+    import os
+
+    secrets = "a secrets file (generated passwords and keys)"
+    excluded = [
+        (settings.airflow_secrets, secrets),
+        (settings.mlflow_secrets, secrets),
+        (settings.airflow_home, "Airflow's home (its database, task logs and secrets)"),
+        (settings.mlflow_dir, "MLflow's store (its databases, users, artifacts and secrets)"),
+        (settings.serving_base, "the model server's base path (the served models)"),
+        (settings.serving_base.parent, "the model server's config and request log"),
+        (settings.logs_dir, "the services' logs"),
+        (settings.var_dir / "run", "the services' pid files"),
+    ]
+    # Where the environment puts them elsewhere (docker/: AIRFLOW_HOME=/opt/airflow).
+    for var, why in (
+        ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", secrets),
+        ("AIRFLOW_HOME", "Airflow's home (its database, task logs and secrets)"),
+    ):
+        if os.environ.get(var):
+            excluded.append((Path(os.environ[var]), why))
+    if settings.mlflow_tracking_uri.startswith("sqlite:///"):
+        store = Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+        excluded.append((store, "MLflow's tracking database"))
+    return [(path.expanduser().resolve(), why) for path, why in excluded]
+
+
+def _refuse_excluded(raw_input: str, path: Path, settings: Settings) -> None:
+    # The most specific place names the reason (the secrets file, not its folder).
+    places = sorted(excluded_paths(settings), key=lambda entry: len(entry[0].parts), reverse=True)
+    for place, why in places:
+        if path == place or place in path.parents:
+            raise ConfigError(
+                f"param input_path={raw_input!r} points into {why} at {place}; runs may not "
+                "read platform state. Point it at raw data: a file or folder under the var "
+                "dir's data/ or landing/, or in AIMASS_DATA_ROOTS"
+            )
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
 def allowed_s3_roots(settings: Settings | None = None) -> list[S3Location]:
     """S3 prefixes a run may read raw data from: the ``s3://`` entries of AIMASS_DATA_ROOTS,
     and an S3 landing root (AIMASS_LANDING_ROOT) when ``settings`` has one.
@@ -113,10 +160,12 @@ def _check_s3_input(raw_input: str, settings: Settings) -> str:
 
 
 def _check_local_input(raw_input: str, settings: Settings) -> Path:
-    """Check that a local input exists under an allowed root; its resolved path."""
+    """Check that a local input exists under an allowed root and outside the platform's state
+    (:func:`excluded_paths`), links resolved, a folder's entries too; its resolved path."""
     input_path = Path(raw_input).expanduser().resolve()
     roots = allowed_roots(settings)
-    if not any(input_path == root or root in input_path.parents for root in roots):
+    _refuse_excluded(raw_input, input_path, settings)
+    if not _inside(input_path, roots):
         raise ConfigError(
             f"param input_path={raw_input!r} is outside the allowed data roots {[str(r) for r in roots]}; "
             "put the file under the var dir or add its folder to AIMASS_DATA_ROOTS"
@@ -125,6 +174,18 @@ def _check_local_input(raw_input: str, settings: Settings) -> Path:
         raise ConfigError(
             f"param input_path={raw_input!r} does not exist; point it at a CSV file or a folder of CSVs"
         )
+    if input_path.is_dir():
+        # The clean job reads every file in the folder: a link in it must not lead out.
+        for entry in sorted(input_path.iterdir()):
+            target = entry.resolve()
+            shown = f"{raw_input.rstrip('/')}/{entry.name}"
+            _refuse_excluded(shown, target, settings)
+            if not _inside(target, roots):
+                raise ConfigError(
+                    f"param input_path={raw_input!r}: {entry.name} links to {target}, outside "
+                    f"the allowed data roots {[str(r) for r in roots]}; remove the link or copy "
+                    "the file into the folder"
+                )
     return input_path
 
 

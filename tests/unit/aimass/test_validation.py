@@ -81,6 +81,104 @@ def test_extra_data_roots_are_allowed(
     assert p.input_path == str(outside.resolve()) and p.ds == "2026-01-02" and p.workers == 2
 
 
+def _state_file(settings: Settings, relative: str) -> Path:
+    path = settings.var_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("secret\n", encoding="utf-8")
+    return path
+
+
+# Platform state under the var dir (an allowed root): each is refused, saying what it holds.
+STATE_FILES = [
+    ("airflow/aimass-secrets.json", "a secrets file"),
+    ("mlflow/aimass-secrets.json", "a secrets file"),
+    ("airflow/simple_auth_manager_passwords.json", "Airflow's home"),
+    ("airflow/airflow.db", "Airflow's home"),
+    ("airflow/logs/dag_id=x/attempt=1.log", "Airflow's home"),
+    ("mlflow/mlflow.db", "MLflow's tracking database"),
+    ("mlflow/basic_auth.db", "MLflow's store"),
+    ("mlflow/artifacts/1/abc/artifacts/saved_model/saved_model.pb", "MLflow's store"),
+    ("serving/models/chicago_taxi/1/saved_model.pb", "the model server's base path"),
+    ("serving/models.config", "the model server's config"),
+    ("logs/mlflow.log", "the services' logs"),
+    ("run/mlflow.pid", "the services' pid files"),
+]
+
+
+@pytest.mark.parametrize(("relative", "why"), STATE_FILES)
+def test_platform_state_under_the_var_dir_is_never_an_input(
+    settings: Settings, raw_file: Path, relative: str, why: str
+) -> None:
+    path = _state_file(settings, relative)
+    with pytest.raises(ConfigError, match=f"points into {why}.*may not read platform state"):
+        validate_params({"input_path": str(path)}, settings, run_date=RUN_DATE)
+    # its folder is refused as well
+    with pytest.raises(ConfigError, match="points into"):
+        validate_params({"input_path": str(path.parent)}, settings, run_date=RUN_DATE)
+
+
+def test_platform_state_stays_refused_when_a_data_root_covers_it(
+    settings: Settings, raw_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = _state_file(settings, "airflow/aimass-secrets.json")
+    monkeypatch.setenv("AIMASS_DATA_ROOTS", str(settings.airflow_home))
+    with pytest.raises(ConfigError, match="points into a secrets file"):
+        validate_params({"input_path": str(secrets)}, settings, run_date=RUN_DATE)
+
+
+def test_airflow_home_from_the_environment_is_refused(
+    settings: Settings, raw_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = settings.var_dir / "data" / "airflow-home"
+    (home / "airflow.db").parent.mkdir(parents=True)
+    (home / "airflow.db").write_text("x", encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    with pytest.raises(ConfigError, match="points into Airflow's home"):
+        validate_params({"input_path": str(home / "airflow.db")}, settings, run_date=RUN_DATE)
+
+
+def test_dot_dot_cannot_climb_from_the_data_folder_into_state(
+    settings: Settings, raw_file: Path
+) -> None:
+    _state_file(settings, "airflow/aimass-secrets.json")
+    sneaky = f"{raw_file.parent}/../../../airflow/aimass-secrets.json"
+    with pytest.raises(ConfigError, match="points into a secrets file"):
+        validate_params({"input_path": sneaky}, settings, run_date=RUN_DATE)
+
+
+def test_a_link_into_state_is_refused_by_its_target(settings: Settings, raw_file: Path) -> None:
+    db = _state_file(settings, "mlflow/mlflow.db")
+    link = raw_file.parent / "trips.csv"
+    link.symlink_to(db)
+    with pytest.raises(ConfigError, match="points into MLflow's tracking database"):
+        validate_params({"input_path": str(link)}, settings, run_date=RUN_DATE)
+
+
+def test_a_folder_input_may_not_hold_a_link_that_leads_out(
+    settings: Settings, raw_file: Path, tmp_path: Path
+) -> None:
+    folder = raw_file.parent
+    (folder / "passwords.csv").symlink_to(_state_file(settings, "airflow/aimass-secrets.json"))
+    with pytest.raises(ConfigError, match="passwords.csv' points into a secrets file"):
+        validate_params({"input_path": str(folder)}, settings, run_date=RUN_DATE)
+    (folder / "passwords.csv").unlink()
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("x\n", encoding="utf-8")
+    (folder / "more.csv").symlink_to(outside)
+    with pytest.raises(ConfigError, match="more.csv links to .*outside the allowed data roots"):
+        validate_params({"input_path": str(folder)}, settings, run_date=RUN_DATE)
+
+
+def test_a_folder_input_with_plain_files_and_inner_links_is_accepted(
+    settings: Settings, raw_file: Path
+) -> None:
+    other = settings.var_dir / "data" / "raw" / "older.csv"
+    other.write_text("header\n", encoding="utf-8")
+    (raw_file.parent / "older.csv").symlink_to(other)
+    p = validate_params({"input_path": str(raw_file.parent)}, settings, run_date=RUN_DATE)
+    assert p.input_path == str(raw_file.parent.resolve())
+
+
 S3_ROOTS = os.pathsep.join(["s3://landing-bucket/raw/taxi", "s3a://other-bucket"])
 
 
