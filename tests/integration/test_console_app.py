@@ -452,11 +452,6 @@ def test_run_tab_and_task_tab(console: Console) -> None:
     assert "keeps no records" in unknown.text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="console bug: routes/runs.py ignores the DAG id, so aimass_monitor's hourly run of "
-    "02:00 (same run id as the nightly retrain's) shows the retrain run's records",
-)
 def test_run_tab_of_another_dag_with_the_same_run_id(console: Console) -> None:
     run = next(r for r in reversed(console.history.runs) if r.run_id.startswith("scheduled__"))
     page = console.page(f"/runs/aimass_monitor/{run.run_id}")
@@ -590,11 +585,6 @@ def test_report_files_are_served(console: Console) -> None:
         assert "unsafe-inline" in reply.headers["content-security-policy"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="console bug: app.py relaxes the CSP for any path containing '/files/', so a page "
-    "such as the run tab /runs/files/files gets 'unsafe-inline' too",
-)
 def test_only_report_files_get_the_relaxed_csp(console: Console) -> None:
     reply = console.get("/runs/files/files", headers=HTML)
     assert reply.status_code == 200

@@ -43,19 +43,33 @@ class ActionError(Exception):
 class AirflowAsUser:
     """Airflow's REST API with one user's token."""
 
-    def __init__(self, base_url: str, token: str, *, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 15.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self.timeout_s = timeout_s
+        self._client = client
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s) as client:
-            try:
-                reply = await client.request(method, API + path, json=body, headers=self._headers)
-            except httpx.HTTPError as exc:
-                raise ActionError(
-                    502, f"Airflow's API at {self.base_url} did not answer: {exc}"
-                ) from None
+        url = self.base_url + API + path
+        try:
+            if self._client is not None:
+                reply = await self._client.request(
+                    method, url, json=body, headers=self._headers, timeout=self.timeout_s
+                )
+            else:
+                async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                    reply = await client.request(method, url, json=body, headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise ActionError(
+                502, f"Airflow's API at {self.base_url} did not answer: {exc}"
+            ) from None
         if reply.status_code >= 400:
             raise ActionError(reply.status_code, _detail(reply))
         return reply.json() if reply.content else None
@@ -88,16 +102,6 @@ class AirflowAsUser:
         except ActionError:
             return []
         return list((found or {}).get("hitl_details", []))
-
-    async def audit(self, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Airflow's newest audit log entries of ``dag_id``."""
-        try:
-            found = await self.call(
-                "GET", f"/eventLogs?dag_id={dag_id}&order_by=-when&limit={limit}"
-            )
-        except ActionError:
-            return []
-        return list((found or {}).get("event_logs", []))
 
 
 def retrain_conf(form: dict[str, str], settings: Settings) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Routes are grouped by resource, one module each under :mod:`aimass.console.routes`; every one
 depends on an auth dependency of :mod:`aimass.console.security`, and
-``tests/unit/console/test_console_app.py`` walks the route table to prove that none is
+``tests/integration/test_console_app.py`` walks the route table to prove that none is
 anonymous. Pages are server-rendered HTML with SVG charts and no JavaScript, so the
 content-security policy forbids scripts outright.
 """
@@ -39,7 +39,8 @@ class SecurityHeaders(BaseHTTPMiddleware):
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             # Report files (Data Docs, drift reports) carry their own inline styles/scripts.
-            if name == "Content-Security-Policy" and request.url.path.find("/files/") >= 0:
+            path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+            if name == "Content-Security-Policy" and path.startswith("/files/"):
                 value = "default-src 'self' 'unsafe-inline' data:; frame-ancestors 'self'"
             response.headers.setdefault(name, value)
         return response

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import Request
 
+from aimass.console.actions import AirflowAsUser
 from aimass.console.live import MetricsSampler
 from aimass.console.readmodel import ReadModel
 from aimass.console.security import csrf_token, user_token
@@ -31,12 +32,18 @@ class ConsoleState:
         self.settings = settings
         self.read = ReadModel(settings)
         self.sampler = MetricsSampler(settings.serving_rest_url + METRICS_PATH)
-        self._lock = threading.Lock()
+        self._http: httpx.AsyncClient | None = None
         self.templates = environment(
             "aimass.console",
             "templates",
             filters={"when": when, "num": num, "pct": pct, "ago": ago},
         )
+
+    def airflow(self, request: Request) -> AirflowAsUser:
+        """Airflow's REST API as the caller, over one connection pool per app."""
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return AirflowAsUser(self.airflow_url, user_token(request), client=self._http)
 
     @property
     def airflow_url(self) -> str:
@@ -72,7 +79,6 @@ def render(request: Request, template: str, **context: Any) -> str:
         datasets=console.read.datasets(),
         csrf=csrf,
         now=datetime.now(UTC),
-        airflow_ui="",
         mlflow=console.mlflow_url,
         **context,
     )

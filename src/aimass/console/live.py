@@ -43,6 +43,8 @@ _FAST_PAIRS = re.compile(r'(?:^|,)\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"]*)"')
 _LABEL_CACHE: dict[str, dict[str, str]] = {}  # label text -> labels: scrapes repeat them
 _ESCAPE = re.compile(r"\\(.)")
 _ERROR_LOG_EVERY_S = 60.0
+# A page's own scrape gives up sooner than the sampling thread's.
+_PAGE_TIMEOUT_S = 0.5
 _FIRST_GAP_S = 1.0  # between the two samples ensure_recent takes when the history has no point
 
 
@@ -332,11 +334,13 @@ class MetricsSampler:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_error_log = -math.inf
+        self._last_attempt = -math.inf
 
-    def scrape(self) -> Snapshot | None:
+    def scrape(self, timeout_s: float | None = None) -> Snapshot | None:
         """One scrape; None (logged at most once a minute) when the server cannot be read."""
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:
+            timeout = self.timeout_s if timeout_s is None else timeout_s
+            with urllib.request.urlopen(self.url, timeout=timeout) as response:
                 text = response.read().decode("utf-8", errors="replace")
             return Snapshot.from_text(text)
         except Exception as exc:  # a chart must never break the page
@@ -346,25 +350,37 @@ class MetricsSampler:
                 log.warning("cannot read serving metrics at %s: %s", self.url, exc)
             return None
 
-    def sample_once(self) -> Snapshot | None:
-        """Scrape and add the snapshot to the history."""
-        with self._sample_lock:
-            snapshot = self.scrape()
+    def sample_once(self, *, wait: bool = True, timeout_s: float | None = None) -> Snapshot | None:
+        """Scrape and add the snapshot to the history. With ``wait=False`` (a page being drawn)
+        it returns None at once when another scrape is under way."""
+        if not self._sample_lock.acquire(blocking=wait):
+            return None
+        try:
+            self._last_attempt = time.monotonic()
+            snapshot = self.scrape(timeout_s)
             if snapshot is not None:
                 self.history.observe(snapshot)
             return snapshot
+        finally:
+            self._sample_lock.release()
 
     def ensure_recent(self, max_age_s: float | None = None) -> None:
         """Sample now if the newest sample is older than `max_age_s` (default: two intervals);
-        without any point yet, take a second sample ~1 s after the first so one exists."""
+        without any point yet, take a second sample ~1 s after the first so one exists.
+
+        A page never waits on a server that does not answer: no scrape when one was tried
+        within the interval (failed or still running), and a short timeout when it scrapes.
+        """
         max_age = 2 * self.interval_s if max_age_s is None else max_age_s
         last = self.history.last_sample_at
         if last is None or (datetime.now(UTC) - last).total_seconds() > max_age:
-            if self.sample_once() is None:
+            if time.monotonic() - self._last_attempt < self.interval_s:
+                return
+            if self.sample_once(wait=False, timeout_s=_PAGE_TIMEOUT_S) is None:
                 return
         if len(self.history) == 0 and (last := self.history.last_sample_at) is not None:
             time.sleep(max(0.0, _FIRST_GAP_S - (datetime.now(UTC) - last).total_seconds()))
-            self.sample_once()
+            self.sample_once(wait=False, timeout_s=_PAGE_TIMEOUT_S)
 
     def start(self) -> None:
         """Start the sampling thread unless it runs (idempotent and cheap: call it per request)."""

@@ -116,19 +116,44 @@ class Partition:
 
 
 class TTLCache:
-    """A tiny per-key cache for slow lookups (the model server's status)."""
+    """A tiny per-key cache for slow lookups (the model server's status, an S3 ledger).
 
-    def __init__(self, ttl_s: float) -> None:
+    ``ttl_of(value)`` may keep some values longer: a failed lookup is not retried on every
+    page while the other side is down.
+    """
+
+    def __init__(self, ttl_s: float, ttl_of: Callable[[Any], float] | None = None) -> None:
         self.ttl_s = ttl_s
+        self._ttl_of = ttl_of
         self._items: dict[str, tuple[float, Any]] = {}
 
     def get(self, key: str, make: Callable[[], T]) -> T:
         now = time.monotonic()
         hit = self._items.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and now < hit[0]:
             return hit[1]  # type: ignore[no-any-return]
         value = make()
-        self._items[key] = (now, value)
+        ttl = self._ttl_of(value) if self._ttl_of else self.ttl_s
+        self._items[key] = (now + ttl, value)
+        return value
+
+
+class FolderCache:
+    """Values computed from a set of folders, kept while none of their mtimes changes.
+
+    A run's records are written into its ``records/`` folder by renames, which change the
+    folder's mtime, so a stat per run folder says whether anything needs reading again.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, key: str, signature: Any, make: Callable[[], T]) -> T:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] == signature:
+            return hit[1]  # type: ignore[no-any-return]
+        value = make()
+        self._items[key] = (signature, value)
         return value
 
 
@@ -139,14 +164,19 @@ class ReadModel:
         self,
         settings: Settings,
         *,
-        http_timeout_s: float = 1.0,
+        http_timeout_s: float = 0.25,
         status_ttl_s: float = 5.0,
+        down_ttl_s: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.store = RecordStore(settings.reports_dir)
         self.http_timeout_s = http_timeout_s
-        self._status = TTLCache(status_ttl_s)
+        self._status = TTLCache(
+            status_ttl_s, lambda view: down_ttl_s if view.error else status_ttl_s
+        )
+        self._remote = TTLCache(status_ttl_s)
+        self._folders = FolderCache()
         self._clock = clock
 
     # datasets and runs ------------------------------------------------------------------
@@ -160,10 +190,21 @@ class ReadModel:
         return sorted(specs | set(self.store.datasets()))
 
     def runs(self, dataset: str) -> list[RunSummary | RunRequest]:
-        return self.store.runs(dataset)
+        """Every run of ``dataset``, newest first: its summary, or its request while it has none."""
+        found: list[RunSummary | RunRequest] = []
+        for records in self.run_records(dataset):
+            run = records.get(RunSummary.kind) or records.get(RunRequest.kind)
+            if isinstance(run, RunSummary | RunRequest):
+                found.append(run)
+        return found
 
     def run_records(self, dataset: str) -> list[dict[str, Record]]:
-        return self.store.run_records(dataset)
+        """Every run's records by kind, newest first; re-read only when a run folder changed."""
+        folders = sorted(self.store.run_folders(dataset))
+        signature = tuple((str(f), f.stat().st_mtime_ns) for f in folders)
+        return self._folders.get(
+            f"runs:{dataset}", signature, lambda: self.store.run_records(dataset)
+        )
 
     def find_run(self, run_id: str) -> tuple[str, dict[str, Record]] | None:
         """The dataset and records of a DAG run, whatever its dataset."""
@@ -310,15 +351,18 @@ class ReadModel:
         return [(r, n, samples.get(r, [])) for r, n in counts.most_common(top)]
 
     def ledger(self, dataset: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """The landing ledger: each taken file, newest first."""
-        from aimass.data.landing import zone_for
+        """The landing ledger: each taken file, newest first (parsed again only when the
+        ledger file changed; an S3 ledger is listed at most every few seconds)."""
+        from aimass.data.landing import LocalZone, zone_for
 
-        try:
-            entries = zone_for(self.settings, dataset).ledger()
-        except Exception as exc:
-            log.warning("cannot read the landing ledger of %s: %s", dataset, exc)
-            return []
-        entries.sort(key=lambda e: str(e.get("taken_at", "")), reverse=True)
+        zone = zone_for(self.settings, dataset)
+        if isinstance(zone, LocalZone):
+            path = Path(zone.ledger_location)
+            stat = path.stat() if path.is_file() else None
+            signature = (stat.st_mtime_ns, stat.st_size) if stat else None
+            entries = self._folders.get(f"ledger:{dataset}", signature, lambda: _ledger(zone))
+        else:
+            entries = self._remote.get(f"ledger:{dataset}", lambda: _ledger(zone))
         return entries[:limit] if limit else entries
 
     def backlog(self, dataset: str) -> list[str] | None:
@@ -387,6 +431,15 @@ class ReadModel:
         except ValueError:
             return None
         return f"files/{rel.as_posix()}"
+
+
+def _ledger(zone: Any) -> list[dict[str, Any]]:
+    try:
+        entries: list[dict[str, Any]] = zone.ledger()
+    except Exception as exc:
+        log.warning("cannot read the landing ledger at %s: %s", zone.ledger_location, exc)
+        return []
+    return sorted(entries, key=lambda e: str(e.get("taken_at", "")), reverse=True)
 
 
 def alert_dataset(alert: dict[str, Any]) -> str | None:

@@ -18,7 +18,6 @@ from aimass.console.actions import (
     APPROVE,
     REJECT,
     ActionError,
-    AirflowAsUser,
     retrain_conf,
     rollback_conf,
 )
@@ -33,7 +32,6 @@ from aimass.console.security import (
     can_read,
     can_roll_back,
     can_trigger_retrain,
-    user_token,
 )
 from aimass.platform.errors import ConfigError
 from aimass.stages.params import RETRAIN_PARAMS
@@ -86,7 +84,7 @@ async def approval(
 ) -> str:
     if decision not in (APPROVE, REJECT):
         raise HTTPException(400, f"decision must be {APPROVE!r} or {REJECT!r}, not {decision!r}")
-    airflow = AirflowAsUser(state(request).airflow_url, user_token(request))
+    airflow = state(request).airflow(request)
     try:
         await airflow.respond(RETRAIN_DAG, run_id, APPROVAL_TASK, decision)
     except ActionError as exc:
@@ -103,7 +101,7 @@ async def approval(
 
 
 async def _done(request: Request, user: str, dag_id: str, conf: dict, what: str) -> str:
-    airflow = AirflowAsUser(state(request).airflow_url, user_token(request))
+    airflow = state(request).airflow(request)
     try:
         run = await airflow.trigger(dag_id, conf, note=f"from the AI Mass console by {user}")
     except ActionError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,10 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from aimass.console.actions import AirflowAsUser
 from aimass.console.context import ConsoleState, render, state
 from aimass.console.readmodel import Champion, ServingView
-from aimass.console.security import RETRAIN_DAG, UserName, can_read, user_token
+from aimass.console.security import RETRAIN_DAG, UserName, can_read
 from aimass.platform.records import RunRequest, RunSummary
 
 router = APIRouter(dependencies=[can_read])
@@ -62,11 +62,13 @@ def dataset_card(console: ConsoleState, name: str) -> DatasetCard:
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, user: UserName) -> str:
     console = state(request)
-    airflow = AirflowAsUser(console.airflow_url, user_token(request))
-    dag = await airflow.dag(RETRAIN_DAG)
-    approvals = await airflow.waiting_approvals(RETRAIN_DAG)
-    cards = await run_in_threadpool(
-        lambda: [dataset_card(console, name) for name in console.read.datasets()]
+    airflow = console.airflow(request)
+    dag, approvals, cards = await asyncio.gather(
+        airflow.dag(RETRAIN_DAG),
+        airflow.waiting_approvals(RETRAIN_DAG),
+        run_in_threadpool(
+            lambda: [dataset_card(console, name) for name in console.read.datasets()]
+        ),
     )
     return render(
         request,
