@@ -1,25 +1,34 @@
-"""Prometheus metrics in the text exposition format (0.0.4), without a client library.
-
-Counters and histograms are updated on the request path, so an update is one dict lookup
-and one short lock per metric; rendering (a scrape) sorts and formats everything. Gauges
-are computed at scrape time by a callback, so they cost nothing between scrapes.
+"""The model server's Prometheus metrics, through ``prometheus_client`` (one registry per server).
 
 The model server (`aimass.serving.server`) serves `ServerMetrics.render()` at
-``GET /monitoring/prometheus/metrics``, the path TF Serving uses.
+``GET /monitoring/prometheus/metrics``, the path TF Serving uses, in the text format 0.0.4.
+
+Families: ``aimass_serving_requests_total``, ``aimass_serving_request_errors_total`` (by gRPC
+code), ``aimass_serving_request_latency_seconds`` (histogram), the batching histograms, and the
+gauges ``aimass_serving_model_versions`` and ``aimass_serving_model_version_label``, computed at
+scrape time by a collector. TF Serving's own ``:tensorflow:serving:request_latency`` is a
+``prometheus_client`` histogram too (names may start with ``:``). Its counter
+``:tensorflow:serving:request_count`` is not: ``prometheus_client`` exposes every counter
+family as ``<name>_total`` (its ``TYPE`` line included), and TF Serving's sample has no suffix,
+so that one family is counted here and written in TF Serving's exact form after the registry's
+output. Dashboards and checks written for the official image then read this server too.
+
+On the request path an update is one dict lookup of the cached label children and
+``prometheus_client``'s own short lock per value; rendering happens at scrape time.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import threading
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from aimass.platform.errors import ConfigError
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 # Seconds; covers a sub-millisecond in-memory call up to a request stuck behind a reload.
@@ -43,19 +52,10 @@ LATENCY_BUCKETS_S = (
 TF_SERVING_LATENCY_BUCKETS_US = tuple(10.0 * 1.8**i for i in range(33))
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+REQUEST_LABELS = ("model", "version", "label", "api", "method")
+TF_REQUEST_COUNT = ":tensorflow:serving:request_count"
 
 Labels = tuple[str, ...]
-_M = TypeVar("_M", bound="_Metric")
-
-
-def _check_names(name: str, labelnames: Sequence[str]) -> None:
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"metric name {name!r} is not a valid Prometheus name")
-    for label in labelnames:
-        if not _LABEL.fullmatch(label) or label.startswith("__") or label == "le":
-            raise ConfigError(f"label name {label!r} of metric {name} is not allowed")
 
 
 def escape_label_value(value: str) -> str:
@@ -63,200 +63,70 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value: integers without a decimal point, +Inf/-Inf/NaN spelled as Prometheus does."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _series(name: str, labelnames: Sequence[str], labels: Labels, extra: str = "") -> str:
-    pairs = [f'{k}="{escape_label_value(v)}"' for k, v in zip(labelnames, labels, strict=True)]
-    if extra:
-        pairs.append(extra)
-    return f"{name}{{{','.join(pairs)}}}" if pairs else name
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str]) -> None:
-        _check_names(name, labelnames)
-        self.name = name
-        self.help = help_text
-        self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def _check_labels(self, labels: Labels) -> None:
-        if len(labels) != len(self.labelnames):
-            raise ValueError(
-                f"metric {self.name} takes labels {self.labelnames}, got {len(labels)} values"
-            )
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-
-    def lines(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    """A monotonically increasing count per label set."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str]) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[Labels, float] = {}
-
-    def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError(f"counter {self.name} cannot decrease (amount {amount})")
-        with self._lock:
-            value = self._values.get(labels)
-            if value is None:
-                self._check_labels(labels)
-                value = 0.0
-            self._values[labels] = value + amount
-
-    def value(self, labels: Labels) -> float:
-        with self._lock:
-            return self._values.get(labels, 0.0)
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [
-            f"{_series(self.name, self.labelnames, labels)} {format_value(value)}"
-            for labels, value in items
-        ]
-
-
-class Histogram(_Metric):
-    """Observations counted into cumulative ``le`` buckets, with ``_sum`` and ``_count``."""
-
-    kind = "histogram"
-
-    def __init__(
-        self, name: str, help_text: str, labelnames: Sequence[str], buckets: Iterable[float]
-    ) -> None:
-        super().__init__(name, help_text, labelnames)
-        bounds = sorted(float(b) for b in buckets if not math.isinf(b))
-        if not bounds or len(set(bounds)) != len(bounds):
-            raise ConfigError(f"histogram {name} needs distinct finite buckets, got {bounds}")
-        self.bounds = tuple(bounds)
-        # Per label set: counts per bucket (the last one is +Inf, not cumulative) and the sum.
-        self._cells: dict[Labels, tuple[list[int], list[float]]] = {}
-
-    def observe(self, labels: Labels, value: float) -> None:
-        index = bisect_left(self.bounds, value)  # first bound >= value: the `le` bucket
-        with self._lock:
-            cell = self._cells.get(labels)
-            if cell is None:
-                self._check_labels(labels)
-                cell = self._cells[labels] = ([0] * (len(self.bounds) + 1), [0.0])
-            cell[0][index] += 1
-            cell[1][0] += value
-
-    def snapshot(self, labels: Labels) -> tuple[list[int], float]:
-        """Cumulative bucket counts (the last is +Inf, i.e. the count) and the sum."""
-        with self._lock:
-            counts, total = self._cells.get(labels, ([0] * (len(self.bounds) + 1), [0.0]))
-            counts, value = list(counts), total[0]
-        cumulative, running = [], 0
-        for count in counts:
-            running += count
-            cumulative.append(running)
-        return cumulative, value
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            labelsets = sorted(self._cells)
-        out = []
-        bounds = [repr(b) for b in self.bounds]
-        for labels in labelsets:
-            cumulative, total = self.snapshot(labels)
-            for bound, count in zip([*bounds, "+Inf"], cumulative, strict=True):
-                series = _series(f"{self.name}_bucket", self.labelnames, labels, f'le="{bound}"')
-                out.append(f"{series} {count}")
-            out.append(
-                f"{_series(self.name + '_sum', self.labelnames, labels)} {format_value(total)}"
-            )
-            out.append(f"{_series(self.name + '_count', self.labelnames, labels)} {cumulative[-1]}")
-        return out
-
-
-class CallbackGauge(_Metric):
-    """A gauge whose values a callback computes at scrape time (label values -> value)."""
-
-    kind = "gauge"
+class _VersionGauges(Collector):
+    """``aimass_serving_model_versions`` and ``..._version_label``, asked for at scrape time."""
 
     def __init__(
         self,
-        name: str,
-        help_text: str,
-        labelnames: Sequence[str],
-        collect: Callable[[], Mapping[Labels, float]],
+        version_states: Callable[[], Mapping[Labels, float]],
+        version_labels: Callable[[], Mapping[Labels, float]],
     ) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._collect = collect
+        self._states = version_states
+        self._labels = version_labels
 
-    def lines(self) -> list[str]:
-        values = self._collect()
-        for labels in values:
-            self._check_labels(labels)
-        return [
-            f"{_series(self.name, self.labelnames, labels)} {format_value(value)}"
-            for labels, value in sorted(values.items())
-        ]
+    def collect(self) -> Iterator[Metric]:
+        states = GaugeMetricFamily(
+            "aimass_serving_model_versions",
+            "Versions of each model per state (START, LOADING, AVAILABLE, END).",
+            labels=("model", "state"),
+        )
+        for labels, value in sorted(self._states().items()):
+            states.add_metric(labels, value)
+        yield states
+        pointers = GaugeMetricFamily(
+            "aimass_serving_model_version_label",
+            "1 for each version label and the version it points at.",
+            labels=("model", "label", "version"),
+        )
+        for labels, value in sorted(self._labels().items()):
+            pointers.add_metric(labels, value)
+        yield pointers
 
 
-class Registry:
-    """An ordered set of metrics rendered together."""
+class _TfRequestCount:
+    """TF Serving's ``:tensorflow:serving:request_count{model_name,status}``, written exactly."""
 
     def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
-        self._names: set[str] = set()
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str], float] = {}
 
-    def register(self, metric: _M) -> _M:
-        if metric.name in self._names:
-            raise ConfigError(f"metric {metric.name} is registered twice")
-        self._names.add(metric.name)
-        self._metrics.append(metric)
-        return metric
+    def inc(self, model: str, status: str) -> None:
+        with self._lock:
+            self._values[(model, status)] = self._values.get((model, status), 0.0) + 1.0
 
     def render(self) -> str:
-        """Every metric in the text exposition format (families without samples included)."""
-        out: list[str] = []
-        for metric in self._metrics:
-            out.extend(metric.header())
-            out.extend(metric.lines())
-        return "\n".join(out) + "\n"
-
-
-# --------------------------------------------------------------------------- the model server's
-
-
-REQUEST_LABELS = ("model", "version", "label", "api", "method")
+        with self._lock:
+            items = sorted(self._values.items())
+        lines = [
+            f"# HELP {TF_REQUEST_COUNT} The total number of requests.",
+            f"# TYPE {TF_REQUEST_COUNT} counter",
+        ]
+        lines += [
+            f'{TF_REQUEST_COUNT}{{model_name="{escape_label_value(model)}",'
+            f'status="{escape_label_value(status)}"}} {floatToGoString(value)}'
+            for (model, status), value in items
+        ]
+        return "\n".join(lines) + "\n"
 
 
 class ServerMetrics:
-    """The model server's metric families.
+    """The model server's metric families, in a registry of their own.
 
     ``aimass_serving_*`` families carry the model, the version that answered, the version label
     the request named (if any), the API (``grpc``/``rest``) and the method (``predict``,
-    ``metadata``, ``status``, ``reload``). TF Serving's own ``:tensorflow:serving:request_count``
+    ``metadata``, ``status``, ``reload``). TF Serving's ``:tensorflow:serving:request_count``
     and ``:tensorflow:serving:request_latency`` (microseconds) are kept for Predict with TF
-    Serving's labels, so dashboards and checks written for the official image read this server
-    too.
+    Serving's labels.
 
     Args:
         version_states: at scrape time, ``{(model, state): number of versions}``.
@@ -269,85 +139,62 @@ class ServerMetrics:
         version_states: Callable[[], Mapping[Labels, float]] = dict,
         version_labels: Callable[[], Mapping[Labels, float]] = dict,
     ) -> None:
-        self.registry = Registry()
-        add = self.registry.register
-        self.requests = add(
-            Counter(
-                "aimass_serving_requests_total",
-                "Requests answered, successful or not.",
-                REQUEST_LABELS,
-            )
+        self.registry = CollectorRegistry(auto_describe=False)
+        registry = self.registry
+        self.requests = Counter(
+            "aimass_serving_requests_total",
+            "Requests answered, successful or not.",
+            REQUEST_LABELS,
+            registry=registry,
         )
-        self.errors = add(
-            Counter(
-                "aimass_serving_request_errors_total",
-                "Requests answered with an error, by gRPC status code.",
-                (*REQUEST_LABELS, "code"),
-            )
+        self.errors = Counter(
+            "aimass_serving_request_errors_total",
+            "Requests answered with an error, by gRPC status code.",
+            (*REQUEST_LABELS, "code"),
+            registry=registry,
         )
-        self.latency = add(
-            Histogram(
-                "aimass_serving_request_latency_seconds",
-                "Wall time from the request's arrival to its answer, errors included.",
-                REQUEST_LABELS,
-                LATENCY_BUCKETS_S,
-            )
+        self.latency = Histogram(
+            "aimass_serving_request_latency_seconds",
+            "Wall time from the request's arrival to its answer, errors included.",
+            REQUEST_LABELS,
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
         )
-        self.batch_rows = add(
-            Histogram(
-                "aimass_serving_batch_rows",
-                "Rows in each batch run by server-side batching.",
-                ("model", "version"),
-                BATCH_ROWS_BUCKETS,
-            )
+        batch_labels = ("model", "version")
+        self.batch_rows = Histogram(
+            "aimass_serving_batch_rows",
+            "Rows in each batch run by server-side batching.",
+            batch_labels,
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=registry,
         )
-        self.batch_requests = add(
-            Histogram(
-                "aimass_serving_batch_requests",
-                "Predict requests merged into each batch run by server-side batching.",
-                ("model", "version"),
-                BATCH_ROWS_BUCKETS,
-            )
+        self.batch_requests = Histogram(
+            "aimass_serving_batch_requests",
+            "Predict requests merged into each batch run by server-side batching.",
+            batch_labels,
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=registry,
         )
-        self.batch_queue = add(
-            Histogram(
-                "aimass_serving_batch_queue_seconds",
-                "Time a batched Predict request waited in the queue before its batch ran.",
-                ("model", "version"),
-                LATENCY_BUCKETS_S,
-            )
+        self.batch_queue = Histogram(
+            "aimass_serving_batch_queue_seconds",
+            "Time a batched Predict request waited in the queue before its batch ran.",
+            batch_labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
         )
-        add(
-            CallbackGauge(
-                "aimass_serving_model_versions",
-                "Versions of each model per state (START, LOADING, AVAILABLE, END).",
-                ("model", "state"),
-                version_states,
-            )
+        registry.register(_VersionGauges(version_states, version_labels))
+        self.tf_request_latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+            ("model_name", "API", "entrypoint"),
+            buckets=TF_SERVING_LATENCY_BUCKETS_US,
+            registry=registry,
         )
-        add(
-            CallbackGauge(
-                "aimass_serving_model_version_label",
-                "1 for each version label and the version it points at.",
-                ("model", "label", "version"),
-                version_labels,
-            )
-        )
-        self.tf_request_count = add(
-            Counter(
-                ":tensorflow:serving:request_count",
-                "The total number of requests.",
-                ("model_name", "status"),
-            )
-        )
-        self.tf_request_latency = add(
-            Histogram(
-                ":tensorflow:serving:request_latency",
-                "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
-                ("model_name", "API", "entrypoint"),
-                TF_SERVING_LATENCY_BUCKETS_US,
-            )
-        )
+        self.tf_request_count = _TfRequestCount()
+        # Label children by label values: `labels()` validates and locks on every call.
+        self._children: dict[Labels, tuple[Counter, Histogram]] = {}
+        self._error_children: dict[Labels, Counter] = {}
+        self._tf_latency_children: dict[Labels, Histogram] = {}
 
     def observe_request(
         self,
@@ -362,26 +209,41 @@ class ServerMetrics:
     ) -> None:
         """Count one answered request; `code` is the gRPC status code name (``OK`` on success)."""
         labels = (model, version, label, api, method)
-        self.requests.inc(labels)
-        self.latency.observe(labels, seconds)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children.setdefault(
+                labels, (self.requests.labels(*labels), self.latency.labels(*labels))
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if code != "OK":
-            self.errors.inc((*labels, code))
+            key = (*labels, code)
+            errors = self._error_children.get(key)
+            if errors is None:
+                errors = self._error_children.setdefault(key, self.errors.labels(*key))
+            errors.inc()
         if method == "predict":
             # As TF Serving: every Predict counts by status, latency only for successful ones.
-            self.tf_request_count.inc((model, code))
+            self.tf_request_count.inc(model, code)
             if code == "OK":
-                entrypoint = "GRPC" if api == "grpc" else "REST"
-                self.tf_request_latency.observe((model, "Predict", entrypoint), seconds * 1e6)
+                tf_key = (model, "Predict", "GRPC" if api == "grpc" else "REST")
+                latency = self._tf_latency_children.get(tf_key)
+                if latency is None:
+                    latency = self._tf_latency_children.setdefault(
+                        tf_key, self.tf_request_latency.labels(*tf_key)
+                    )
+                latency.observe(seconds * 1e6)
 
     def observe_batch(
         self, *, model: str, version: str, rows: int, requests: int, waits: Sequence[float]
     ) -> None:
         """Record one batch run: its rows, how many requests it merged and their queue waits."""
-        labels = (model, version)
-        self.batch_rows.observe(labels, rows)
-        self.batch_requests.observe(labels, requests)
+        self.batch_rows.labels(model, version).observe(rows)
+        self.batch_requests.labels(model, version).observe(requests)
+        queue = self.batch_queue.labels(model, version)
         for wait in waits:
-            self.batch_queue.observe(labels, wait)
+            queue.observe(wait)
 
     def render(self) -> str:
-        return self.registry.render()
+        """Every family in the text exposition format 0.0.4 (`CONTENT_TYPE`)."""
+        return generate_latest(self.registry).decode("utf-8") + self.tf_request_count.render()

@@ -1,4 +1,4 @@
-"""Prometheus text exposition of the model server's metrics (aimass.serving.metrics)."""
+"""Prometheus exposition of the model server's metrics (aimass.serving.metrics, prometheus_client)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import threading
 
 import pytest
 
-from aimass.platform.errors import ConfigError
-from aimass.serving.metrics import (
-    CallbackGauge,
-    Counter,
-    Histogram,
-    Registry,
-    ServerMetrics,
-    escape_label_value,
-    format_value,
-)
+from aimass.console.live import Snapshot
+from aimass.serving.metrics import ServerMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +32,7 @@ def parse(text: str) -> tuple[dict[str, str], dict[tuple[str, frozenset[tuple[st
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert kind in ("counter", "gauge", "histogram")
+            assert name not in types, f"family {name} twice"
             types[name] = kind
             continue
         match = _SAMPLE.fullmatch(line)
@@ -55,115 +48,79 @@ def sample(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def test_counter_renders_sorted_series_with_escaped_labels() -> None:
-    registry = Registry()
-    counter = registry.register(Counter("things_total", "Things\nseen \\ here.", ("kind",)))
-    counter.inc(("b",))
-    counter.inc(("a",), 2.5)
-    counter.inc(('quote " back \\ new\nline',))
-    assert registry.render() == (
-        "# HELP things_total Things\\nseen \\\\ here.\n"
-        "# TYPE things_total counter\n"
-        'things_total{kind="a"} 2.5\n'
-        'things_total{kind="b"} 1\n'
-        'things_total{kind="quote \\" back \\\\ new\\nline"} 1\n'
-    )
-    _, samples = parse(registry.render())
-    assert sample(samples, "things_total", kind='quote \\" back \\\\ new\\nline') == 1
-
-
-def test_counter_rejects_bad_use() -> None:
-    counter = Counter("c_total", "c", ("a", "b"))
-    with pytest.raises(ValueError, match="cannot decrease"):
-        counter.inc(("x", "y"), -1)
-    with pytest.raises(ValueError, match="takes labels"):
-        counter.inc(("only one",))
-    assert counter.value(("x", "y")) == 0
-
-
-@pytest.mark.parametrize(
-    ("name", "labels"),
-    [("9starts_with_digit", ()), ("has-dash", ()), ("ok", ("le",)), ("ok", ("__reserved",))],
-)
-def test_invalid_names_are_refused(name: str, labels: tuple[str, ...]) -> None:
-    with pytest.raises(ConfigError):
-        Counter(name, "help", labels)
-
-
-def test_a_registry_refuses_a_name_twice() -> None:
-    registry = Registry()
-    registry.register(Counter("x_total", "x", ()))
-    with pytest.raises(ConfigError, match="twice"):
-        registry.register(Counter("x_total", "x", ()))
-
-
-def test_histogram_buckets_are_cumulative_and_le_inclusive() -> None:
-    registry = Registry()
-    hist = registry.register(Histogram("lat_seconds", "latency", ("api",), [0.1, 1.0, 0.5]))
-    for value in (0.05, 0.1, 0.3, 1.0, 7.0):
-        hist.observe(("grpc",), value)
-    assert registry.render() == (
-        "# HELP lat_seconds latency\n"
-        "# TYPE lat_seconds histogram\n"
-        'lat_seconds_bucket{api="grpc",le="0.1"} 2\n'
-        'lat_seconds_bucket{api="grpc",le="0.5"} 3\n'
-        'lat_seconds_bucket{api="grpc",le="1.0"} 4\n'
-        'lat_seconds_bucket{api="grpc",le="+Inf"} 5\n'
-        'lat_seconds_sum{api="grpc"} 8.45\n'
-        'lat_seconds_count{api="grpc"} 5\n'
-    )
-    with pytest.raises(ConfigError, match="distinct"):
-        Histogram("h", "h", (), [1.0, 1.0])
-
-
 def test_families_without_samples_keep_their_header_and_gauges_are_computed_at_scrape() -> None:
     values: dict[tuple[str, ...], float] = {("m", "AVAILABLE"): 1.0}
-    registry = Registry()
-    registry.register(Counter("none_total", "nothing yet", ()))
-    registry.register(CallbackGauge("versions", "versions", ("model", "state"), lambda: values))
-    first = registry.render()
-    assert "# TYPE none_total counter\n# HELP versions" in first
-    assert 'versions{model="m",state="AVAILABLE"} 1\n' in first
+    metrics = ServerMetrics(version_states=lambda: values)
+    first = metrics.render()
+    assert "# TYPE aimass_serving_requests_total counter\n" in first
+    assert "# TYPE :tensorflow:serving:request_count counter\n" in first
+    assert 'aimass_serving_model_versions{model="m",state="AVAILABLE"} 1.0\n' in first
     values[("m", "AVAILABLE")] = 0.0
     values[("m", "END")] = 2.0
-    second = registry.render()
-    assert 'versions{model="m",state="AVAILABLE"} 0\n' in second
-    assert 'versions{model="m",state="END"} 2\n' in second
+    second = metrics.render()
+    assert 'aimass_serving_model_versions{model="m",state="AVAILABLE"} 0.0\n' in second
+    assert 'aimass_serving_model_versions{model="m",state="END"} 2.0\n' in second
 
 
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (3.0, "3"),
-        (0.25, "0.25"),
-        (float("inf"), "+Inf"),
-        (float("-inf"), "-Inf"),
-        (2**60, "1.152921504606847e+18"),
-    ],
-)
-def test_format_value(value: float, text: str) -> None:
-    assert format_value(value) == text
-    assert format_value(float("nan")) == "NaN"
-    assert escape_label_value('a"b') == 'a\\"b'
+def test_every_server_has_its_own_registry() -> None:
+    one, two = ServerMetrics(), ServerMetrics()
+    one.observe_request(
+        api="grpc", method="predict", model="m", version="1", label="", code="OK", seconds=0.1
+    )
+    _, samples = parse(two.render())
+    assert not any(name == "aimass_serving_requests_total" for name, _ in samples)
+    _, samples = parse(one.render())
+    grpc = {"model": "m", "version": "1", "label": "", "api": "grpc", "method": "predict"}
+    assert sample(samples, "aimass_serving_requests_total", **grpc) == 1
+
+
+def test_label_values_are_escaped() -> None:
+    metrics = ServerMetrics()
+    odd = 'quote " back \\ new\nline'
+    metrics.observe_request(
+        api="rest", method="predict", model=odd, version="1", label="", code="OK", seconds=0.1
+    )
+    text = metrics.render()
+    assert 'model="quote \\" back \\\\ new\\nline"' in text
+    _, samples = parse(text)
+    assert (
+        sample(
+            samples,
+            ":tensorflow:serving:request_count",
+            model_name='quote \\" back \\\\ new\\nline',
+            status="OK",
+        )
+        == 1
+    )
 
 
 def test_concurrent_updates_are_all_counted() -> None:
-    counter = Counter("n_total", "n", ("t",))
-    hist = Histogram("h_seconds", "h", ("t",), [0.5])
+    metrics = ServerMetrics()
 
     def work() -> None:
         for _ in range(2000):
-            counter.inc(("x",))
-            hist.observe(("x",), 0.25)
+            metrics.observe_request(
+                api="grpc",
+                method="predict",
+                model="m",
+                version="1",
+                label="",
+                code="OK",
+                seconds=0.25,
+            )
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert counter.value(("x",)) == 16000
-    cumulative, total = hist.snapshot(("x",))
-    assert cumulative == [16000, 16000] and total == pytest.approx(4000.0)
+    _, samples = parse(metrics.render())
+    labels = {"model": "m", "version": "1", "label": "", "api": "grpc", "method": "predict"}
+    assert sample(samples, "aimass_serving_requests_total", **labels) == 16000
+    assert sample(samples, "aimass_serving_request_latency_seconds_sum", **labels) == 4000.0
+    assert (
+        sample(samples, ":tensorflow:serving:request_count", model_name="m", status="OK") == 16000
+    )
 
 
 def test_server_metrics_count_requests_errors_and_latency_by_their_labels() -> None:
@@ -270,3 +227,18 @@ def test_every_histogram_is_consistent() -> None:
         counts = [count for _, count in sorted(pairs)]
         assert counts == sorted(counts), family
         assert counts[-1] == samples[(f"{family}_count", labels)]
+
+
+def test_the_console_sampler_reads_the_totals_and_ignores_created_samples() -> None:
+    """aimass.console.live parses ``aimass_serving_requests_total`` by that sample name."""
+    metrics = ServerMetrics(version_labels=lambda: {("m", "stable", "2"): 1.0})
+    for code in ("OK", "OK", "INVALID_ARGUMENT"):
+        metrics.observe_request(
+            api="rest", method="predict", model="m", version="2", label="", code=code, seconds=0.01
+        )
+    text = metrics.render()
+    assert "aimass_serving_requests_created{" in text  # prometheus_client's, ignored
+    snapshot = Snapshot.from_text(text)
+    assert snapshot.requests == {("m", "2"): 3.0}
+    assert snapshot.errors == {("m", "2"): 1.0}
+    assert snapshot.labels == {"m": {"2": "stable"}}
