@@ -1,7 +1,8 @@
 """A running AI Mass stack for the end-to-end tests, and what they do with it.
 
-Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server and the model
-server start as in `make demo`, on free ports and under a temporary var dir holding a slice
+Airflow (API server, scheduler, DAG processor, triggerer), the MLflow server (with its
+login: the tests read it as the platform's service user) and the model server start as in
+`make demo`, on free ports and under a temporary var dir holding a slice
 of the taxi sample (with malformed lines) and the penguins CSV. Each e2e module gets its
 own stack (`tests/e2e/conftest.py`), so `make test` can run two modules side by side.
 """
@@ -19,7 +20,7 @@ from testkit import PENGUINS_CSV, SAMPLE_CSV, free_port
 
 from aimass.platform.airflow_api import AirflowClient
 from aimass.platform.settings import Settings
-from aimass.stack import services
+from aimass.stack import mlflow_auth, services
 
 DAG_ID = "aimass_retrain"
 ROWS = 4000
@@ -66,6 +67,9 @@ def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
         services.prepare(settings)
         services.start(settings)
         services.wait_ready(settings, timeout_s=300)
+        # The tests read MLflow as the platform's own user (the server needs a login).
+        for key, value in mlflow_auth.client_env(settings).items():
+            mp.setenv(key, value)
         client = AirflowClient(
             f"http://{settings.host}:{settings.airflow_port}",
             services.ADMIN_USER,

@@ -52,7 +52,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> str:  # type: ignore[no-untyped-def]
     """The text `make demo` prints: what happened, and where to look next."""
-    from aimass.stack import services
+    from aimass.stack import mlflow_auth, services
 
     lines = [""]
     lines.append(f"== AI Mass: {dag_id} run {run_id}: {state.upper()}")
@@ -118,15 +118,20 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
             lines.append(f"  {task:20s} {st}")
         lines.append(f"task logs: {services.airflow_home(settings) / 'logs'}")
     lines.append("")
+    # Passwords are never printed (a summary ends up in terminals and CI logs): where they are.
     lines.append(
-        f"Airflow UI    http://{settings.host}:{settings.airflow_port}  (login {services.ADMIN_USER} / {services.admin_password(settings)})"
+        f"Airflow UI    http://{settings.host}:{settings.airflow_port}  (login {services.ADMIN_USER}; "
+        f"password: admin_password in {services.airflow_secrets_path(settings)})"
     )
     lines.append(
         f"AI Mass console  http://{settings.host}:{settings.airflow_port}/plugin/aimass  "
-        "(in Airflow's navigation; read-only user 'viewer', password in "
-        f"{services.airflow_home(settings) / 'aimass-secrets.json'})"
+        "(in Airflow's navigation; read-only user 'viewer', password: viewer_password in "
+        f"{services.airflow_secrets_path(settings)})"
     )
-    lines.append(f"MLflow UI     http://{settings.host}:{settings.mlflow_port}")
+    lines.append(
+        f"MLflow UI     http://{settings.host}:{settings.mlflow_port}  (login "
+        f"{mlflow_auth.ADMIN_USER}; password: admin_password in {mlflow_auth.secrets_path(settings)})"
+    )
     lines.append(
         f"Model server  REST http://{settings.host}:{settings.serving_rest_port}/v1/models/<dataset>  "
         f"gRPC {settings.host}:{settings.serving_grpc_port}"

@@ -3,6 +3,9 @@
 Everything binds to the configured host (127.0.0.1 by default). Each service runs in its
 own process group with its log under ``<var>/logs`` and a pid file under ``<var>/run``,
 so `make stop` (and test fixtures) can stop exactly what was started, children included.
+Services start with umask 077, so the databases, users and logs they create are theirs
+alone; MLflow needs a login (``aimass.stack.mlflow_auth``), and Airflow encrypts the
+connections it stores with a Fernet key made for this install.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import NoReturn
 from aimass.platform.errors import StageError
 from aimass.platform.settings import Settings
 from aimass.platform.waiting import poll_until
+from aimass.stack import mlflow_auth
+from aimass.stack.state import SERVICE_UMASK, make_private, secrets_file, write_private
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +66,36 @@ def run_dir(settings: Settings) -> Path:
 
 
 def airflow_home(settings: Settings) -> Path:
-    return settings.var_dir / "airflow"
+    return settings.airflow_home
+
+
+def airflow_secrets_path(settings: Settings) -> Path:
+    return settings.airflow_secrets
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode("ascii")
 
 
 def _airflow_secrets(settings: Settings) -> dict[str, str]:
-    """Per-install secrets (JWT, API secret key, the users' passwords), made once, kept 0600
-    under the var dir; a value a newer AI Mass needs is added to an older install's file."""
+    """Per-install secrets (JWT, API secret key, Fernet key, the users' passwords), made once,
+    kept 0600 under the var dir; a value a newer AI Mass needs is added to an older install's
+    file."""
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
-    path = home / "aimass-secrets.json"
-    values = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    wanted = {
-        "jwt_secret": lambda: secrets.token_urlsafe(64),
-        "secret_key": lambda: secrets.token_urlsafe(32),
-        "admin_password": lambda: secrets.token_urlsafe(12),
-        "viewer_password": lambda: secrets.token_urlsafe(12),
-    }
-    missing = {key: make() for key, make in wanted.items() if key not in values}
-    if missing:
-        values.update(missing)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(values, out)
-        path.chmod(0o600)
-    return values
+    return secrets_file(
+        airflow_secrets_path(settings),
+        {
+            "jwt_secret": lambda: secrets.token_urlsafe(64),
+            "secret_key": lambda: secrets.token_urlsafe(32),
+            "admin_password": lambda: secrets.token_urlsafe(12),
+            "viewer_password": lambda: secrets.token_urlsafe(12),
+            # Connections (webhook URLs, SMTP passwords) and variables are stored encrypted.
+            "fernet_key": _fernet_key,
+        },
+    )
 
 
 def admin_password(settings: Settings) -> str:
@@ -120,10 +131,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     wanted = {user: sec[f"{user}_password"] for user in USERS}
     known = json.loads(passwords.read_text(encoding="utf-8")) if passwords.exists() else {}
     if any(user not in known for user in USERS):
-        fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({**wanted, **known}, out)
-        passwords.chmod(0o600)
+        write_private(passwords, json.dumps({**wanted, **known}))
     base_url = f"http://{settings.host}:{settings.airflow_port}"
     env = base_env(settings)
     env.update(
@@ -143,13 +151,16 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__API__SECRET_KEY": sec["secret_key"],
             "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+            "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
         }
     )
-    # Tasks record to the MLflow server started beside Airflow, unless a store was configured.
+    # Tasks record to the MLflow server started beside Airflow, as the platform's own MLflow
+    # user, unless a store was configured (its credentials then come from the environment).
     if "AIMASS_MLFLOW_TRACKING_URI" not in os.environ:
         env["AIMASS_MLFLOW_TRACKING_URI"] = f"http://{settings.host}:{settings.mlflow_port}"
+        env.update(mlflow_auth.client_env(settings))
     # Spark runs jobs in local mode by default; point this connection at spark://, yarn or k8s:// to scale out.
     env.setdefault(
         "AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"})
@@ -163,13 +174,14 @@ def definitions(settings: Settings) -> dict[str, Service]:
     host = settings.host
     af = airflow_env(settings)
     airflow = _bin("airflow")
-    mlflow_dir = settings.var_dir / "mlflow"
+    mlflow_dir = settings.mlflow_dir
     return {
         "mlflow": Service(
             "mlflow",
             [
                 _bin("mlflow"),
                 "server",
+                *mlflow_auth.SERVER_FLAGS,
                 "--host",
                 host,
                 "--port",
@@ -183,7 +195,11 @@ def definitions(settings: Settings) -> dict[str, Service]:
             ],
             # AI Mass does not use MLflow's server-side job runner (GenAI evaluation); it would
             # add eight huey worker processes on a two-core machine.
-            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **base_env(settings)},
+            {
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **base_env(settings),
+                **mlflow_auth.server_env(settings),
+            },
             f"http://{host}:{settings.mlflow_port}/health",
         ),
         "model-server": Service(
@@ -254,14 +270,11 @@ def pid_of(settings: Settings, name: str) -> int | None:
 
 
 def prepare(settings: Settings) -> None:
-    """One-off state: folders, the serving config, the Airflow DB schema."""
-    for folder in (
-        settings.var_dir,
-        settings.logs_dir,
-        run_dir(settings),
-        settings.serving_base,
-        settings.mlflow_artifacts,
-    ):
+    """One-off state: folders, the serving config, the Airflow DB schema; what holds secrets
+    or databases made private (0700 folders, 0600 files)."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings)
+    for folder in (settings.serving_base, settings.mlflow_artifacts):
         folder.mkdir(parents=True, exist_ok=True)
     if not settings.serving_config.exists():
         from aimass.serving.config import server_config, write_config
@@ -273,32 +286,37 @@ def prepare(settings: Settings) -> None:
         env=airflow_env(settings),
         capture_output=True,
         text=True,
+        umask=SERVICE_UMASK,
     )
     if proc.returncode != 0:
         raise StageError(f"`airflow db migrate` exited {proc.returncode}: {proc.stderr[-3000:]}")
+    # The secrets files and airflow.db exist now; an older install's are tightened too.
+    make_private(settings)
 
 
 def start(settings: Settings, names: Iterable[str] = SERVICES) -> None:
     """Start the named services that are not running yet (each in its own process group)."""
     defs = definitions(settings)
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings)
     for name in names:
         if pid_of(settings, name):
             log.info("%s already running (pid %s)", name, pid_of(settings, name))
             continue
         svc = defs[name]
-        logfile = open(settings.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(
-            svc.argv,
-            env=svc.env,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=settings.root,
-            start_new_session=True,
+        fd = os.open(
+            settings.logs_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
-        logfile.close()
+        with os.fdopen(fd, "ab") as logfile:
+            proc = subprocess.Popen(
+                svc.argv,
+                env=svc.env,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=settings.root,
+                start_new_session=True,
+                umask=SERVICE_UMASK,
+            )
         _pid_file(settings, name).write_text(str(proc.pid))
         log.info("started %s (pid %d), log %s", name, proc.pid, settings.logs_dir / f"{name}.log")
 
@@ -327,6 +345,9 @@ def wait_ready(
         # One deadline for all services, as before: each waits only for what is left of it.
         left = max(deadline - time.monotonic(), 0.0)
         poll_until(ready, timeout_s=left, interval_s=1.0, on_timeout=timed_out)
+        if name == "mlflow":
+            # Ready for the platform once its own user can log in.
+            mlflow_auth.provision_stack(settings, f"http://{settings.host}:{settings.mlflow_port}")
         log.info("%s is ready%s", name, f" at {url}" if url else "")
 
 
