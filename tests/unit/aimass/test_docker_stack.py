@@ -2,7 +2,9 @@
 
 There is no Docker engine where the tests run, so this checks what can be checked without
 one: the official TF Serving reads the models.config and base path the deploy task writes on
-the shared volume, and every AI Mass process reaches it under the same name and ports.
+the shared volume, and every AI Mass process reaches it under the same name and ports; MLflow
+runs the same auth app with the same config as `make demo`, and Airflow reaches it as the same
+service user and encrypts connections as the native stack does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from aimass.platform.settings import REPO_ROOT, Settings
+from aimass.stack import mlflow_auth, services
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +50,50 @@ def test_every_aimass_service_shares_the_settings(compose: dict) -> None:
             continue
         assert service.get("image", "").startswith("aimass:"), f"{name} is not the AI Mass image"
         assert service["environment"]["AIMASS_VAR_DIR"] == "/var/aimass", name
+
+
+def test_mlflow_runs_the_auth_app_as_the_native_stack_does(
+    compose: dict, settings: Settings
+) -> None:
+    mlflow = compose["services"]["mlflow"]
+    command = " ".join(mlflow["command"])
+    flags = " ".join(mlflow_auth.SERVER_FLAGS)
+    native = services.definitions(settings)["mlflow"]
+    assert flags in " ".join(native.argv) and flags in command
+    # the config is written by the same code before the server starts, where it will read it
+    assert command.index("python -m aimass.stack.mlflow_auth config") < command.index(
+        "exec mlflow server"
+    )
+    docker = Settings(
+        root=REPO_ROOT, var_dir=Path(compose["x-aimass"]["environment"]["AIMASS_VAR_DIR"])
+    )
+    env = mlflow["environment"]
+    assert set(mlflow_auth.server_env(settings)) <= set(env)
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(mlflow_auth.config_path(docker))
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == mlflow_auth.ADMIN_USER
+    # no database password in the process list
+    assert "postgres" not in command and "MLFLOW_BACKEND_STORE_URI" in env
+
+
+def test_airflow_reaches_mlflow_as_the_service_user_and_encrypts_connections(
+    compose: dict, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIMASS_MLFLOW_TRACKING_URI")
+    env = compose["x-aimass"]["environment"]
+    native = services.airflow_env(settings)
+    for key in (
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "AIRFLOW__CORE__FERNET_KEY",
+    ):
+        assert key in native and key in env, key
+    assert env["MLFLOW_TRACKING_USERNAME"] == native["MLFLOW_TRACKING_USERNAME"]
+    users = compose["services"]["mlflow-users"]
+    assert users["command"][-2:] == ["provision", env["AIMASS_MLFLOW_TRACKING_URI"]]
+    assert set(mlflow_auth.ENV_OVERRIDES.values()) <= set(users["environment"])
+    assert users["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    for name, service in compose["services"].items():
+        if name.startswith("airflow-") and name != "airflow-init":
+            assert service["depends_on"]["mlflow-users"] == {
+                "condition": "service_completed_successfully"
+            }, name
