@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from aimass.console.mount import ConsoleMount, WarmConsole
 from aimass.platform.settings import Settings
 
 CONSOLE_PREFIX = "/aimass"
@@ -29,11 +30,9 @@ def serving_url(model: str) -> str:
     return f"{Settings.from_env().serving_rest_url}/v1/models/{model}"
 
 
-def _console_apps() -> list[dict[str, object]]:
-    # Built on the API server's first request to it, not when a task imports the macros.
-    from aimass.console.mount import ConsoleMount
-
-    return [{"app": ConsoleMount(), "url_prefix": CONSOLE_PREFIX, "name": "AI Mass console"}]
+# Built in the API server only (when it starts, or on its first request), not when a task
+# imports the plugin for its macros.
+CONSOLE = ConsoleMount()
 
 
 def _views() -> list[dict[str, object]]:
@@ -70,5 +69,8 @@ def _views() -> list[dict[str, object]]:
 class AimassPlugin(AirflowPlugin):
     name = "aimass"
     macros = [report_dir, serving_url]
-    fastapi_apps = _console_apps()
+    fastapi_apps = [{"app": CONSOLE, "url_prefix": CONSOLE_PREFIX, "name": "AI Mass console"}]
+    fastapi_root_middlewares = [
+        {"middleware": WarmConsole, "args": [], "kwargs": {"console": CONSOLE}, "name": "aimass"}
+    ]
     external_views = _views()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from aimass.console.security import csrf_token, user_token
 from aimass.platform.settings import Settings
 from aimass.platform.templates import environment
 from aimass.serving.metrics import METRICS_PATH
+
+log = logging.getLogger(__name__)
 
 PAGES = (
     ("overview", "Overview", ""),
@@ -38,6 +41,14 @@ class ConsoleState:
             "templates",
             filters={"when": when, "num": num, "pct": pct, "ago": ago},
         )
+
+    def warm(self) -> None:
+        """Read every dataset's records and ledger once, so pages start from warm caches."""
+        for dataset in self.read.datasets():
+            self.read.versions(dataset)
+            self.read.rollbacks(dataset)
+            self.read.ledger(dataset)
+        log.info("AI Mass console ready: records of %s read", ", ".join(self.read.datasets()))
 
     def airflow(self, request: Request) -> AirflowAsUser:
         """Airflow's REST API as the caller, over one connection pool per app."""

@@ -42,6 +42,8 @@ T = TypeVar("T")
 # Alerts younger than this count as open on the overview.
 OPEN_ALERT_HOURS = 24
 MONITOR_DIR = "monitor"
+# Figures in a gate's candidate dict that are not metrics.
+NOT_METRICS = frozenset({"rows"})
 DRIFT_REPORT = "drift_report.json"
 
 
@@ -67,10 +69,19 @@ class VersionView:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The candidate's holdout metrics, as the gate scored them."""
+        """The candidate's holdout metrics, as the gate scored them (not its row count)."""
         if self.gate is None:
             return {}
-        return {k: float(v) for k, v in self.gate.candidate.items() if isinstance(v, int | float)}
+        return {
+            k: float(v)
+            for k, v in self.gate.candidate.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in NOT_METRICS
+        }
+
+    @property
+    def holdout_rows(self) -> int | None:
+        rows = self.gate.candidate.get("rows") if self.gate is not None else None
+        return int(rows) if isinstance(rows, int | float) else None
 
     @property
     def serving_version(self) -> int | None:

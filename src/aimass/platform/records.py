@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aimass.platform.errors import ConfigError
 from aimass.platform.settings import safe_name
@@ -85,7 +85,14 @@ class Record(BaseModel):
 
     @classmethod
     def _parse(cls, path: Path) -> Self:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        try:  # the fast path: pydantic parses and validates the JSON in one pass
+            record = cls.model_validate_json(raw)
+            if record.schema_version <= SCHEMA_VERSION:
+                return record
+        except ValidationError:
+            pass
+        data = json.loads(raw)
         if int(data.get("schema_version", 1)) > SCHEMA_VERSION:
             raise ConfigError(
                 f"{path} has record schema {data['schema_version']}, newer than this "
