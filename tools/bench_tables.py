@@ -33,6 +33,7 @@ END = "<!-- bench-tables:end -->"
 # ``params``; a ``params["targets"]`` entry with an operator ("<= 1.5") overrides these.
 DEFAULT_TARGETS: dict[str, dict[str, str]] = {
     "clean": {"spark_over_duckdb_warm_5m": "<= 3"},
+    "console": {"worst_p99_over_target": "<= 1", "worst_first_after_warmup_over_target": "<= 1"},
     "rollout": {"p99_during_rollout_over_steady": "<= 3", "failed_requests": "<= 0"},
     "serve": {"grpc_p50_b1_over_inprocess": "<= 1.5", "throughput_batch64_over_batch1": ">= 3"},
     "train": {"lake_over_memory_examples_per_s": ">= 0.9"},
