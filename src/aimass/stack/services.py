@@ -322,9 +322,11 @@ def start(settings: Settings, names: Iterable[str] = SERVICES) -> None:
 
 
 def wait_ready(
-    settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 180.0
+    settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 300.0
 ) -> None:
-    """Wait until each service with a health URL answers; fail with its log tail if it died."""
+    """Wait until each service with a health URL answers (MLflow: and its service user is
+    provisioned); fail with its log tail if it died. A first start on two busy cores took
+    165 s, 135 s of it waiting for MLflow."""
     defs = definitions(settings)
     deadline = time.monotonic() + timeout_s
     for name in names:
