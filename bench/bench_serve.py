@@ -324,6 +324,12 @@ def client_call(
     return call, client
 
 
+def _json_number(value: np.generic) -> Any:
+    """A numpy scalar as JSON has it: a missing float (NaN) is null."""
+    item = value.item()
+    return None if isinstance(item, float) and item != item else item
+
+
 def rest_call(rest_url: str, batches: list[dict[str, np.ndarray]]) -> tuple[Call, Any]:
     host, port = rest_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -333,12 +339,12 @@ def rest_call(rest_url: str, batches: list[dict[str, np.ndarray]]) -> tuple[Call
         n = len(next(iter(batch.values())))
         instances = [
             {
-                k: (v[r].decode("utf-8") if isinstance(v[r], bytes) else v[r].item())
+                k: (v[r].decode("utf-8") if isinstance(v[r], bytes) else _json_number(v[r]))
                 for k, v in batch.items()
             }
             for r in range(n)
         ]
-        bodies.append(json.dumps({"instances": instances}).encode("utf-8"))
+        bodies.append(json.dumps({"instances": instances}, allow_nan=False).encode("utf-8"))
     headers = {"Content-Type": "application/json"}
 
     def call(i: int) -> Any:

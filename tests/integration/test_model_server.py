@@ -533,3 +533,39 @@ def test_batching_gives_the_same_predictions_as_no_batching_under_concurrency(
         if k[0] == "aimass_serving_requests_total" and ("method", "predict") in k[1]
     )
     assert predicts == len(requests) + 1
+
+
+# --------------------------------------------------------------------------- control plane
+
+
+def test_the_control_plane_can_have_its_own_port_or_be_off(tmp_path: Path) -> None:
+    from aimass.serving.server import ModelServer
+
+    base, _ = _models(tmp_path)
+    config = server_config([model_config(MODEL, base, [1], {"stable": 1})])
+    reload = server_config([model_config(MODEL, base, [1, 2], {"stable": 1})])
+    control_port = free_port()
+    with ModelServer(config, poll_seconds=0, rest_port=None, control_port=control_port) as split:
+        with ServingClient(split.grpc_target, "http://127.0.0.1:9") as main:
+            with pytest.raises(
+                ServingError, match=f"PERMISSION_DENIED.*control port .*{control_port}"
+            ):
+                main.reload_config(reload)
+            assert main.model_status(MODEL)[0]["state"] == "AVAILABLE"  # status stays here
+        with ServingClient(f"127.0.0.1:{control_port}", "http://127.0.0.1:9") as control:
+            with pytest.raises(ServingError, match="UNIMPLEMENTED"):  # no Predict there
+                control.predict_grpc(MODEL, FEATURES)
+            control.reload_config(reload)
+            control.wait_available(MODEL, 2, timeout_s=30)
+            with pytest.raises(ServingError, match="PERMISSION_DENIED.*serving root"):
+                control.reload_config(server_config([model_config(MODEL, "/tmp", [1], {})]))
+
+    with ModelServer(config, poll_seconds=0, rest_port=None, control_plane=False) as off:
+        with ServingClient(off.grpc_target, "http://127.0.0.1:9") as client:
+            with pytest.raises(ServingError, match=r"PERMISSION_DENIED.*--control_plane=off"):
+                client.reload_config(reload)
+            np.testing.assert_allclose(
+                client.predict_grpc(MODEL, FEATURES, label="stable")["probabilities"],
+                expected(1),
+                rtol=1e-5,
+            )

@@ -126,13 +126,14 @@ BatchFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 class _Task:
-    __slots__ = ("inputs", "rows", "future", "enqueued")
+    __slots__ = ("inputs", "rows", "future", "enqueued", "deadline")
 
-    def __init__(self, inputs: Mapping[str, np.ndarray], rows: int) -> None:
+    def __init__(self, inputs: Mapping[str, np.ndarray], rows: int, deadline: float | None) -> None:
         self.inputs = inputs
         self.rows = rows
         self.future: futures.Future[dict[str, np.ndarray]] = futures.Future()
         self.enqueued = time.monotonic()
+        self.deadline = deadline  # time.monotonic() after which the caller no longer waits
 
 
 class _Batch:
@@ -187,22 +188,27 @@ class Batcher:
         inputs: Mapping[str, np.ndarray],
         fn: BatchFn,
         labels: tuple[str, ...] = (),
+        *,
+        deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
         """``fn(inputs)``, batched with concurrent calls of the same `key` and input layout.
 
         Calls with the same `key` must pass equivalent `fn` (the batch runs the first one's).
         Inputs without a common first dimension, empty ones, and ones with more rows than
-        `max_batch_size` run alone, at once, in the caller's thread.
+        `max_batch_size` run alone, at once, in the caller's thread. A call whose `deadline`
+        (``time.monotonic()``) passes while it is queued is answered DEADLINE_EXCEEDED and
+        left out of its batch: nobody waits for its answer any more.
 
         Raises:
             ServableError: RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE once the
-                batcher is stopped, or whatever `fn` raised for this call's rows.
+                batcher is stopped, DEADLINE_EXCEEDED, or whatever `fn` raised for this
+                call's rows.
         """
         rows = _batch_rows(inputs)
         if rows is None or rows > self.options.max_batch_size:
             return fn(dict(inputs))
         queue = (key, _layout(inputs))
-        task = _Task(inputs, rows)
+        task = _Task(inputs, rows, deadline)
         with self._cond:
             if self._stopped:
                 raise ServableError(grpc.StatusCode.UNAVAILABLE, "the batch scheduler is stopped")
@@ -224,7 +230,14 @@ class Batcher:
             if batch.rows >= self.options.max_batch_size:
                 self._close(queue)
             self._cond.notify()
-        return task.future.result()
+        if deadline is None:
+            return task.future.result()
+        try:
+            return task.future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except (futures.TimeoutError, futures.CancelledError):
+            if task.future.cancelled() or task.future.cancel():
+                raise _expired() from None
+            return task.future.result()  # its batch is running: the answer is on the way
 
     def pending(self) -> int:
         """Requests queued and not yet taken by a batch thread."""
@@ -282,7 +295,15 @@ class Batcher:
 
     def _execute(self, batch: _Batch) -> None:
         started = time.monotonic()
-        tasks = batch.tasks
+        tasks = []
+        for task in batch.tasks:
+            if task.deadline is not None and task.deadline <= started:
+                task.future.cancel()  # its caller answers DEADLINE_EXCEEDED
+            elif task.future.set_running_or_notify_cancel():
+                tasks.append(task)
+        if not tasks:
+            return
+        rows = sum(task.rows for task in tasks)
         if len(tasks) == 1:
             _resolve(tasks[0], batch.fn)
         else:
@@ -295,7 +316,7 @@ class Batcher:
                 logger.debug("batch of %d requests failed; running them one by one", len(tasks))
                 outputs = None
             if outputs is not None and all(
-                value.ndim and value.shape[0] == batch.rows for value in outputs.values()
+                value.ndim and value.shape[0] == rows for value in outputs.values()
             ):
                 start = 0
                 for task in tasks:
@@ -307,7 +328,14 @@ class Batcher:
                     _resolve(task, batch.fn)
         if self._observe is not None:
             waits = [started - task.enqueued for task in tasks]
-            self._observe(batch.labels, batch.rows, len(tasks), waits)
+            self._observe(batch.labels, rows, len(tasks), waits)
+
+
+def _expired() -> ServableError:
+    return ServableError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "the request's deadline passed while it waited for a batch; it was not run",
+    )
 
 
 def _resolve(task: _Task, fn: BatchFn) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -287,7 +288,10 @@ class ServingClient:
         label: str | None,
     ) -> dict[str, Any]:
         url = f"{self.rest_url}{path}"
-        data = json.dumps(body, default=_json_default).encode("utf-8") if body is not None else None
+        data = None
+        if body is not None:  # strict JSON: a NaN (a missing float) travels as null
+            text = json.dumps(_nan_to_null(body), default=_json_default, allow_nan=False)
+            data = text.encode("utf-8")
         request = urllib.request.Request(
             url, data=data, method=method, headers={"Content-Type": "application/json"}
         )
@@ -353,6 +357,22 @@ def _jsonable(value: Any) -> Any:
         return value.decode("utf-8")
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
+    return value
+
+
+def _nan_to_null(value: Any) -> Any:
+    """`value` with every float NaN (TF Serving's missing float) as None: JSON has no NaN, and
+    the server reads null as a missing float."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _nan_to_null(_jsonable(value))
+    if isinstance(value, np.floating):
+        return _nan_to_null(float(value))
     return value
 
 

@@ -166,3 +166,14 @@ def _base_path_str(base_path: str | Path) -> str:
         return text
     # TF Serving requires absolute base paths (relative ones need model_config_list_root_dir).
     return str(Path(text).expanduser().resolve())
+
+
+def single_model_config(name: str, base_path: str | Path) -> ModelServerConfig:
+    """The config ``--model_name/--model_base_path`` stand for: one model, latest version."""
+    config = ModelServerConfig()
+    model = config.model_config_list.config.add()
+    model.name = name
+    model.base_path = str(Path(base_path).expanduser().resolve())
+    model.model_platform = "tensorflow"
+    model.model_version_policy.latest.num_versions = 1
+    return config

@@ -1,4 +1,10 @@
-"""What the gRPC and REST front ends share: one request's accounting, predict, status, metadata."""
+"""What the gRPC and REST front ends share: one request's accounting, predict, status, metadata.
+
+`Frontend.predict` is the one path every Predict takes: resolve the version, check the inputs
+against its signature (`aimass.serving.tensors.check_inputs`), run it (through the batcher
+when batching is on), and only then hand the request to the request log, so the log holds
+validated requests only.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,12 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from aimass.serving.batching import Batcher
+from aimass.serving.limits import ServerLimits
 from aimass.serving.manager import ModelManager
 from aimass.serving.metrics import ServerMetrics
 from aimass.serving.request_log import RequestLog
-from aimass.serving.servables import DEFAULT_SIGNATURE, LoadedModel, ServableError, short
+from aimass.serving.servables import LoadedModel, ServableError, short
+from aimass.serving.tensors import check_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,7 @@ class Frontend:
         metrics: ServerMetrics | None = None,
         batcher: Batcher | None = None,
         request_log: RequestLog | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.manager = manager
         self.metrics = metrics or ServerMetrics(
@@ -54,6 +63,7 @@ class Frontend:
         )
         self.batcher = batcher
         self.request_log = request_log
+        self.limits = limits or ServerLimits()
 
     def predict(
         self,
@@ -63,22 +73,36 @@ class Frontend:
         output_filter: Sequence[str],
         call: Call,
         resolved: tuple[int, LoadedModel] | None = None,
+        *,
+        deadline: float | None = None,
     ) -> tuple[int, dict[str, np.ndarray]]:
         """Run the signature of the version `spec` names (or `resolved`, when the caller already
-        resolved it), through the batcher when batching is on."""
+        resolved it), through the batcher when batching is on.
+
+        Args:
+            deadline: ``time.monotonic()`` after which nobody waits for the answer (a gRPC
+                deadline): a request still queued for a batch then is not run.
+
+        Raises:
+            ServableError: what `check_inputs` refuses, NOT_FOUND for an unknown version,
+                DEADLINE_EXCEEDED, or the model's own error.
+        """
         version, loaded = resolved or self.manager.resolve(spec)
         call.version = str(version)
-        signature = signature or DEFAULT_SIGNATURE
-        if self.request_log is not None:  # sampled, in memory: the flush thread writes
-            self.request_log.record(spec.name, version, inputs)
+        sig = loaded.signature(signature)
+        check_inputs(sig, inputs, output_filter, max_rows=self.limits.max_request_rows)
         batcher = self.batcher
         if batcher is None:
-            return version, loaded.predict(signature, inputs, output_filter)
-        loaded.check(signature, inputs, output_filter)  # a bad request fails alone, unbatched
-        wanted = tuple(output_filter)
-        key = (spec.name, version, id(loaded), signature, wanted)  # `fn` keeps `loaded` alive
-        fn = functools.partial(loaded.run, signature, output_filter=wanted)
-        return version, batcher.run(key, inputs, fn, labels=(spec.name, str(version)))
+            outputs = loaded.run(sig, inputs, output_filter)
+        else:
+            wanted = tuple(output_filter)
+            key = (spec.name, version, id(loaded), sig.name, wanted)  # `fn` keeps `loaded` alive
+            fn = functools.partial(loaded.run, sig, output_filter=wanted)
+            labels = (spec.name, call.version)
+            outputs = batcher.run(key, inputs, fn, labels=labels, deadline=deadline)
+        if self.request_log is not None:  # sampled, in memory: the flush thread writes
+            self.request_log.record(spec.name, version, inputs)
+        return version, outputs
 
     def observe_batch(
         self, labels: tuple[str, ...], rows: int, requests: int, waits: list[float]
@@ -102,8 +126,16 @@ class Frontend:
         )
 
     def answer_grpc(self, context: grpc.ServicerContext, call: Call, run: Callable[[], _T]) -> _T:
+        """`run()`'s answer, or its error as the call's status; counted either way."""
         code = grpc.StatusCode.OK
         try:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                raise ServableError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "the request's deadline passed before the server could start it; "
+                    "it was not run",
+                )
             return run()
         except ServableError as exc:
             code = exc.code

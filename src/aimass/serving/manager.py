@@ -9,23 +9,26 @@ only while another configured version of the model stays available.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import model_pb2
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from aimass.serving.config import SAVED_MODEL_FILE, list_versions
 from aimass.serving.servables import (
+    WARMUP_FILE,
     LoadedModel,
     ServableError,
     load_saved_model,
-    replay_warmup,
     short,
 )
+from aimass.serving.tensors import check_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +287,28 @@ class ModelManager:
                 for label, version in labels.items()
             }
 
+    def unavailable(self, config: model_server_config_pb2.ModelServerConfig) -> list[str]:
+        """The models of `config` with no AVAILABLE version, each with its versions' states."""
+        failed = []
+        for model in config.model_config_list.config:
+            spec = model_pb2.ModelSpec(name=model.name)
+            try:
+                self.resolve(spec)
+            except ServableError:
+                try:
+                    states = self.status(spec)
+                except ServableError:
+                    states = []
+                described = "; ".join(
+                    f"version {s.version} {s.state}"
+                    + (f": {s.error_message}" if s.error_message else "")
+                    for s in states
+                )
+                failed.append(
+                    f"{model.name} ({described or 'no version found under its base path'})"
+                )
+        return failed
+
     # ---- requests
 
     def resolve(self, spec: model_pb2.ModelSpec) -> tuple[int, LoadedModel]:
@@ -387,3 +412,40 @@ def _desired_versions(model: model_server_config_pb2.ModelConfig) -> list[int]:
         return on_disk
     count = policy.latest.num_versions if kind == "latest" else 0
     return on_disk[-(count or 1) :]
+
+
+def replay_warmup(loaded: LoadedModel, path: Path) -> int:
+    """Replay the PredictionLog records in assets.extra/tf_serving_warmup_requests; the count."""
+    warmup = path / WARMUP_FILE
+    if not warmup.is_file():
+        return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(str(warmup)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        if log.WhichOneof("log_type") != "predict_log":
+            raise ValueError(f"warm-up record {count} in {warmup} is not a predict_log")
+        request = log.predict_log.request
+        inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+        signature = loaded.signature(request.model_spec.signature_name)
+        check_inputs(signature, inputs, list(request.output_filter))
+        loaded.run(signature, inputs, list(request.output_filter))
+        count += 1
+    return count
+
+
+def outside_root(
+    config: model_server_config_pb2.ModelServerConfig, root: Path
+) -> list[tuple[str, str]]:
+    """(model, base path) of every model whose base path, links resolved, is not under `root`."""
+    real_root = Path(os.path.realpath(root))
+    return [
+        (model.name, model.base_path)
+        for model in config.model_config_list.config
+        if not Path(os.path.realpath(model.base_path or "/")).is_relative_to(real_root)
+    ]
+
+
+def default_base_root(config: model_server_config_pb2.ModelServerConfig) -> Path | None:
+    """The folder holding every model's base path when they share one (the serving root)."""
+    parents = {Path(model.base_path).parent for model in config.model_config_list.config}
+    return parents.pop() if len(parents) == 1 else None

@@ -1,29 +1,44 @@
-"""TF Serving's REST API: ``/v1/models/...`` routes, JSON <-> numpy, and the metrics route."""
+"""TF Serving's REST API as a Starlette app: its routes and error shape, with request limits.
+
+Routes (TF Serving's): ``GET /v1/models/<m>[/versions/<v>|/labels/<l>][/metadata]``,
+``POST /v1/models/<m>[/versions/<v>|/labels/<l>]:predict`` and
+``GET /monitoring/prometheus/metrics``. Every error is ``{"error": "..."}`` with an HTTP status
+mapped from the gRPC code, wrong methods included (405).
+
+A :predict body is read by `RestApi` itself, against a deadline and a size limit (408, 413) and
+a budget of body bytes in flight; once read, at most ``rest_max_concurrent_requests`` requests
+are answered at once (503 with ``Retry-After`` beyond). Parsing, validation and the model run
+happen on a thread pool, so the event loop keeps accepting, timing out and refusing
+connections while models run. Connection-level limits (header size and time, connections)
+live in `aimass.serving.http_server`.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler
+from concurrent import futures
 from typing import Any
-from urllib.parse import unquote
 
 import grpc
-import numpy as np
-import tensorflow as tf
 from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from aimass.serving.frontend import Call, Frontend, metadata_response, status_response
+from aimass.serving.limits import ServerLimits
 from aimass.serving.metrics import CONTENT_TYPE, METRICS_PATH
-from aimass.serving.servables import DEFAULT_SIGNATURE, ServableError, short
+from aimass.serving.rest_json import parse_body, request_inputs, response_body
+from aimass.serving.servables import ServableError, invalid, short
 
 logger = logging.getLogger(__name__)
-
 
 _PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -33,7 +48,7 @@ _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE,
 )
-_HTTP_STATUS = {
+HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -47,219 +62,239 @@ _HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+_JSON = "application/json"
+# Bodies up to this size are answered on the event loop (unless batching, which waits for a
+# batch): parsing them and running a small model costs less than the hop to the pool.
+INLINE_BYTES = 16 * 1024
+_CLOSE = {"Connection": "close"}  # the body was not read to its end: the connection cannot go on
+_JSON_OPTIONS = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before its body arrived."""
 
 
 def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=unquote(name))
+    spec = model_pb2.ModelSpec(name=name)  # the ASGI path is already percent-decoded
     if version:
         spec.version.value = int(version)
     elif label:
-        spec.version_label = unquote(label)
+        spec.version_label = label
     return spec
 
 
-def _to_array(values: Any, dtype: tf.DType, key: str) -> np.ndarray:
-    try:
-        if dtype == tf.string:
-            return np.array(_decode_json_strings(values), dtype=object)
-        return np.asarray(values, dtype=dtype.as_numpy_dtype)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ServableError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"input {key!r} cannot be read as {dtype.name}: {exc}",
-        ) from exc
-
-
-def _decode_json_strings(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode_json_strings(item) for item in value]
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"], validate=True)
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise TypeError(f"expected a string or {{'b64': ...}}, got {value!r}")
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return _to_json(value.tolist()) if value.dtype == object else value.tolist()
-    if isinstance(value, list):
-        return [_to_json(item) for item in value]
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return {"b64": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def rest_predict(
-    frontend: Frontend, spec: model_pb2.ModelSpec, body: bytes, call: Call | None = None
-) -> dict[str, Any]:
-    """Answer a REST :predict body in TF Serving's row (instances) or columnar (inputs) format."""
-    call = call or Call("rest", "predict", spec)
-    try:
-        request = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {exc}") from exc
-    if not isinstance(request, dict):
-        raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, "JSON Value is not an object")
-    if ("instances" in request) == ("inputs" in request):
-        raise ServableError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "Missing 'inputs' or 'instances' key"
-            if "instances" not in request
-            else "Not formatted correctly, either 'instances' or 'inputs' should be specified, not both",
-        )
-    signature = request.get("signature_name") or DEFAULT_SIGNATURE
-    version, loaded = frontend.manager.resolve(spec)
-    call.version = str(version)
-    dtypes = loaded.input_dtypes(signature)
-    row_format = "instances" in request
-    columns = _instances_to_columns(request["instances"], dtypes) if row_format else None
-    if columns is None:
-        raw = request["inputs"]
-        named = isinstance(raw, dict) and set(raw) != {"b64"}
-        if not named and len(dtypes) != 1:
-            raise ServableError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"'inputs' must name the signature's inputs {sorted(dtypes)} in an object",
-            )
-        columns = raw if named else {next(iter(dtypes)): raw}
-    arrays = {
-        key: _to_array(values, dtypes.get(key, tf.string), key) for key, values in columns.items()
-    }
-    _, outputs = frontend.predict(spec, signature, arrays, (), call, (version, loaded))
-    if not row_format:
-        if len(outputs) == 1:
-            return {"outputs": _to_json(next(iter(outputs.values())))}
-        return {"outputs": {key: _to_json(value) for key, value in outputs.items()}}
-    batch = {value.shape[0] if value.ndim else -1 for value in outputs.values()}
-    if len(batch) != 1 or -1 in batch:
-        raise ServableError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "Tensor outputs do not share a batch dimension; use the columnar 'inputs' format",
-        )
-    if len(outputs) == 1:
-        return {"predictions": _to_json(next(iter(outputs.values())))}
-    rows = batch.pop()
-    return {
-        "predictions": [
-            {key: _to_json(value[i]) for key, value in outputs.items()} for i in range(rows)
-        ]
-    }
-
-
-def _instances_to_columns(instances: Any, dtypes: Mapping[str, tf.DType]) -> dict[str, list]:
-    if not isinstance(instances, list) or not instances:
-        raise ServableError(
-            grpc.StatusCode.INVALID_ARGUMENT, "'instances' must be a non-empty JSON list"
-        )
-    named = [isinstance(item, dict) and set(item) != {"b64"} for item in instances]
-    if all(named):
-        columns: dict[str, list] = {}
-        for index, item in enumerate(instances):
-            if set(item) != set(dtypes):
-                raise ServableError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"instance {index} has keys {sorted(item)}; the signature expects "
-                    f"{sorted(dtypes)}",
-                )
-            for key, value in item.items():
-                columns.setdefault(key, []).append(value)
-        return columns
-    if not any(named) and len(dtypes) == 1:
-        return {next(iter(dtypes)): instances}
-    raise ServableError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"'instances' must be objects naming the inputs {sorted(dtypes)} "
-        "(a list of plain values works only for a single-input signature)",
+def _busy(what: str, retry_after_s: int, *, body_unread: bool) -> ServableError:
+    headers = {"Retry-After": str(retry_after_s), **(_CLOSE if body_unread else {})}
+    return ServableError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"the server is busy ({what}); retry after {retry_after_s} s",
+        headers=headers,
     )
 
 
-class RestHandler(BaseHTTPRequestHandler):
-    frontend: Frontend  # set on the subclass made by ModelServer
-    protocol_version = "HTTP/1.1"
-    server_version = "aimass-model-server"
-    # Headers and body leave in one segment, without waiting for the client's delayed ACK
-    # (otherwise every answer on a kept-alive connection stalls ~40 ms).
-    disable_nagle_algorithm = True
-    wbufsize = 64 * 1024
+class RestApi:
+    """The REST front end of one `Frontend`; `app` is the ASGI application.
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._dispatch("GET")
+    Args:
+        frontend: the models, batcher, metrics and request log shared with gRPC.
+        limits: body size and time, JSON depth, requests answered at once.
+        pool: threads that parse, validate and run the requests (one per request answered).
+    """
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
+    def __init__(
+        self, frontend: Frontend, limits: ServerLimits, pool: futures.ThreadPoolExecutor
+    ) -> None:
+        self.frontend = frontend
+        self.limits = limits
+        self.pool = pool
+        # Both counters change on the event loop's thread only.
+        self.inline_bytes = INLINE_BYTES
+        self.answering = 0  # requests whose body is in, being answered
+        self.body_bytes = 0  # bytes of bodies still arriving
+        self.app = Starlette(
+            routes=[
+                Route(METRICS_PATH, self._metrics, methods=["GET"]),
+                Route("/v1/{path:path}", self._v1, methods=["GET", "POST"]),
+            ],
+            exception_handlers={HTTPException: self._http_error},
+        )
 
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if method == "GET" and path == METRICS_PATH:
-            self._send(200, self.frontend.metrics.render().encode("utf-8"), CONTENT_TYPE)
-            return
-        call: list[Call] = []  # the routed request, once known
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.frontend.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """404 and 405 from the router, as TF Serving's error objects."""
+        assert isinstance(exc, HTTPException)
+        method, path = request.scope["method"], request.scope["path"]
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "GET")
+            message = f"{method} is not allowed on {path}; use {allowed}"
+        elif exc.status_code == 404:
+            message = (
+                f"no route for {method} {path}; the API is /v1/models/<model>[...] and "
+                f"{METRICS_PATH}"
+            )
+        else:
+            message = str(exc.detail)
+        return self._error_response(exc.status_code, message, exc.headers)
+
+    def _error_response(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        headers = dict(headers or {})
+        if status == 503:
+            headers.setdefault("Retry-After", str(self.limits.retry_after_s))
+        body = json.dumps({"error": message}).encode("utf-8")
+        return Response(body, status_code=status, headers=headers, media_type=_JSON)
+
+    async def _v1(self, request: Request) -> Response:
+        scope = request.scope
+        method, path = scope["method"], scope["path"]
+        call: Call | None = None
         try:
-            payload = self._route(method, path, body, call)
-            code, status = 200, grpc.StatusCode.OK
+            if method == "POST":
+                match = _PREDICT_PATH.fullmatch(path)
+                if match is None:
+                    raise invalid(
+                        f"Malformed request: POST {path}; predict with POST "
+                        "/v1/models/<model>[/versions/<v>|/labels/<l>]:predict"
+                    )
+                name, version, label, verb = match.groups()
+                spec = _model_spec(name, version, label)
+                call = Call("rest", verb.lower(), spec)
+                if verb.lower() != "predict":
+                    raise ServableError(
+                        grpc.StatusCode.UNIMPLEMENTED, f":{verb} is not served by the local server"
+                    )
+                content = await self._predict(request, spec, call)
+            else:
+                match = _STATUS_PATH.fullmatch(path)
+                if match is None:
+                    raise invalid(
+                        f"Malformed request: {method} {path}; use GET "
+                        "/v1/models/<model>[/versions/<v>|/labels/<l>][/metadata]"
+                    )
+                name, version, label, metadata = match.groups()
+                spec = _model_spec(name or "", version, label)
+                call = Call("rest", "metadata" if metadata else "status", spec)
+                if not name:
+                    raise invalid("Missing model name in request.")
+                content = json.dumps(self._describe(spec, call, bool(metadata))).encode("utf-8")
         except ServableError as exc:
-            payload, code = {"error": exc.message}, _HTTP_STATUS.get(exc.code, 500)
-            status = exc.code
+            if call is not None:
+                self.frontend.finish(call, exc.code)
+            status = exc.http_status or HTTP_STATUS.get(exc.code, 500)
+            return self._error_response(status, exc.message, exc.headers)
+        except _ClientGone:
+            if call is not None:
+                self.frontend.finish(call, grpc.StatusCode.CANCELLED)
+            return Response(status_code=400)  # nobody reads it: the connection is gone
         except Exception as exc:
             logger.exception("REST %s %s failed", method, path)
-            payload, code, status = {"error": short(exc)}, 500, grpc.StatusCode.INTERNAL
-        if call:
-            self.frontend.finish(call[0], status)
-        self._send(code, json.dumps(payload).encode("utf-8"), "application/json")
+            if call is not None:
+                self.frontend.finish(call, grpc.StatusCode.INTERNAL)
+            return self._error_response(500, short(exc))
+        self.frontend.finish(call, grpc.StatusCode.OK)
+        return Response(content, media_type=_JSON)
 
-    def _send(self, code: int, data: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _route(self, method: str, path: str, body: bytes, call: list[Call]) -> dict[str, Any]:
-        if not path.lower().startswith("/v1/"):
-            raise ServableError(grpc.StatusCode.NOT_FOUND, f"no route for {method} {path}")
+    def _describe(self, spec: model_pb2.ModelSpec, call: Call, metadata: bool) -> dict[str, Any]:
         manager = self.frontend.manager
-        if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
-            name, version, label, verb = match.groups()
-            spec = _model_spec(name, version, label)
-            call.append(Call("rest", verb.lower(), spec))
-            if verb.lower() != "predict":
-                raise ServableError(
-                    grpc.StatusCode.UNIMPLEMENTED, f":{verb} is not served by the local server"
-                )
-            return rest_predict(self.frontend, spec, body, call[0])
-        if method == "GET" and (match := _STATUS_PATH.fullmatch(path)):
-            name, version, label, metadata = match.groups()
-            spec = _model_spec(name or "", version, label)
-            call.append(Call("rest", "metadata" if metadata else "status", spec))
-            if not name:
-                raise ServableError(
-                    grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request."
-                )
-            options = {
-                "preserving_proto_field_name": True,
-                "always_print_fields_with_no_presence": True,
-            }
-            if metadata:
-                response = metadata_response(manager, spec, call[0])
-                signature_map = get_model_metadata_pb2.SignatureDefMap()
-                response.metadata["signature_def"].Unpack(signature_map)
-                return {
-                    "model_spec": json_format.MessageToDict(response.model_spec, **options),
-                    "metadata": {
-                        "signature_def": json_format.MessageToDict(signature_map, **options)
-                    },
-                }
-            status = status_response(manager, spec, call[0])
-            return json_format.MessageToDict(status, **options)
-        raise ServableError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
+        if not metadata:
+            return json_format.MessageToDict(status_response(manager, spec, call), **_JSON_OPTIONS)
+        response = metadata_response(manager, spec, call)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return {
+            "model_spec": json_format.MessageToDict(response.model_spec, **_JSON_OPTIONS),
+            "metadata": {
+                "signature_def": json_format.MessageToDict(signature_map, **_JSON_OPTIONS)
+            },
+        }
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
-        logger.debug("REST %s", format % args)
+    async def _predict(self, request: Request, spec: model_pb2.ModelSpec, call: Call) -> bytes:
+        limit = self.limits.rest_max_concurrent_requests
+        busy = f"{limit} requests being answered; --rest_max_concurrent_requests"
+        if self.answering >= limit:  # refuse before reading a body that would wait anyway
+            raise _busy(busy, self.limits.retry_after_s, body_unread=True)
+        body = await self._read_body(request)
+        if self.answering >= limit:
+            raise _busy(busy, self.limits.retry_after_s, body_unread=False)
+        self.answering += 1
+        try:
+            if len(body) <= self.inline_bytes and self.frontend.batcher is None:
+                # A small request costs less than a hop to the pool and back.
+                return self._answer(spec, body, call)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, self._answer, spec, body, call)
+        finally:
+            self.answering -= 1
+
+    def _answer(self, spec: model_pb2.ModelSpec, body: bytes, call: Call) -> bytes:
+        """Parse, validate, run and encode one :predict (on a pool thread)."""
+        request = parse_body(body, self.limits.rest_max_json_depth)
+        name = request.get("signature_name") or ""
+        if not isinstance(name, str):
+            raise invalid("'signature_name' must be a string")
+        version, loaded = self.frontend.manager.resolve(spec)
+        call.version = str(version)
+        signature = loaded.signature(name)
+        row_format, inputs = request_inputs(request, signature, self.limits.max_request_rows)
+        _, outputs = self.frontend.predict(
+            spec, signature.name, inputs, (), call, (version, loaded)
+        )
+        return response_body(outputs, row_format)
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The whole body, within the size limit, the deadline and the bytes-in-flight budget."""
+        limits = self.limits
+        limit = limits.rest_max_body_bytes
+        for name, value in request.scope["headers"]:
+            if name == b"content-length":  # the HTTP parser has checked it is a number
+                if int(value) > limit:
+                    raise _too_large(f"{int(value)} bytes", limit)
+                break
+        receive = request.receive
+        chunks: list[bytes] = []
+        held = 0
+        try:
+            async with asyncio.timeout(limits.rest_body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        held += len(chunk)
+                        self.body_bytes += len(chunk)
+                        if held > limit:
+                            raise _too_large(f"more than {limit} bytes", limit)
+                        if self.body_bytes > limits.rest_max_inflight_body_bytes:
+                            raise _busy(
+                                "too many request bodies arriving; --rest_max_inflight_body_bytes",
+                                limits.retry_after_s,
+                                body_unread=True,
+                            )
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise ServableError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request body did not arrive within {limits.rest_body_timeout_s:g} s "
+                f"(--rest_body_timeout_seconds; {held} bytes came)",
+                http_status=408,
+                headers=_CLOSE,
+            ) from None
+        finally:
+            self.body_bytes -= held
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(size: str, limit: int) -> ServableError:
+    return ServableError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"the request body is {size}; this server takes at most {limit} bytes "
+        "(--rest_max_body_bytes): send fewer instances per request",
+        http_status=413,
+        headers=_CLOSE,
+    )

@@ -28,22 +28,22 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
-from tensorflow_serving.apis import model_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from aimass.platform.errors import ConfigError, ServingError
 from aimass.platform.settings import Settings
 from aimass.serving.batching import Batcher, BatchingOptions, read_batching_parameters
-from aimass.serving.config import read_config
+from aimass.serving.config import read_config, single_model_config
 from aimass.serving.frontend import Frontend
-from aimass.serving.grpc_api import ModelService, PredictionService
-from aimass.serving.manager import ModelManager, Servable
+from aimass.serving.grpc_api import ControlPlane, start_grpc_server
+from aimass.serving.http_server import RestServer
+from aimass.serving.limits import ServerLimits, add_limit_flags, limits_from_args
+from aimass.serving.manager import ModelManager, default_base_root
 from aimass.serving.request_log import RequestLog
-from aimass.serving.rest_api import RestHandler
+from aimass.serving.rest_api import RestApi
 from aimass.serving.servables import ServableError
 from aimass.serving.tensors import fill_tensor_proto, tensor_to_ndarray
 
@@ -53,6 +53,7 @@ __all__ = [
     "BatchingOptions",
     "ModelServer",
     "ServableError",
+    "ServerLimits",
     "fill_tensor_proto",
     "main",
     "parse_args",
@@ -62,8 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
 
 class ModelServer:
@@ -81,6 +80,12 @@ class ModelServer:
             request on its own, as TF Serving without ``--enable_batching``.
         request_log: records a sample of the Predict requests' features under its directory
             (``aimass.serving.request_log.RequestLog``); None (the default) records nothing.
+        limits: what a request and a connection may cost (`ServerLimits`' defaults when None).
+        control_plane: whether HandleReloadConfigRequest is served at all.
+        control_host, control_port: serve it on its own gRPC address instead of the main port
+            (which then refuses it); None keeps it on the main port, as TF Serving.
+        model_base_root: a reload's base paths must resolve under this folder; None: the
+            folder holding the initial config's base paths, else ``Settings.serving_base``.
 
     Metrics are served on the REST port at ``GET /monitoring/prometheus/metrics``.
     """
@@ -97,11 +102,17 @@ class ModelServer:
         max_workers: int = 8,
         batching: BatchingOptions | None = None,
         request_log: RequestLog | None = None,
+        limits: ServerLimits | None = None,
+        control_plane: bool = True,
+        control_host: str | None = None,
+        control_port: int | None = None,
+        model_base_root: str | Path | None = None,
     ) -> None:
         if config is None and config_file is None:
             raise ConfigError("ModelServer needs a config or a config_file; pass one of them")
+        self.limits = limits or ServerLimits()
         self.manager = ModelManager()
-        self.frontend = Frontend(self.manager, request_log=request_log)
+        self.frontend = Frontend(self.manager, request_log=request_log, limits=self.limits)
         self.request_log = request_log
         self.metrics = self.frontend.metrics
         self.batching = batching
@@ -113,8 +124,14 @@ class ModelServer:
         self.rest_port = rest_port
         self._poll_seconds = poll_seconds
         self._max_workers = max_workers
+        self.control_plane = control_plane
+        self.control_host = control_host or host
+        self.control_port = control_port
+        self.model_base_root = Path(model_base_root) if model_base_root is not None else None
         self._grpc: grpc.Server | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._control: grpc.Server | None = None
+        self._rest: RestServer | None = None
+        self._rest_pool: futures.ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -139,7 +156,15 @@ class ModelServer:
             self.manager.apply(config)
         except ServableError as exc:
             raise ServingError(f"model server config rejected: {exc.message}") from exc
-        self._check_models_available(config)
+        failed = self.manager.unavailable(config)
+        if failed:
+            raise ServingError(
+                f"{len(failed)} model(s) did not become available: {', '.join(failed)}; "
+                "check the base paths and the SavedModels (python -m aimass.serving.server logs "
+                "the load errors)"
+            )
+        if self.model_base_root is None:
+            self.model_base_root = default_base_root(config) or Settings.from_env().serving_base
         if self.batching is not None:
             self.frontend.batcher = Batcher(self.batching, observe=self.frontend.observe_batch)
             logger.info("batching Predict requests: %s", self.batching)
@@ -147,26 +172,35 @@ class ModelServer:
             self.request_log.start()
         self._start_grpc()
         if self.rest_port is not None:
-            self._start_rest()
+            self._rest_pool = futures.ThreadPoolExecutor(
+                self.limits.rest_max_concurrent_requests, thread_name_prefix="rest"
+            )
+            api = RestApi(self.frontend, self.limits, self._rest_pool)
+            self._rest = RestServer(api.app, self.host, self.rest_port, self.limits).start()
+            self.rest_port = self._rest.port
         if self._poll_seconds > 0:
             self._spawn("model-server-poll", self._poll_loop)
         logger.info(
-            "model server up: gRPC on %s, REST on %s",
+            "model server up: gRPC on %s, REST on %s, control plane %s",
             self.grpc_target,
             self.rest_url if self.rest_port is not None else "(disabled)",
+            self._control_description(),
         )
         return self
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop serving (in-flight requests get `grace` seconds) and unload every model."""
         self._stopping.set()
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
-            self._grpc = None
+        if self._rest is not None:
+            self._rest.stop(grace)
+            self._rest = None
+        for server in (self._grpc, self._control):
+            if server is not None:
+                server.stop(grace).wait()
+        self._grpc = self._control = None
+        if self._rest_pool is not None:
+            self._rest_pool.shutdown(wait=False, cancel_futures=True)
+            self._rest_pool = None
         if self.frontend.batcher is not None:
             self.frontend.batcher.stop()
             self.frontend.batcher = None
@@ -190,64 +224,46 @@ class ModelServer:
         self._config_text = self._config_file.read_bytes()
         return config
 
-    def _check_models_available(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        failed = []
-        for model in config.model_config_list.config:
-            try:
-                self.manager.resolve(model_pb2.ModelSpec(name=model.name))
-            except ServableError:
-                try:
-                    states = self.manager.status(model_pb2.ModelSpec(name=model.name))
-                except ServableError:
-                    states = []
-                failed.append(f"{model.name} ({_describe(states)})")
-        if failed:
-            raise ServingError(
-                f"{len(failed)} model(s) did not become available: {', '.join(failed)}; "
-                "check the base paths and the SavedModels (python -m aimass.serving.server logs "
-                "the load errors)"
-            )
-
     def _start_grpc(self) -> None:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.frontend), server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.frontend), server
-        )
-        try:
-            port = server.add_insecure_port(f"{self.host}:{self.grpc_port}")
-        except RuntimeError as exc:
-            raise ServingError(
-                f"cannot bind gRPC to {self.host}:{self.grpc_port} ({exc}); pick a free --port"
-            ) from exc
-        if port == 0:
-            raise ServingError(
-                f"cannot bind gRPC to {self.host}:{self.grpc_port}; pick a free --port"
+        root = self.model_base_root
+        separate = self.control_plane and self.control_port is not None
+        if not self.control_plane:
+            refusal = "the control plane is off (--control_plane=off); edit the models.config file"
+        elif separate:
+            refusal = (
+                f"HandleReloadConfigRequest is served on the control port "
+                f"{self.control_host}:{self.control_port} (--control_port), not here"
             )
-        server.start()
-        self._grpc, self.grpc_port = server, port
+        else:
+            refusal = ""
+        main = ControlPlane(self.control_plane and not separate, root, refusal)
+        self._grpc, self.grpc_port = start_grpc_server(
+            self.frontend,
+            f"{self.host}:{self.grpc_port}",
+            limits=self.limits,
+            max_workers=self._max_workers,
+            control=main,
+        )
+        if separate:
+            self._control, self.control_port = start_grpc_server(
+                self.frontend,
+                f"{self.control_host}:{self.control_port}",
+                limits=self.limits,
+                max_workers=2,
+                control=ControlPlane(True, root),
+                predictions=False,
+                flag="--control_port",
+            )
 
-    def _start_rest(self) -> None:
-        handler = type("RestHandler", (RestHandler,), {"frontend": self.frontend})
-        try:
-            http = ThreadingHTTPServer((self.host, self.rest_port or 0), handler)
-        except OSError as exc:
-            raise ServingError(
-                f"cannot bind REST to {self.host}:{self.rest_port} ({exc}); pick a free "
-                "--rest_api_port"
-            ) from exc
-        http.daemon_threads = True
-        self._http, self.rest_port = http, int(http.server_address[1])
-        self._spawn("model-server-rest", http.serve_forever)
+    def _control_description(self) -> str:
+        if not self.control_plane:
+            return "off"
+        where = (
+            f"{self.control_host}:{self.control_port}"
+            if self.control_port is not None
+            else "the gRPC port"
+        )
+        return f"on {where}, base paths under {self.model_base_root}"
 
     def _spawn(self, name: str, target: Callable[[], object]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -276,15 +292,6 @@ class ModelServer:
                 except (ServableError, ConfigError) as exc:
                     logger.error("ignoring the new %s: %s", self._config_file, exc)
         self.manager.sync()
-
-
-def _describe(states: list[Servable]) -> str:
-    if not states:
-        return "no version found under its base path"
-    return "; ".join(
-        f"version {s.version} {s.state}" + (f": {s.error_message}" if s.error_message else "")
-        for s in states
-    )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -354,6 +361,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="seconds between writes of the recorded requests",
     )
+    parser.add_argument(
+        "--request_log_max_bytes",
+        type=int,
+        default=RequestLog.DEFAULT_MAX_BYTES,
+        help="memory the recorded requests may hold, all models together (oldest dropped)",
+    )
+    control = parser.add_argument_group("control plane (HandleReloadConfigRequest)")
+    control.add_argument(
+        "--control_plane",
+        choices=("on", "off"),
+        default="on",
+        help="off: reloads only through the models.config file",
+    )
+    control.add_argument(
+        "--control_port",
+        type=int,
+        default=None,
+        help="serve reloads on this gRPC port only (the main port refuses them); "
+        "default: the main port, as TF Serving",
+    )
+    control.add_argument("--control_host", default=None, help="interface of --control_port")
+    control.add_argument(
+        "--model_base_root",
+        default=None,
+        help="a reload's base paths must lie under this folder (default: the folder of the "
+        "config's base paths, else the platform's serving folder)",
+    )
+    add_limit_flags(parser)
     args = parser.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
         parser.error("pass exactly one of --model_config_file or --model_base_path")
@@ -361,20 +396,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--batching_parameters_file needs --enable_batching")
     if args.grpc_max_threads < 1:
         parser.error(f"--grpc_max_threads={args.grpc_max_threads}; use at least 1")
+    if args.control_port is not None and args.control_port == args.port != 0:
+        parser.error("--control_port must differ from --port (or be left out)")
     return args
-
-
-def single_model_config(
-    name: str, base_path: str | Path
-) -> model_server_config_pb2.ModelServerConfig:
-    """The config `--model_name/--model_base_path` stand for: one model, latest version."""
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = name
-    model.base_path = str(Path(base_path).expanduser().resolve())
-    model.model_platform = "tensorflow"
-    model.model_version_policy.latest.num_versions = 1
-    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -388,19 +412,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model_config_file and args.model_config_file_poll_wait_seconds is not None:
         poll = args.model_config_file_poll_wait_seconds or poll
     batching = None
-    if args.enable_batching:
-        try:
+    request_log = None
+    try:
+        limits = limits_from_args(args)
+        if args.enable_batching:
             batching = (
                 read_batching_parameters(args.batching_parameters_file)
                 if args.batching_parameters_file
                 else BatchingOptions()
             )
-        except ConfigError as exc:
-            logger.error("%s", exc)
-            return 1
-    request_log = None
-    if args.request_log_dir:
-        try:
+        if args.request_log_dir:
             settings = Settings.from_env()
             request_log = RequestLog(
                 args.request_log_dir,
@@ -411,10 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.request_log_rows is None
                 else args.request_log_rows,
                 flush_seconds=args.request_log_flush_seconds,
+                max_bytes=args.request_log_max_bytes,
             )
-        except ConfigError as exc:
-            logger.error("%s", exc)
-            return 1
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return 1
     server = ModelServer(
         single_model_config(args.model_name, args.model_base_path)
         if args.model_base_path
@@ -427,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_workers=args.grpc_max_threads,
         batching=batching,
         request_log=request_log,
+        limits=limits,
+        control_plane=args.control_plane == "on",
+        control_host=args.control_host,
+        control_port=args.control_port,
+        model_base_root=args.model_base_root,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -223,6 +223,9 @@ def definitions(settings: Settings) -> dict[str, Service]:
                 str(settings.request_log_sample),
                 "--request_log_rows",
                 str(settings.request_log_rows),
+                # HandleReloadConfigRequest may only name base paths under the serving folder.
+                "--model_base_root",
+                str(settings.serving_base),
             ],
             base_env(settings),
             f"http://{host}:{settings.serving_rest_port}/v1/models/__health__",

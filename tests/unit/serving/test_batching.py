@@ -1,4 +1,4 @@
-"""Server-side batching of Predict (aimass.serving.server.Batcher) with plain numpy functions."""
+"""Server-side batching of Predict (aimass.serving.batching.Batcher) with plain numpy functions."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ import numpy as np
 import pytest
 
 from aimass.platform.errors import ConfigError
-from aimass.serving.server import (
-    Batcher,
-    BatchingOptions,
-    ServableError,
-    read_batching_parameters,
-)
+from aimass.serving.batching import Batcher, BatchingOptions, read_batching_parameters
+from aimass.serving.servables import ServableError
 
 pytestmark = pytest.mark.unit
 
@@ -114,6 +110,48 @@ def test_queued_requests_run_as_one_batch_and_each_gets_its_own_rows(
         labels, batch_rows, requests_in_batch, waits = observed[-1]
         assert (labels, batch_rows, requests_in_batch, len(waits)) == (("m", "1"), 6, 3, 3)
         assert all(wait >= 0 for wait in waits)
+    finally:
+        batcher.stop()
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_not_run(
+    model: Model, pool: futures.ThreadPoolExecutor
+) -> None:
+    batcher, observed = make_batcher(max_batch_size=16)
+    try:
+        first = hold_first_call(batcher, model, pool)
+        late = pool.submit(
+            batcher.run, "k", rows(7.0), model, ("m", "1"), deadline=time.monotonic() + 0.2
+        )
+        patient = pool.submit(batcher.run, "k", rows(8.0), model, ("m", "1"))
+        with pytest.raises(ServableError, match="deadline passed") as info:
+            late.result(WAIT_S)  # answered while its batch is still queued
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert model.gate is not None
+        model.gate.set()
+        assert first.result(WAIT_S)["y"].tolist() == [201.0]
+        assert patient.result(WAIT_S)["y"].tolist() == [17.0]
+        assert model.rows_per_call() == [1, 1]  # the late request never reached the model
+        assert all(7.0 not in call["x"] for call in model.calls)
+        assert observed[-1][1:3] == (1, 1)
+    finally:
+        batcher.stop()
+
+
+def test_a_deadline_that_already_passed_when_the_batch_starts_skips_the_request(
+    model: Model, pool: futures.ThreadPoolExecutor
+) -> None:
+    batcher, _ = make_batcher(max_batch_size=16)
+    try:
+        first = hold_first_call(batcher, model, pool)
+        expired = pool.submit(batcher.run, "k", rows(5.0), model, deadline=time.monotonic() - 1.0)
+        with pytest.raises(ServableError, match="deadline passed"):
+            expired.result(WAIT_S)
+        assert model.gate is not None
+        model.gate.set()
+        first.result(WAIT_S)
+        batcher.stop()
+        assert model.rows_per_call() == [1]
     finally:
         batcher.stop()
 
