@@ -8,7 +8,8 @@ the call under the user's name.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -85,33 +86,33 @@ async def approval(
     if decision not in (APPROVE, REJECT):
         raise HTTPException(400, f"decision must be {APPROVE!r} or {REJECT!r}, not {decision!r}")
     airflow = state(request).airflow(request)
-    try:
-        await airflow.respond(RETRAIN_DAG, run_id, APPROVAL_TASK, decision)
-    except ActionError as exc:
-        raise HTTPException(exc.status, exc.message) from None
-    return render(
-        request,
-        "action_done.html",
-        user=user,
-        what=f"{decision.lower()} of the deployment waiting in run {run_id}",
-        dag_id=RETRAIN_DAG,
-        run_id=run_id,
-        conf={"decision": decision},
-    )
+    answer = airflow.respond(RETRAIN_DAG, run_id, APPROVAL_TASK, decision)
+    what = f"{decision.lower()} of the deployment waiting in run {run_id}"
+    await _acted(answer)
+    return _done_page(request, user, what, RETRAIN_DAG, run_id, {"decision": decision})
 
 
 async def _done(request: Request, user: str, dag_id: str, conf: dict, what: str) -> str:
     airflow = state(request).airflow(request)
+    run = await _acted(airflow.trigger(dag_id, conf, note=f"from the AI Mass console by {user}"))
+    return _done_page(request, user, what, dag_id, run["dag_run_id"], conf)
+
+
+async def _acted(call: Awaitable[Any]) -> Any:
+    """Airflow's answer to an action; its refusal as the same HTTP status for the user."""
     try:
-        run = await airflow.trigger(dag_id, conf, note=f"from the AI Mass console by {user}")
+        return await call
     except ActionError as exc:
         raise HTTPException(exc.status, exc.message) from None
+
+
+def _done_page(request: Request, user: str, what: str, dag_id: str, run_id: str, conf: dict) -> str:
     return render(
         request,
         "action_done.html",
         user=user,
         what=what,
         dag_id=dag_id,
-        run_id=run["dag_run_id"],
+        run_id=run_id,
         conf=conf,
     )
