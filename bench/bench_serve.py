@@ -71,7 +71,7 @@ SAMPLE = ROOT / "var" / "data" / "raw" / "chicago_taxi" / "data.csv"
 SPEC = ROOT / "conf" / "datasets" / "chicago_taxi.yaml"
 MODEL = "chicago_taxi"
 DS = "2024-01-01"
-TARGET_GRPC_OVER_INPROCESS = 1.5
+TARGET_GRPC_OVER_INPROCESS = 1.5  # also the REST target (batch 1, p50)
 TARGET_B64_OVER_B1 = 3.0
 SMALL, LARGE = 1, 64
 
@@ -348,8 +348,15 @@ def rest_call(rest_url: str, batches: list[dict[str, np.ndarray]]) -> tuple[Call
     headers = {"Content-Type": "application/json"}
 
     def call(i: int) -> Any:
-        conn.request("POST", path, bodies[i % len(bodies)], headers)
-        response = conn.getresponse()
+        try:
+            conn.request("POST", path, bodies[i % len(bodies)], headers)
+            response = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection after it idled (between rounds,
+            # past --rest_keepalive_timeout_seconds): reconnect, as HTTP clients do.
+            conn.close()
+            conn.request("POST", path, bodies[i % len(bodies)], headers)
+            response = conn.getresponse()
         data = response.read()
         if response.status != 200:
             raise RuntimeError(f"REST predict failed: HTTP {response.status}: {data[:300]!r}")
@@ -619,10 +626,16 @@ def main(argv: list[str] | None = None) -> int:
     if load_on.get("batches"):
         print(f"batching on: {load_on['mean_requests_per_batch']} requests per batch on average")
     grpc_ratio = ratios["grpc_p50_b1_over_inprocess"]
+    rest_ratio = ratios["rest_p50_b1_over_inprocess"]
     b64_ratio = ratios["throughput_batch64_over_batch1"]
     print(
         f"\ngRPC p50 (batch 1) / in-process = {grpc_ratio:.3f}: "
         f"{'meets' if grpc_ratio <= TARGET_GRPC_OVER_INPROCESS else 'misses'} the "
+        f"<= {TARGET_GRPC_OVER_INPROCESS} target"
+    )
+    print(
+        f"REST p50 (batch 1) / in-process = {rest_ratio:.3f}: "
+        f"{'meets' if rest_ratio <= TARGET_GRPC_OVER_INPROCESS else 'misses'} the "
         f"<= {TARGET_GRPC_OVER_INPROCESS} target"
     )
     print(
@@ -652,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         "rest": "POST :predict, row format, kept-alive HTTP/1.1, bodies serialized before timing",
         "targets": {
             "grpc_p50_b1_over_inprocess": f"<= {TARGET_GRPC_OVER_INPROCESS}",
+            "rest_p50_b1_over_inprocess": f"<= {TARGET_GRPC_OVER_INPROCESS}",
             "throughput_batch64_over_batch1": f">= {TARGET_B64_OVER_B1}",
         },
     }

@@ -564,3 +564,5 @@ def test_the_servers_peak_memory_stayed_under_the_ceiling(server: Served) -> Non
     peak, start = server.rss_mb("VmHWM"), server.start_rss_mb
     assert peak - start < RSS_CEILING_MB, f"peak {peak:.0f} MiB, start {start:.0f} MiB"
     server.assert_healthy()
+    # Every refusal was an answer, not a crash: no traceback in the server's log.
+    assert "Traceback" not in server.log_path.read_text(errors="replace")

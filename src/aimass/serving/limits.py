@@ -123,8 +123,14 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
     defaults = ServerLimits()
     for name, (flag, text) in _HELP.items():
         default = getattr(defaults, name)
+        metavar = "SECONDS" if flag.endswith("_seconds") else "BYTES" if "bytes" in flag else "N"
         group.add_argument(
-            flag, dest=f"limit_{name}", type=type(default), default=default, help=text
+            flag,
+            dest=f"limit_{name}",
+            type=type(default),
+            default=default,
+            metavar=metavar,
+            help=f"{text} (default {default})",
         )
 
 

@@ -65,7 +65,7 @@ HTTP_STATUS = {
 _JSON = "application/json"
 # Bodies up to this size are answered on the event loop (unless batching, which waits for a
 # batch): parsing them and running a small model costs less than the hop to the pool.
-INLINE_BYTES = 16 * 1024
+INLINE_BYTES = 64 * 1024
 _CLOSE = {"Connection": "close"}  # the body was not read to its end: the connection cannot go on
 _JSON_OPTIONS = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
 
