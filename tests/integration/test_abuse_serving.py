@@ -53,7 +53,7 @@ TIMEOUT_S = 2  # header and body timeouts of the server under test
 MAX_CONNECTIONS = 64
 # The server's peak resident memory may grow at most this much over its start while the
 # corpus runs (the abusive requests add up to well over a gigabyte).
-RSS_CEILING_MB = 250
+RSS_CEILING_MB = 100
 
 
 @pytest.fixture(scope="module")

@@ -227,6 +227,7 @@ class RestServer:
         """Stop accepting, give requests being answered `grace` seconds, then close the rest."""
         if self._thread is None:
             return
+        self._config.timeout_graceful_shutdown = max(1, round(grace))
         self._server.should_exit = True
         self._thread.join(grace + 1.0)
         if self._thread.is_alive() and self._loop is not None:
