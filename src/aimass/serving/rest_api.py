@@ -107,8 +107,8 @@ class RestApi:
         self.frontend = frontend
         self.limits = limits
         self.pool = pool
-        # Both counters change on the event loop's thread only.
         self.inline_bytes = INLINE_BYTES
+        # Both counters change on the event loop's thread only.
         self.answering = 0  # requests whose body is in, being answered
         self.body_bytes = 0  # bytes of bodies still arriving
         self.app = Starlette(

@@ -14,8 +14,11 @@ against the official image:
 - optional server-side batching of Predict (``--enable_batching``,
   ``--batching_parameters_file``; see `aimass.serving.batching`).
 
-Models are loaded, labelled and unloaded by `aimass.serving.manager.ModelManager`. Run the
-server as ``python -m aimass.serving.server --model_config_file models.config --port 8500
+Models are loaded, labelled and unloaded by `aimass.serving.manager.ModelManager`. What a
+request, a connection and all of them together may cost is bounded (`aimass.serving.limits`,
+flags documented in docs/serving.md), callers' mistakes are refused with a message saying what
+to fix, and reloads over gRPC are confined to a serving root, a port of their own, or off. Run
+the server as ``python -m aimass.serving.server --model_config_file models.config --port 8500
 --rest_api_port 8501``, or in-process with `ModelServer`.
 """
 
@@ -227,24 +230,8 @@ class ModelServer:
     def _start_grpc(self) -> None:
         root = self.model_base_root
         separate = self.control_plane and self.control_port is not None
-        if not self.control_plane:
-            refusal = "the control plane is off (--control_plane=off); edit the models.config file"
-        elif separate:
-            refusal = (
-                f"HandleReloadConfigRequest is served on the control port "
-                f"{self.control_host}:{self.control_port} (--control_port), not here"
-            )
-        else:
-            refusal = ""
-        main = ControlPlane(self.control_plane and not separate, root, refusal)
-        self._grpc, self.grpc_port = start_grpc_server(
-            self.frontend,
-            f"{self.host}:{self.grpc_port}",
-            limits=self.limits,
-            max_workers=self._max_workers,
-            control=main,
-        )
-        if separate:
+        refusal = "the control plane is off (--control_plane=off); edit the models.config file"
+        if separate:  # bound first, so the main port's refusal names the port it got
             self._control, self.control_port = start_grpc_server(
                 self.frontend,
                 f"{self.control_host}:{self.control_port}",
@@ -254,6 +241,18 @@ class ModelServer:
                 predictions=False,
                 flag="--control_port",
             )
+            refusal = (
+                f"HandleReloadConfigRequest is served on the control port "
+                f"{self.control_host}:{self.control_port} (--control_port), not here"
+            )
+        main = ControlPlane(self.control_plane and not separate, root, refusal)
+        self._grpc, self.grpc_port = start_grpc_server(
+            self.frontend,
+            f"{self.host}:{self.grpc_port}",
+            limits=self.limits,
+            max_workers=self._max_workers,
+            control=main,
+        )
 
     def _control_description(self) -> str:
         if not self.control_plane:
