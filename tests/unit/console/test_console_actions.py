@@ -16,7 +16,9 @@ def test_a_rollback_needs_a_reason_and_a_loaded_version() -> None:
     assert conf == {"dataset": "chicago_taxi", "version": 1, "reason": "v2 answers worse, INC-7"}
     with pytest.raises(ConfigError, match="at least 10 characters"):
         rollback_conf("chicago_taxi", "1", "oops", [1, 2])
-    with pytest.raises(ConfigError, match=r"not loaded by the model server; choose one of \[1, 2\]"):
+    with pytest.raises(
+        ConfigError, match=r"not loaded by the model server; choose one of \[1, 2\]"
+    ):
         rollback_conf("chicago_taxi", "3", "v2 answers worse, INC-7", [1, 2])
     with pytest.raises(ConfigError, match="not a serving version number"):
         rollback_conf("chicago_taxi", "two", "v2 answers worse, INC-7", [1, 2])
