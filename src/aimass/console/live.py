@@ -334,7 +334,7 @@ class MetricsSampler:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_error_log = -math.inf
-        self._last_attempt = -math.inf
+        self._last_failure = -math.inf
 
     def scrape(self, timeout_s: float | None = None) -> Snapshot | None:
         """One scrape; None (logged at most once a minute) when the server cannot be read."""
@@ -356,9 +356,10 @@ class MetricsSampler:
         if not self._sample_lock.acquire(blocking=wait):
             return None
         try:
-            self._last_attempt = time.monotonic()
             snapshot = self.scrape(timeout_s)
-            if snapshot is not None:
+            if snapshot is None:
+                self._last_failure = time.monotonic()
+            else:
                 self.history.observe(snapshot)
             return snapshot
         finally:
@@ -368,13 +369,13 @@ class MetricsSampler:
         """Sample now if the newest sample is older than `max_age_s` (default: two intervals);
         without any point yet, take a second sample ~1 s after the first so one exists.
 
-        A page never waits on a server that does not answer: no scrape when one was tried
-        within the interval (failed or still running), and a short timeout when it scrapes.
+        A page never waits on a server that does not answer: no scrape while another is under
+        way or when one failed within the interval, and a short timeout when it scrapes.
         """
         max_age = 2 * self.interval_s if max_age_s is None else max_age_s
         last = self.history.last_sample_at
         if last is None or (datetime.now(UTC) - last).total_seconds() > max_age:
-            if time.monotonic() - self._last_attempt < self.interval_s:
+            if time.monotonic() - self._last_failure < self.interval_s:
                 return
             if self.sample_once(wait=False, timeout_s=_PAGE_TIMEOUT_S) is None:
                 return
