@@ -43,7 +43,9 @@ class ConsoleState:
         )
 
     def warm(self) -> None:
-        """Read every dataset's records and ledger once, so pages start from warm caches."""
+        """Read every dataset's records and ledger once, so pages start from warm caches, and
+        start sampling the model server's traffic, so the live page has a history to show."""
+        self.sampler.start()
         for dataset in self.read.datasets():
             self.read.versions(dataset)
             self.read.rollbacks(dataset)
