@@ -289,6 +289,22 @@ class Lineage(Record):
     registry_version: str | None = None
     serving_version: int | None = None
 
+    @classmethod
+    def of_run(
+        cls, run: RunRequest, trained: TrainingResult | None, deployed: Deployment | None
+    ) -> Lineage:
+        """The chain of one run: its request, the version it trained and where that serves."""
+        return cls(
+            landed_files=run.landed_files,
+            input_path=run.input_path,
+            partition=run.clean_dir,
+            dag_run=run.run_key,
+            mlflow_run_id=None if trained is None else trained.mlflow_run_id,
+            mlflow_run_url=None if trained is None else trained.mlflow_run_url,
+            registry_version=None if trained is None else trained.registry_version,
+            serving_version=None if deployed is None else deployed.serving_version,
+        )
+
 
 class RunSummary(Record):
     """A run's outcome in one place, with its lineage and links."""

@@ -91,16 +91,7 @@ def publish_summary(
             "by": approval.get("responded_by_user"),
             "at": None if approval.get("responded_at") is None else str(approval["responded_at"]),
         },
-        lineage=Lineage(
-            landed_files=run.landed_files,
-            input_path=run.input_path,
-            partition=run.clean_dir,
-            dag_run=run.run_key,
-            mlflow_run_id=None if trained is None else trained.mlflow_run_id,
-            mlflow_run_url=None if trained is None else trained.mlflow_run_url,
-            registry_version=None if trained is None else trained.registry_version,
-            serving_version=None if deployed is None else deployed.serving_version,
-        ),
+        lineage=Lineage.of_run(run, trained, deployed),
         links={
             "mlflow_run": None if trained is None else trained.mlflow_run_url,
             "data_docs": None if data is None else data.quality.data_docs,
