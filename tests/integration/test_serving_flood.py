@@ -4,7 +4,10 @@
 a real model server for 10 seconds, re-opened as the server times them out, while a client
 sends normal REST predicts back to back. Every normal request must succeed, and their p99
 latency during the flood must stay within 3x the steady p99 measured in the same test, before
-and after the flood.
+and after the flood, or within `SLACK_S` of it: a steady p99 under a millisecond on a shared
+2-core CI machine makes the bare ratio measure the OS scheduler (CI once saw 4.8 ms against
+0.9 ms). A server that lets stalled connections hold its workers answers in seconds, or not
+at all, so the slack does not hide the fault this test is for.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STALLED = 100
 FLOOD_S = 10.0
 STEADY_S = 3.0
+SLACK_S = 0.025
 PREDICT = f"/v1/models/{MODEL}:predict"
 
 
@@ -111,6 +115,6 @@ def test_normal_requests_keep_their_latency_during_a_flood_of_stalled_connection
     flood_p99 = float(np.percentile(during, 99))
     assert flood.opened >= STALLED
     assert len(during) > 100
-    assert flood_p99 <= 3 * steady_p99, (
+    assert flood_p99 <= max(3 * steady_p99, steady_p99 + SLACK_S), (
         f"p99 {flood_p99 * 1e3:.1f} ms during the flood, {steady_p99 * 1e3:.1f} ms steady"
     )
