@@ -1,7 +1,9 @@
 """SavedModel export with the serving contract, and a loader for predictions.
 
 Serving contract (docs/architecture.md, "Train"): the ``serving_default``
-signature takes one input per feature, named as the column, shape ``[None]``,
+signature takes one input per raw column the model reads (``DatasetSpec.model_inputs``:
+the features that are schema columns and the columns derived features read; never a
+derived column), named as the column, shape ``[None]``,
 dtype by spec type (double→float32, long→int64, string→string) and returns one
 output, by the spec's label task:
 
@@ -24,7 +26,7 @@ import tf_keras
 
 from aimass.data.spec import MULTICLASS, REGRESSION, DatasetSpec
 from aimass.platform.errors import ConfigError
-from models.tabular.features import features
+from models.tabular.features import model_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,14 @@ def output_key(spec: DatasetSpec) -> str:
 
 
 def serving_input_signature(spec: DatasetSpec) -> dict[str, tf.TensorSpec]:
-    """The raw inputs of the serving signature: feature name -> ``TensorSpec([None], dtype)``."""
+    """The raw inputs of the serving signature: column -> ``TensorSpec([None], dtype)``.
+
+    The columns are ``spec.model_inputs``: the raw columns the features are computed from,
+    as a client has them (derived features are computed inside the model).
+    """
     return {
         f.name: tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(f.tf_dtype), name=f.name)
-        for f in features(spec)
+        for f in model_inputs(spec)
     }
 
 

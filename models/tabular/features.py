@@ -1,8 +1,11 @@
-"""Feature names, dtypes and missing-value fills derived from a dataset spec.
+"""Model inputs and features, their dtypes and missing-value fills, from a dataset spec.
 
-This module is the single place that maps spec types to tensor dtypes, so the
-input pipeline, the model builder and the serving signature agree. It imports
-no TensorFlow: dtypes are named by string (``tf.as_dtype`` accepts them).
+The model takes raw columns (``model_inputs``: what a client sends, the serving signature)
+and computes its features from them (``features``: the raw columns the spec lists as
+features, as they are, and the derived features, by ``models.tabular.derive``). This
+module is the single place that maps spec types to tensor dtypes, so the input pipeline,
+the model builder and the serving signature agree. It imports no TensorFlow: dtypes are
+named by string (``tf.as_dtype`` accepts them).
 
 Missing values on the wire (docs/architecture.md, "Train"): NaN for float,
 -1 for long, "" for string.
@@ -20,6 +23,7 @@ from aimass.platform.errors import ConfigError
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+RAW = "raw"  # a model input that only derived features read
 
 # spec type -> (tf dtype name, numpy dtype, fill for missing values)
 _TYPES: dict[str, tuple[str, Any, Any]] = {
@@ -71,9 +75,25 @@ def feature_names(spec: DatasetSpec) -> tuple[str, ...]:
     return tuple(f.name for f in features(spec))
 
 
+def model_inputs(spec: DatasetSpec) -> tuple[Feature, ...]:
+    """The raw columns the model takes, in schema order (``DatasetSpec.model_inputs``).
+
+    Each has its feature's kind when the spec lists it as a feature, else ``RAW``.
+    """
+    kinds = {f.name: f.kind for f in features(spec)}
+    return tuple(
+        Feature(name=name, spec_dtype=spec.dtype(name), kind=kinds.get(name, RAW))
+        for name in spec.model_inputs
+    )
+
+
+def input_names(spec: DatasetSpec) -> tuple[str, ...]:
+    return tuple(f.name for f in model_inputs(spec))
+
+
 def tf_dtypes(spec: DatasetSpec) -> dict[str, str]:
-    """Feature name -> TensorFlow dtype name, the serving signature's inputs."""
-    return {f.name: f.tf_dtype for f in features(spec)}
+    """Model input name -> TensorFlow dtype name, the serving signature's inputs."""
+    return {f.name: f.tf_dtype for f in model_inputs(spec)}
 
 
 def is_missing(feature: Feature, values: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 from aimass.data.lake import open_partition
 from aimass.data.spec import DatasetSpec
 from aimass.platform.errors import ConfigError, DataQualityError
-from models.tabular.features import Feature, features
+from models.tabular.features import Feature, features, model_inputs
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -61,8 +61,8 @@ def _split_filter(split: str | None) -> pc.Expression | None:
 
 
 def _columns(spec: DatasetSpec) -> list[str]:
-    """The columns read: every feature, then the label."""
-    return [f.name for f in features(spec)] + [spec.label_name]
+    """The columns read: every model input (the raw columns the model takes), then the label."""
+    return [f.name for f in model_inputs(spec)] + [spec.label_name]
 
 
 def _needed(spec: DatasetSpec, split: str | None) -> list[str]:
@@ -94,19 +94,19 @@ def _label_array(spec: DatasetSpec, column: pa.Array | pa.ChunkedArray) -> np.nd
 
 
 def feature_arrays(spec: DatasetSpec, table: pa.Table) -> Arrays:
-    """The spec's features of ``table`` as the model's input arrays (missing values filled).
+    """The model inputs of ``table`` as the model's input arrays (missing values filled).
 
     Raises:
-        ConfigError: ``table`` lacks a feature column.
+        ConfigError: ``table`` lacks a model input column.
     """
-    missing = [f.name for f in features(spec) if f.name not in table.column_names]
+    missing = [f.name for f in model_inputs(spec) if f.name not in table.column_names]
     if missing:
-        raise ConfigError(f"table lacks feature columns {missing} (has {table.column_names})")
-    return {f.name: _feature_array(f, table.column(f.name)) for f in features(spec)}
+        raise ConfigError(f"table lacks model input columns {missing} (has {table.column_names})")
+    return {f.name: _feature_array(f, table.column(f.name)) for f in model_inputs(spec)}
 
 
 def _to_arrays(spec: DatasetSpec, table: pa.Table) -> tuple[Arrays, np.ndarray]:
-    feats = {f.name: _feature_array(f, table.column(f.name)) for f in features(spec)}
+    feats = {f.name: _feature_array(f, table.column(f.name)) for f in model_inputs(spec)}
     return feats, _label_array(spec, table.column(spec.label_name))
 
 
@@ -118,16 +118,23 @@ def count_rows(partition: Path, spec: DatasetSpec, split: str | None) -> int:
     return int(dataset.count_rows(filter=split_filter))
 
 
-def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[Arrays, np.ndarray]:
-    """Read a clean partition into feature arrays and the label array.
+def load_arrays(
+    partition: Path, spec: DatasetSpec, split: str | None, *, with_derived: bool = False
+) -> tuple[Arrays, np.ndarray]:
+    """Read a clean partition into model input arrays and the label array.
 
     Args:
         partition: folder of Parquet files written by the clean stage.
-        spec: the dataset spec; its features and label name pick the columns.
+        spec: the dataset spec; its model inputs (``spec.model_inputs``, the raw columns
+            the model takes) and label name pick the columns.
         split: ``"train"``, ``"holdout"`` or None for every row.
+        with_derived: also the derived features, as the clean job wrote them. A model
+            exported before derived features were computed inside the model takes them as
+            inputs; scoring both kinds on the same rows needs them (a predict function
+            ignores arrays its model does not take).
 
     Returns:
-        ``({feature: array}, labels)``: float32 (NaN for missing) for double,
+        ``({input: array}, labels)``: float32 (NaN for missing) for double,
         int64 (-1) for long, object arrays of ``str`` ("") for string; labels int64
         (classification) or float64 (regression).
 
@@ -138,8 +145,13 @@ def load_arrays(partition: Path, spec: DatasetSpec, split: str | None) -> tuple[
     split_filter = _split_filter(split)
     dataset = open_partition(partition)
     _check_columns(dataset, partition, _needed(spec, split))
-    table = dataset.to_table(columns=_columns(spec), filter=split_filter)
-    return _to_arrays(spec, table)
+    derived = [f for f in features(spec) if f.name not in spec.model_inputs] if with_derived else []
+    _check_columns(dataset, partition, [f.name for f in derived])
+    columns = _columns(spec) + [f.name for f in derived]
+    table = dataset.to_table(columns=columns, filter=split_filter)
+    arrays, labels = _to_arrays(spec, table)
+    arrays.update((f.name, _feature_array(f, table.column(f.name))) for f in derived)
+    return arrays, labels
 
 
 def chunk_rows_for(batch_size: int, chunk_rows: int = CHUNK_ROWS) -> int:
@@ -308,7 +320,7 @@ def make_dataset(
     chunk_rows: int = CHUNK_ROWS,
     cache_bytes: int = CACHE_BYTES,
 ) -> tf.data.Dataset:
-    """Stream a clean partition as batches of ``({feature: [batch]}, label[batch] float32)``.
+    """Stream a clean partition as batches of ``({input: [batch]}, label[batch] float32)``.
 
     Every batch has ``batch_size`` rows except the last one of a pass, which is
     partial (or dropped with ``drop_remainder``), so a pass over ``n`` rows has
@@ -372,7 +384,7 @@ def make_dataset(
     signature = (
         {
             f.name: tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(f.tf_dtype), name=f.name)
-            for f in features(spec)
+            for f in model_inputs(spec)
         },
         tf.TensorSpec(shape=(None,), dtype=tf.float32, name=spec.label_name),
     )

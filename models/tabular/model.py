@@ -1,16 +1,17 @@
-"""Pure model builder: raw feature tensors in, the task's prediction out.
+"""Pure model builder: raw column tensors in, the task's prediction out.
 
 The head follows the spec's label task: a sigmoid unit for ``binary`` (probability of
 the positive class), a softmax over ``label.classes`` for ``multiclass``, and one linear
 unit rescaled to the label's mean and spread for ``regression`` (so training starts at
 the mean whatever the label's unit).
 
-All preprocessing (missing-value imputation, normalization, vocabularies) is
-part of the Keras model, so the exported SavedModel takes raw values and
-training and serving cannot drift apart. Statistics and vocabularies are
-computed with NumPy from ``adapt_data`` (the training split) and baked into the
-layers as constants, so building needs no ``adapt()`` call and gives the same
-model on every worker of a multi-worker job.
+All preprocessing (string normalization and derived features, ``models.tabular.derive``;
+missing-value imputation, normalization, vocabularies) is part of the Keras model, so the
+exported SavedModel takes the raw columns a client has (``DatasetSpec.model_inputs``) and
+training and serving cannot drift apart. Statistics and vocabularies are computed with
+NumPy from the features the model itself computes from ``adapt_data`` (the training
+split's raw columns) and baked into the layers as constants, so building needs no
+``adapt()`` call and gives the same model on every worker of a multi-worker job.
 
 Uses legacy Keras (``tf_keras``, ``TF_USE_LEGACY_KERAS=1``): Keras 3 ``fit``
 fails under ``MultiWorkerMirroredStrategy`` with TF 2.21 (docs/architecture.md §9).
@@ -28,7 +29,8 @@ import tf_keras
 
 from aimass.data.spec import BINARY, MULTICLASS, REGRESSION, DatasetSpec
 from aimass.platform.errors import ConfigError
-from models.tabular.features import CATEGORICAL, Feature, features, is_missing
+from models.tabular.derive import prepare
+from models.tabular.features import CATEGORICAL, Feature, features, is_missing, model_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,19 @@ def _head(
     raise ConfigError(f"label.task '{spec.task}' has no model head")
 
 
+def _features_of(
+    inputs: dict[str, Any], prepared: dict[str, tf.Tensor], adapt_data: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The features the model computes from ``adapt_data`` (its preprocessing, run eagerly)."""
+    preprocess = tf_keras.Model(inputs=inputs, outputs=prepared, name="preprocess")
+    out = preprocess({name: tf.constant(adapt_data[name]) for name in inputs}, training=False)
+    arrays = {name: value.numpy() for name, value in out.items()}
+    return {
+        name: np.char.decode(v.astype(bytes), "utf-8").astype(object) if v.dtype == object else v
+        for name, v in arrays.items()
+    }
+
+
 def build_model(
     spec: DatasetSpec,
     *,
@@ -170,8 +185,9 @@ def build_model(
 
     Args:
         spec: dataset spec (features, types, label task, ``training.max_vocab``).
-        adapt_data: training feature arrays as ``inputs.load_arrays`` returns them;
-            numeric means/variances and category vocabularies are computed from them.
+        adapt_data: the training split's model input arrays as ``inputs.load_arrays``
+            returns them; numeric means/variances and category vocabularies are computed
+            from the features the model computes from them.
         adapt_labels: training labels; needed for regression (output scaling).
         hidden_units: sizes of the dense layers (default ``spec.training.hidden_units``).
         learning_rate: Adam learning rate (default ``spec.training.learning_rate``).
@@ -182,8 +198,8 @@ def build_model(
     layers compute in float16 and the head in float32, so outputs stay float32.
 
     Returns:
-        A compiled ``tf_keras.Model`` with one named scalar input per feature
-        (batch shape ``[None]``) and an output of shape ``[None, 1]`` (binary: sigmoid;
+        A compiled ``tf_keras.Model`` with one named scalar input per model input
+        (``spec.model_inputs``, batch shape ``[None]``) and an output of shape ``[None, 1]`` (binary: sigmoid;
         regression: the prediction) or ``[None, num_classes]`` (multiclass: softmax).
 
     Raises:
@@ -195,22 +211,24 @@ def build_model(
     if not 0 <= dropout < 1:
         raise ConfigError(f"dropout={dropout}; use a share in [0, 1)")
     feats = features(spec)
-    missing = [f.name for f in feats if f.name not in adapt_data]
+    raw = model_inputs(spec)
+    missing = [f.name for f in raw if f.name not in adapt_data]
     if missing:
         raise ConfigError(
-            f"adapt_data lacks features {missing}; pass the arrays from load_arrays(..., 'train')"
+            f"adapt_data lacks model inputs {missing}; pass the arrays from load_arrays(..., 'train')"
         )
-    if len(adapt_data[feats[0].name]) == 0:
+    if len(adapt_data[raw[0].name]) == 0:
         raise ConfigError(
             "adapt_data is empty; the training split has no rows, check the clean partition"
         )
 
-    inputs: dict[str, tf_keras.Input] = {}
+    inputs = {f.name: tf_keras.Input(shape=(), dtype=f.tf_dtype, name=f.name) for f in raw}
+    prepared = prepare(spec, inputs)
+    adapt_features = _features_of(inputs, prepared, adapt_data)
     encoded: list[tf.Tensor] = []
     for feat in feats:
-        inp = tf_keras.Input(shape=(), dtype=feat.tf_dtype, name=feat.name)
-        inputs[feat.name] = inp
-        values = adapt_data[feat.name]
+        inp = prepared[feat.name]
+        values = adapt_features[feat.name]
         if feat.kind == CATEGORICAL:
             vocab = vocabulary(values, spec.training.max_vocab)
             as_str = AsString(name=f"{feat.name}_as_string")(inp)

@@ -1,4 +1,4 @@
-"""The `aimass` command line: sample data, the demo services, and a run summary."""
+"""The `aimass` command line: sample data, the demo services, runs and their summaries, specs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def _cmd_fetch_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_WORKERS = 2
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from aimass.platform.airflow_api import AirflowClient
     from aimass.platform.settings import Settings
@@ -35,7 +38,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     dag_id = "aimass_retrain"
     client.wait_for_dag(dag_id)
-    conf = {"workers": args.workers} if args.workers else {}
+    # Two workers unless told otherwise, so the demo exercises multi-worker training (the
+    # DAG's default, auto, gives 1 worker on a machine with fewer than 8 cores and no GPU).
+    conf = {"workers": args.workers or DEMO_WORKERS}
     run_id = client.trigger(dag_id, conf, note="started by `make demo`")
     log.info(
         "waiting for %s run %s (follow it at http://%s:%d/dags/%s)",
@@ -52,7 +57,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> str:  # type: ignore[no-untyped-def]
     """The text `make demo` prints: what happened, and where to look next."""
-    from aimass.stack import mlflow_auth, services
+    from aimass.stack import services
 
     lines = [""]
     lines.append(f"== AI Mass: {dag_id} run {run_id}: {state.upper()}")
@@ -62,62 +67,100 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
     except Exception as exc:  # a failed run has no summary; say where to look instead
         log.debug("no summary: %s", exc)
     if summary:
-        clean, quality = summary.get("clean") or {}, summary.get("quality") or {}
-        lines.append(
-            f"data     {summary['dataset']} ds={summary['ds']}: rows in {clean.get('rows_in')}, "
-            f"clean {clean.get('rows_clean')}, quarantined {clean.get('rows_quarantined')}, "
-            f"duplicates {clean.get('rows_duplicate', 0)}"
-        )
-        lines.append(
-            f"quality  {'passed' if quality.get('success') else 'FAILED'}: {quality.get('passed')}/{quality.get('expectations')} "
-            f"expectations, {len(quality.get('warnings') or [])} warnings; Data Docs: {quality.get('data_docs')}"
-        )
-        drift = summary.get("drift") or {}
-        if drift.get("status") == "skipped":
-            lines.append(f"drift    skipped: {drift.get('reason')}")
-        elif drift:
-            flagged = drift.get("critical_features", []) + drift.get("warning_features", [])
-            lines.append(
-                f"drift    {drift['status']} against champion v{drift.get('champion_version')}"
-                f"{' (' + ', '.join(flagged) + ')' if flagged else ''}; report: {drift.get('report_html')}"
-            )
-        model = summary.get("model") or {}
-        gate = summary.get("gate") or {}
-        cand = gate.get("candidate") or {}
-        shown = ", ".join(
-            f"{k.replace('_', ' ')} {v:.4f}"
-            for k, v in cand.items()
-            if k in ("auc", "accuracy", "log_loss", "rmse", "mae", "r2")
-        )
-        lines.append(
-            f"model    registry version {model.get('registry_version')} ({gate.get('task', 'binary')}) "
-            f"trained on {model.get('workers')} worker(s) in {model.get('train_seconds')} s; "
-            f"holdout {shown}"
-        )
-        champ = gate.get("champion")
-        primary = gate.get("primary_metric") or "auc"
-        against = (
-            f"against champion v{gate.get('champion_version')} ({primary} {champ[primary]:.4f})"
-            if champ and primary in champ
-            else "no champion yet"
-        )
-        lines.append(f"gate     {'PASSED' if gate.get('passed') else 'REJECTED'} {against}")
-        lines.extend(f"           {c}" for c in gate.get("checks") or [])
-        dep = summary.get("deployment")
-        if dep:
-            lines.append(
-                f"deploy   serving version {dep['serving_version']} is 'stable' (previous {dep.get('previous_version')}), "
-                f"MLflow alias champion -> v{dep['registry_version']}"
-            )
-            lines.append(_live_prediction(settings, summary["dataset"], dep.get("rest_instance")))
-        else:
-            lines.append("deploy   skipped: production unchanged")
+        lines.extend(summary_lines(settings, summary, live=True))
     else:
         states = client.task_states(dag_id, run_id)
         for task, st in states.items():
             lines.append(f"  {task:20s} {st}")
         lines.append(f"task logs: {services.airflow_home(settings) / 'logs'}")
-    lines.append("")
+    lines.extend(footer_lines(settings, (summary or {}).get("dataset")))
+    return "\n".join(lines)
+
+
+def summary_lines(settings, summary: dict, *, live: bool) -> list[str]:  # type: ignore[no-untyped-def,type-arg]
+    """A run summary (``RunSummary.dump()``) as the lines `make demo` prints.
+
+    ``live``: ask the model server now for the deployed example row's prediction.
+    """
+    lines: list[str] = []
+    clean, quality = summary.get("clean") or {}, summary.get("quality") or {}
+    lines.append(
+        f"data     {summary['dataset']} ds={summary['ds']}: rows in {clean.get('rows_in')}, "
+        f"clean {clean.get('rows_clean')}, quarantined {clean.get('rows_quarantined')}, "
+        f"duplicates {clean.get('rows_duplicate', 0)}"
+    )
+    lines.append(
+        f"quality  {'passed' if quality.get('success') else 'FAILED'}: {quality.get('passed')}/{quality.get('expectations')} "
+        f"expectations, {len(quality.get('warnings') or [])} warnings; Data Docs: {quality.get('data_docs')}"
+    )
+    chosen = (summary.get("trigger") or {}).get("input") or {}
+    if chosen.get("path") or clean.get("input"):
+        how = f" ({chosen['detail']})" if chosen.get("detail") else ""
+        lines.append(f"input    {chosen.get('path') or clean.get('input')}{how}")
+    drift = summary.get("drift") or {}
+    if drift.get("status") == "skipped":
+        lines.append(f"drift    skipped: {drift.get('reason')}")
+    elif drift:
+        flagged = drift.get("critical_features", []) + drift.get("warning_features", [])
+        lines.append(
+            f"drift    {drift['status']} against champion v{drift.get('champion_version')}"
+            f"{' (' + ', '.join(flagged) + ')' if flagged else ''}; report: {drift.get('report_html')}"
+        )
+    model = summary.get("model") or {}
+    gate = summary.get("gate") or {}
+    if not model:
+        lines.append(f"model    none: the run stopped before training ({summary.get('outcome')})")
+        return lines
+    cand = gate.get("candidate") or {}
+    shown = ", ".join(
+        f"{k.replace('_', ' ')} {v:.4f}"
+        for k, v in cand.items()
+        if k in ("auc", "accuracy", "log_loss", "rmse", "mae", "r2")
+    )
+    lines.append(
+        f"model    registry version {model.get('registry_version')} ({gate.get('task', 'binary')}) "
+        f"trained on {model.get('workers')} worker(s) in {model.get('train_seconds')} s; "
+        f"holdout {shown}"
+    )
+    champ = gate.get("champion")
+    primary = gate.get("primary_metric") or "auc"
+    against = (
+        f"against champion v{gate.get('champion_version')} ({primary} {champ[primary]:.4f})"
+        if champ and primary in champ
+        else "no champion yet"
+    )
+    if not gate:
+        lines.append(f"gate     none: the run stopped before the gate ({summary.get('outcome')})")
+        return lines
+    lines.append(f"gate     {'PASSED' if gate.get('passed') else 'REJECTED'} {against}")
+    lines.extend(f"           {c}" for c in gate.get("checks") or [])
+    card = (summary.get("links") or {}).get("model_card")
+    if card:
+        lines.append(f"card     model card (importance, calibration, slices): {card}")
+    dep = summary.get("deployment")
+    if dep:
+        lines.append(
+            f"deploy   serving version {dep['serving_version']} is 'stable' (previous {dep.get('previous_version')}), "
+            f"MLflow alias champion -> v{dep['registry_version']}"
+        )
+        instance = dep.get("rest_instance")
+        lines.append(
+            _live_prediction(settings, summary["dataset"], instance)
+            if live or not instance
+            else "predict  example row "
+            + ", ".join(f"{k}={v!r}" for k, v in instance.items())
+            + "; ask the model server now with --predict"
+        )
+    else:
+        lines.append("deploy   skipped: production unchanged")
+    return lines
+
+
+def footer_lines(settings, dataset: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    """Where to look next: the UIs (never a password, only where it is kept), state, data."""
+    from aimass.stack import mlflow_auth, services
+
+    lines = [""]
     # Passwords are never printed (a summary ends up in terminals and CI logs): where they are.
     lines.append(
         f"Airflow UI    http://{settings.host}:{settings.airflow_port}  (login {services.ADMIN_USER}; "
@@ -137,12 +180,12 @@ def render_summary(settings, client, dag_id: str, run_id: str, state: str) -> st
         f"gRPC {settings.host}:{settings.serving_grpc_port}"
     )
     lines.append(f"State         {settings.var_dir} (lake/, reports/, serving/, mlflow/, logs/)")
-    dataset = (summary or {}).get("dataset") or "<dataset>"
+    dataset = dataset or "<dataset>"
     lines.append(
         f"New data      copy a CSV into {settings.landing_location(dataset)}: a run starts by itself"
     )
     lines.append("Stop with `make stop`.")
-    return "\n".join(lines)
+    return lines
 
 
 def _cmd_airflow(args: argparse.Namespace) -> int:
@@ -208,7 +251,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from aimass.platform.records import RecordStore, RunSummary
     from aimass.platform.settings import Settings
 
-    store = RecordStore(Settings.from_env().reports_dir)
+    settings = Settings.from_env()
+    store = RecordStore(settings.reports_dir)
+    if args.words[:1] == ["show"]:
+        return _runs_show(settings, store, args.words[1:], predict=args.predict)
+    if len(args.words) > 2:
+        raise SystemExit(f"error: too many arguments: {args.words}; {RUNS_USAGE}")
+    args.dataset, args.run_id = [*args.words, None, None][:2]
     if args.run_id:
         if not args.dataset:
             raise SystemExit("error: name the dataset too: aimass runs DATASET RUN_ID")
@@ -228,11 +277,109 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+RUNS_USAGE = "aimass runs [DATASET [RUN_ID]], or aimass runs show [DATASET [RUN_ID]]"
+
+
+def _runs_show(settings, store, words: list[str], *, predict: bool) -> int:  # type: ignore[no-untyped-def]
+    """`make demo`'s summary of a run from its records: the newest run, the newest of a
+    dataset, or the one named."""
+    from aimass.platform.errors import ConfigError
+    from aimass.platform.records import RunSummary
+
+    if len(words) > 2:
+        raise SystemExit(f"error: too many arguments: {words}; {RUNS_USAGE}")
+    dataset, run_id = [*words, None, None][:2]
+    known = [d for d in store.datasets() if store.runs(d)]
+    if dataset is None:
+        runs = sorted(
+            (r for d in known for r in store.runs(d)), key=lambda r: r.requested_at, reverse=True
+        )
+        if not runs:
+            raise ConfigError(f"no runs recorded under {store.reports_dir} yet; start one first")
+    elif dataset not in known:
+        raise ConfigError(f"no runs of dataset {dataset!r}; datasets with runs: {known or 'none'}")
+    else:
+        runs = store.runs(dataset)
+    if run_id is not None:
+        names = [r.run_id for r in runs]
+        runs = [r for r in runs if r.run_id == run_id]
+        if not runs:
+            raise ConfigError(
+                f"no run {run_id!r} of {dataset}; its runs, newest first: {names[:10]}"
+            )
+    run = runs[0]
+    lines = [f"== AI Mass: {run.dag_id} run {run.run_id} of {run.dataset} ds={run.ds}: "]
+    if isinstance(run, RunSummary):
+        lines[0] += run.outcome.upper()
+        lines.extend(summary_lines(settings, run.dump(), live=predict))
+    else:
+        lines[0] += "NO SUMMARY (running, or stopped before publish_summary)"
+        records = store.run(run.dataset, run.run_id)
+        lines.append(f"records  {', '.join(records)} in {run.records_dir}")
+        lines.append(f"task logs: {settings.var_dir / 'airflow' / 'logs'} (or the Airflow UI)")
+    lines.extend(footer_lines(settings, run.dataset))
+    print("\n".join(lines))
+    return 0
+
+
+def _cmd_spec_check(args: argparse.Namespace) -> int:
+    """Validate a spec and check the first rows of its data against it (no Spark, no run)."""
+    from aimass.data import spec_check
+    from aimass.platform.errors import ConfigError
+    from aimass.platform.settings import Settings
+
+    settings = Settings.from_env()
+    path = spec_check.spec_path(args.spec, settings.conf_dir)
+    try:
+        spec = spec_check.load_spec_file(path)
+    except ConfigError as exc:
+        print(f"spec check: {path}: {exc}")
+        return 1
+    report = spec_check.check(spec, str(path), settings, data=args.data, rows=args.rows)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _cmd_spec_init(args: argparse.Namespace) -> int:
+    """Draft a spec from a CSV or Parquet file, write it, then check it."""
+    from aimass.data import spec_check, spec_draft
+    from aimass.platform.errors import ConfigError
+    from aimass.platform.settings import Settings
+
+    settings = Settings.from_env()
+    source = Path(args.file)
+    try:
+        drafted = spec_draft.draft(
+            source, label=args.label, task=args.task, name=args.name, var_dir=settings.var_dir
+        )
+    except ConfigError as exc:
+        print(f"spec init: {source}: {exc}")
+        return 1
+    out = (
+        Path(args.out) if args.out else settings.conf_dir / "datasets" / f"{drafted.spec.name}.yaml"
+    )
+    if out.exists() and not args.force:
+        print(f"spec init: {out} exists; pass --force to overwrite it, or --out another path")
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(drafted.text, encoding="utf-8")
+    print(f"wrote {out}: edit it (the comments say what to check), then `aimass spec check {out}`")
+    for note in drafted.notes:
+        print(f"  {note}")
+    print()
+    report = spec_check.check(drafted.spec, str(out), settings, data=str(source), rows=args.rows)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aimass", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fetch = sub.add_parser("fetch-sample", help="download the Chicago Taxi sample CSVs (tfx wheel)")
+    fetch = sub.add_parser(
+        "fetch-sample",
+        help="download the sample datasets (pinned PyPI wheels: tfx, palmerpenguins, vega_datasets)",
+    )
     fetch.add_argument("--var-dir", default="var", help="runtime state folder (default: var)")
     fetch.add_argument("--force", action="store_true", help="download again even if present")
     fetch.set_defaults(func=_cmd_fetch_sample)
@@ -241,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start the services, run the retraining DAG through Airflow, print a summary"
     )
     demo.add_argument(
-        "--workers", type=int, default=0, help="training workers (default: the DAG's)"
+        "--workers",
+        type=int,
+        default=0,
+        help="training workers (default: 2, so the demo trains on several workers)",
     )
     demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the run")
     demo.set_defaults(func=_cmd_demo)
@@ -257,9 +407,42 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser(
         "runs", help="list runs (outcome, versions) from their records, or show one run's records"
     )
-    runs.add_argument("dataset", nargs="?", help="only this dataset's runs")
-    runs.add_argument("run_id", nargs="?", help="show every record of this run")
+    runs.add_argument(
+        "words",
+        nargs="*",
+        metavar="[show] [DATASET [RUN_ID]]",
+        help="DATASET: only its runs; RUN_ID: every record of that run; `show` first: `make "
+        "demo`'s summary of the newest run (of DATASET; or RUN_ID)",
+    )
+    runs.add_argument(
+        "--predict", action="store_true", help="show: ask the model server for the example row"
+    )
     runs.set_defaults(func=_cmd_runs)
+    spec = sub.add_parser("spec", help="check a dataset spec against its data, or draft one")
+    spec_sub = spec.add_subparsers(dest="spec_command", required=True)
+    check = spec_sub.add_parser(
+        "check", help="validate a spec and check the first rows of its data against it"
+    )
+    check.add_argument("spec", help="a spec name (conf/datasets/NAME.yaml) or a YAML file")
+    check.add_argument(
+        "--data",
+        help="the file or folder to check (default: source.path, else the newest landed file)",
+    )
+    check.add_argument("--rows", type=int, default=1000, help="rows to read (default: 1000)")
+    check.set_defaults(func=_cmd_spec_check)
+    init = spec_sub.add_parser("init", help="draft a spec from a CSV or Parquet file")
+    init.add_argument("file", help="a CSV or Parquet file (or a folder of them)")
+    init.add_argument("--label", required=True, help="the column to predict")
+    init.add_argument(
+        "--task",
+        choices=("binary", "multiclass", "regression"),
+        help="default: inferred from the label's values",
+    )
+    init.add_argument("--name", help="the dataset's name (default: from the file name)")
+    init.add_argument("--out", help="where to write it (default: conf/datasets/NAME.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    init.add_argument("--rows", type=int, default=1000, help="rows the check reads")
+    init.set_defaults(func=_cmd_spec_init)
     return parser
 
 

@@ -159,7 +159,11 @@ PARAM_CASES = [
     ("absurd-epochs", lambda var: {"epochs": 10**9}, "epochs=1000000000 is out of range"),
     ("absurd-workers", lambda var: {"workers": 10_000}, "workers=10000 is out of range"),
     ("negative-workers", lambda var: {"workers": -1}, "workers=-1 is out of range"),
-    ("unknown-dataset", lambda var: {"dataset": "nope"}, "dataset spec 'nope' not found"),
+    (
+        "unknown-dataset",
+        lambda var: {"dataset": "nope"},
+        "param dataset='nope': there is no spec .*; known datasets: chicago_taxi",
+    ),
     ("dataset-as-a-path", lambda var: {"dataset": "../../etc/passwd"}, "not a path"),
 ]
 

@@ -237,13 +237,13 @@ def test_failed_run_leaves_the_previous_partition_in_place(
     settings = job["settings"]
     partition = settings.clean_partition("chicago_taxi", DS)
     before = sorted(p.name for p in partition.glob("*.parquet"))
-    real_clean_rows = transforms.clean_rows
+    real_split_rows = transforms.split_rows
 
     def losing_rows(df: Any, *, spec: Any) -> Any:
-        clean, quarantine = real_clean_rows(df, spec=spec)
+        clean, quarantine = real_split_rows(df, spec=spec)
         return clean.limit(10), quarantine
 
-    monkeypatch.setattr(transforms, "clean_rows", losing_rows)
+    monkeypatch.setattr(transforms, "split_rows", losing_rows)
     with pytest.raises(StageError, match="rows are not conserved"):
         run(spark, parse_args(_args(settings, job["landing"])))
 

@@ -35,7 +35,7 @@ from aimass.platform.settings import Settings
 pytestmark = pytest.mark.integration
 
 DATASET = "chicago_taxi"
-KNOWN = ("chicago_taxi", "palmer_penguins", "penguins_body_mass")
+KNOWN = ("chicago_taxi", "palmer_penguins", "penguins_body_mass", "seattle_weather")
 # Every route of the console: a new one fails test_route_table until it is listed here (and
 # its path parameters have a value in path_values).
 EXPECTED_ROUTES = {

@@ -57,7 +57,7 @@ def _write_partition(settings: Settings) -> Path:
     payment = np.concatenate([np.full(n, v, dtype=object) for v, n in SLICE_ROWS.items()])
     n = payment.size
     columns: dict[str, Any] = {}
-    for name in spec.features:
+    for name in dict.fromkeys([*spec.model_inputs, *spec.features]):
         dtype = spec.dtype(name)
         if dtype == "double":
             columns[name] = rng.uniform(0, 20, n)

@@ -47,14 +47,41 @@ def _put(client: Any, name: str, body: bytes = CSV) -> None:
     client.put_object(Bucket=BUCKET, Key=ZONE + name, Body=body)
 
 
-def test_the_watcher_claims_landed_objects_and_announces_leftovers(s3: Any) -> None:
+def _taxi_csv() -> bytes:
+    from aimass.data.spec import load_spec
+
+    columns = load_spec("chicago_taxi").columns
+    return (",".join(columns) + "\n" + ",".join("1" for _ in columns) + "\n").encode()
+
+
+def _taxi_parquet() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from aimass.data.spec import load_spec
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({c: ["1"] for c in load_spec("chicago_taxi").columns}), sink)
+    return sink.getvalue()
+
+
+def test_the_watcher_claims_landed_objects_and_announces_leftovers(
+    s3: Any, settings: Settings
+) -> None:
     from aimass.data.landing_trigger import LandingZoneTrigger
+    from aimass.platform.alerts import read_alerts
 
     zone = landing.zone_for(Settings.from_env(), "chicago_taxi")
     assert isinstance(zone, landing.S3Zone) and zone.location == f"{ROOT}/chicago_taxi/"
     _put(s3, ".claimed/20261126T000000000000Z-before_restart.csv")
-    for name in ("a.csv", "b.parquet", "c.csv.tmp", ".hidden.csv", "notes.txt"):
-        _put(s3, name)
+    taxi, parquet = _taxi_csv(), _taxi_parquet()
+    sizes = {"a.csv": len(taxi), "adult.data": len(taxi), "b.parquet": len(parquet)}
+    for name in ("a.csv", "adult.data", "c.csv.tmp", ".hidden.csv"):
+        _put(s3, name, taxi)
+    _put(s3, "b.parquet", parquet)
+    _put(s3, "notes.txt", b"some notes, not data\n")
     trigger = LandingZoneTrigger(
         zone.location, "chicago_taxi", poke_interval=0.05, settle_seconds=0.1
     )
@@ -67,17 +94,25 @@ def test_the_watcher_claims_landed_objects_and_announces_leftovers(s3: Any) -> N
                 break
         return events
 
-    replayed, *fresh = asyncio.run(asyncio.wait_for(first(3), timeout=30))
+    replayed, *fresh = asyncio.run(asyncio.wait_for(first(4), timeout=30))
     assert replayed["original"] == "before_restart.csv" and replayed["replay"] is True
-    assert sorted(e["original"] for e in fresh) == ["a.csv", "b.parquet"]
-    assert all(e["replay"] is False and e["bytes"] == len(CSV) for e in fresh)
-    # moved, never deleted: the two landed objects are now under .claimed/; the partial,
-    # hidden and non-data names are left where they are
-    assert _keys(s3) == sorted(
+    # any suffix: the content says CSV or Parquet (ranged reads of the object)
+    assert sorted(e["original"] for e in fresh) == ["a.csv", "adult.data", "b.parquet"]
+    assert all(e["replay"] is False and e["bytes"] == sizes[e["original"]] for e in fresh)
+    # moved, never deleted: the landed objects are now under .claimed/, the one the zone
+    # will not take under rejected/ with its reason; partial and hidden names stay
+    keys = _keys(s3)
+    (rejected,) = [k for k in keys if k.startswith(ZONE + "rejected/") and k.endswith("notes.txt")]
+    assert keys == sorted(
         [ZONE + f".claimed/{replayed['file']}"]
         + [ZONE + f".claimed/{e['file']}" for e in fresh]
-        + [ZONE + n for n in ("c.csv.tmp", ".hidden.csv", "notes.txt")]
+        + [ZONE + n for n in ("c.csv.tmp", ".hidden.csv")]
+        + [rejected, rejected + ".reason.txt"]
     )
+    reason = s3.get_object(Bucket=BUCKET, Key=rejected + ".reason.txt")["Body"].read().decode()
+    assert reason.startswith("notes.txt was not taken for chicago_taxi: its header does not")
+    (alert,) = read_alerts(settings)
+    assert alert["details"]["moved_to"] == f"s3://{BUCKET}/{rejected}"
 
 
 def test_a_run_takes_the_claimed_objects_once_and_reads_the_days_prefix(s3: Any) -> None:
@@ -100,6 +135,10 @@ def test_a_run_takes_the_claimed_objects_once_and_reads_the_days_prefix(s3: Any)
     # what the clean job will read: exactly the two files, not the ledger beside them
     assert sorted(o.name for o in s3io.list_objects(day)) == sorted(claimed)
     assert zone.pending() == []
+    # a manual run without input_path reads this day: the newest that holds files
+    assert zone.latest_day() == ("2026-11-26", 2)
+    manual = prepare_run({}, dag_id="aimass_retrain", run_id="manual__1", run_date=when)
+    assert manual.input_path == day and manual.trigger["input"]["from"] == "landing"
     ledger = zone.ledger()
     assert sorted(e["file"] for e in ledger) == sorted(claimed)
     assert {e["run_id"] for e in ledger} == {"asset__1"}

@@ -147,6 +147,8 @@ def _typed(field: ParamField, raw: str) -> Any:
         try:
             return int(raw)
         except ValueError:
+            if "string" in kinds:  # e.g. workers: a number or "auto"; validate_params checks it
+                return raw
             raise ConfigError(
                 f"{field.title} ({field.name}) must be a whole number, not {raw!r}"
             ) from None

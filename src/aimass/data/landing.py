@@ -10,6 +10,9 @@ exactly one place and never deleted):
 2. ``.claimed/<utc time>-<file>``: the landing-zone trigger (``aimass.data.landing_trigger``,
    an Airflow ``AssetWatcher`` running in the triggerer) claims it and emits an asset event,
    which schedules ``aimass_retrain``.
+   A file the zone will not take (not the spec's format, a header that does not fit, empty,
+   unreadable; ``aimass.data.landing_check``) goes to ``rejected/<utc time>-<file>`` instead,
+   with ``<utc time>-<file>.reason.txt`` beside it, and an alert is sent.
 3. ``processed/ds=<ds>/<utc time>-<file>``: the retraining run's first task takes every
    claimed file of its dataset, records it in the ledger (``processed/ledger.jsonl``; one
    object per file under ``processed/ledger/`` on S3) with its run, and cleans the whole
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,12 +50,13 @@ class NothingLanded(Exception):
 
 CLAIMED = ".claimed"
 PROCESSED = "processed"
+REJECTED = "rejected"
 LEDGER = "ledger.jsonl"
-SUFFIXES = (".csv", ".parquet")
-# Names producers use while a file is still being written.
 # Claimed names start with a UTC time in this format, so they sort in landing order.
 _STAMP = "%Y%m%dT%H%M%S%fZ"
+# Names producers use while a file is still being written.
 _PARTIAL = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+_DAY = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
 
 
 def asset_name(dataset: str) -> str:
@@ -60,7 +65,7 @@ def asset_name(dataset: str) -> str:
 
 
 def is_candidate(path: Path) -> bool:
-    """A finished data file: not hidden, not a partial name, a known suffix."""
+    """A finished file: not hidden, not a partial name (its format is told by its content)."""
     return path.is_file() and _is_data_name(path.name)
 
 
@@ -78,12 +83,19 @@ class Watch:
 
 
 def _is_data_name(name: str) -> bool:
-    """A finished data file's name: not hidden, not a partial name, a known suffix."""
-    return (
-        not name.startswith((".", "_"))
-        and not name.endswith(_PARTIAL)
-        and name.lower().endswith(SUFFIXES)
-    )
+    """A finished file's name: not hidden, not a partial name; any suffix (``adult.data``)."""
+    return not name.startswith((".", "_")) and not name.lower().endswith(_PARTIAL)
+
+
+def _newest_day(counts: dict[str, int]) -> tuple[str, int] | None:
+    """The newest ``ds=<day>`` folder name that holds files: (day, files); None if none."""
+    days = [(m.group(1), n) for name, n in counts.items() if n and (m := _DAY.match(name))]
+    return max(days) if days else None
+
+
+def stamped(name: str) -> str:
+    """``name`` behind the current UTC time, so moved names sort in the order they moved."""
+    return f"{datetime.now(UTC).strftime(_STAMP)}-{name}"
 
 
 def _observe(
@@ -187,6 +199,13 @@ class LocalZone:
     def day_input(self, ds: str) -> str:
         """Where the clean job reads the files that landed for ``ds``."""
         return str(self.folder / PROCESSED / f"ds={ds}")
+
+    def latest_day(self) -> tuple[str, int] | None:
+        """The newest ``processed/ds=<day>/`` that holds files, and how many; None if none."""
+        folders = (self.folder / PROCESSED).glob("ds=*")
+        return _newest_day(
+            {p.name: sum(1 for f in p.iterdir() if f.is_file()) for p in folders if p.is_dir()}
+        )
 
     def ledger(self) -> list[dict[str, Any]]:
         path = self.folder / PROCESSED / LEDGER
@@ -358,6 +377,21 @@ class S3Zone:
 
     def day_input(self, ds: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{PROCESSED}/ds={ds}/"
+
+    def latest_day(self) -> tuple[str, int] | None:
+        """As :meth:`LocalZone.latest_day`, from one listing of ``processed/ds=``."""
+        counts: dict[str, int] = {}
+        prefix = f"{self.prefix}{PROCESSED}/"
+        with self._errors("list the landed files", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix + "ds="
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    day, _, rest = item["Key"][len(prefix) :].partition("/")
+                    if rest and "/" not in rest:
+                        counts[day] = counts.get(day, 0) + 1
+        return _newest_day(counts)
 
     def _ledger_key(self, name: str) -> str:
         return f"{self.prefix}{PROCESSED}/ledger/{name}.json"

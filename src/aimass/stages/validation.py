@@ -24,9 +24,9 @@ from aimass.stages.params import (
     WORKERS,
     ParamField,
 )
+from aimass.stages.triggers import check_dataset, resolve_input
 
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATASET = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -268,12 +268,37 @@ def _force(params: dict[str, Any]) -> tuple[bool, str]:
 
 def _spec(params: dict[str, Any], settings: Settings) -> DatasetSpec:
     """The spec the ``dataset`` param names (default ``chicago_taxi``)."""
-    dataset = str(params.get("dataset") or DATASET.default)
-    if not _DATASET.match(dataset):
-        raise ConfigError(
-            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (e.g. chicago_taxi), not a path"
-        )
+    dataset = check_dataset(str(params.get("dataset") or DATASET.default), settings)
     return load_spec(dataset, settings.conf_dir)
+
+
+def check_datasets(datasets: Any, settings: Settings) -> list[str]:
+    """The ``datasets`` param of ``aimass_monitor``: a list of known spec names.
+
+    Raises:
+        ConfigError: not a list of names, or one has no spec (the known ones listed).
+    """
+    if datasets in (None, ""):
+        return []
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ConfigError(f"param datasets={datasets!r} must be a list of dataset spec names")
+    return [check_dataset(d, settings) for d in datasets]
+
+
+def _workers(params: dict[str, Any], settings: Settings) -> int:
+    """The ``workers`` param: 1..8, or ``auto``/empty resolved for this machine (logged)."""
+    from aimass.training.run import resolve_workers
+
+    value = params.get(WORKERS.name)
+    if value in (None, "") or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return resolve_workers(DEFAULT_WORKERS, launcher=settings.train_launcher)
+    if isinstance(value, str) and not value.strip().isdigit():
+        raise ConfigError(
+            f"param workers={value!r} must be auto or an integer between {WORKERS.minimum} "
+            f"and {WORKERS.maximum}"
+        )
+    number = _int(params, WORKERS)
+    return resolve_workers(number)
 
 
 def validate_params(
@@ -299,14 +324,14 @@ def validate_params(
     else:
         ds = run_date.date().isoformat() if isinstance(run_date, datetime) else run_date.isoformat()
 
-    raw_input = str(params.get("input_path") or "") or spec.resolved_source_path(settings.var_dir)
+    raw_input = resolve_input(params, spec, settings).path
     if is_s3_uri(raw_input):
         input_path = _check_s3_input(raw_input, settings)
     else:
         input_path = str(_check_local_input(raw_input, settings))
 
     epochs = _int(params, EPOCHS)
-    workers = _int(params, WORKERS) or DEFAULT_WORKERS
+    workers = _workers(params, settings)
     force_deploy, force_reason = _force(params)
 
     min_auc = params.get("min_auc")
@@ -413,6 +438,6 @@ def validate_tune_params(params: dict[str, Any], settings: Settings) -> TunePara
         algorithm=algorithm,
         max_trials=_int(params, MAX_TRIALS) or spec.tuning.max_trials,
         epochs=_int(params, EPOCHS) or spec.tuning.epochs,
-        workers=_int(params, WORKERS) or DEFAULT_WORKERS,
+        workers=_workers(params, settings),
         mixed_precision=_bool(params, "mixed_precision", False),
     )

@@ -16,7 +16,7 @@ from aimass.platform.errors import ConfigError
 if TYPE_CHECKING:
     from aimass.platform.settings import Settings
 
-from aimass.training.run import TrainResult
+from aimass.training.run import AUTO, TrainResult, resolve_workers
 
 
 def launch(
@@ -25,7 +25,7 @@ def launch(
     *,
     data: Path,
     run_dir: Path,
-    workers: int = 1,
+    workers: int | str = AUTO,
     epochs: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -36,7 +36,10 @@ def launch(
 
     ``local``: ``train()`` (worker processes on this machine); ``kubernetes``:
     ``aimass.training.kubernetes.train_on_kubernetes`` (one pod per worker). Same arguments and result.
+    ``workers``: a positive integer, or ``auto`` (``aimass.training.run.resolve_workers``: one
+    per GPU, else one per 4 cores, at least 1; logged with the reason).
     """
+    workers = resolve_workers(workers, launcher=settings.train_launcher)
     if settings.train_launcher == "kubernetes":
         from aimass.training.kubernetes import (
             train_on_kubernetes,  # pods: heavy client, loaded on use

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from aimass.data.lake import is_view
 from aimass.data.spec import DatasetSpec, load_spec
 from aimass.platform.errors import ConfigError, StageError
 
@@ -32,6 +36,73 @@ EXPORT_DIR = "export"
 METRICS_FILE = "metrics.json"
 PARENT_PID_ENV = "AIMASS_TRAIN_PARENT_PID"
 LOG_TAIL_LINES = 20
+
+
+AUTO = "auto"
+CORES_PER_WORKER = 4
+_NVIDIA_GPUS = "/proc/driver/nvidia/gpus"
+
+
+def gpu_count() -> int:
+    """The GPUs this process may use: the NVIDIA driver's list (``/proc/driver/nvidia/gpus``,
+    else ``nvidia-smi -L``), cut to ``CUDA_VISIBLE_DEVICES`` when that is set.
+
+    TensorFlow is not imported (seconds and hundreds of MiB in an Airflow task); a machine
+    without the NVIDIA driver has 0.
+    """
+    found = 0
+    if os.path.isdir(_NVIDIA_GPUS):
+        found = len(os.listdir(_NVIDIA_GPUS))
+    elif shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            listing = ""
+        found = sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    # "" or "-1" hide every GPU; a list names the ones this process sees.
+    names = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    return min(found, len(names))
+
+
+def auto_workers() -> tuple[int, str]:
+    """How many local workers ``auto`` means here, and why: one per GPU, else one per
+    ``CORES_PER_WORKER`` cores, at least 1."""
+    cores = os.cpu_count() or 1
+    gpus = gpu_count()
+    if gpus:
+        return gpus, f"{cores} cores, {gpus} GPU(s): one worker per GPU"
+    workers = max(1, cores // CORES_PER_WORKER)
+    return workers, (f"{cores} cores, no GPU: one worker per {CORES_PER_WORKER} cores, at least 1")
+
+
+def resolve_workers(value: int | str | None, *, launcher: str = "local") -> int:
+    """The number of workers ``value`` asks for: a positive integer as given, or ``auto``
+    (or None) resolved for ``launcher`` and logged with its reason.
+
+    On ``kubernetes`` the cluster's size is not known here, so ``auto`` is one pod.
+
+    Raises:
+        ConfigError: neither ``auto`` nor a positive integer.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", AUTO)):
+        if launcher == "kubernetes":
+            workers, why = 1, "kubernetes launcher: the cluster's size is unknown here, one pod"
+        else:
+            workers, why = auto_workers()
+        logger.info("workers: auto -> %d (%s)", workers, why)
+        return workers
+    try:
+        workers = int(value) if not isinstance(value, bool) else 0
+    except (TypeError, ValueError):
+        workers = 0
+    if workers < 1:
+        raise ConfigError(f"workers={value!r}; use auto or a positive number of workers")
+    return workers
 
 
 @dataclass(frozen=True)
@@ -129,9 +200,10 @@ def prepare_run(
     if timeout_s is not None and timeout_s <= 0:
         raise ConfigError(f"timeout_s={timeout_s}; use a positive number of seconds or None")
     data, run_dir = Path(data), Path(run_dir)
-    if not data.is_dir():
+    if not (data.is_dir() or is_view(data)):
         raise ConfigError(
-            f"training data {data} is not a folder; pass the clean partition (…/clean/<dataset>/ds=<ds>/)"
+            f"training data {data} is neither a folder nor a view file; pass the clean "
+            "partition (…/clean/<dataset>/ds=<ds>/) or a run's clean.view.json"
         )
     request = RunRequest(spec, data, run_dir, epochs, batch_size, learning_rate, mixed_precision)
     run_dir.mkdir(parents=True, exist_ok=True)

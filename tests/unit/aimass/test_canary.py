@@ -81,14 +81,14 @@ def test_the_canary_replays_the_newest_recorded_requests(settings: object) -> No
 
     from aimass.data.spec import load_spec
     from aimass.serving.replay import recent_request_rows
-    from models.tabular.features import features
+    from models.tabular.features import model_inputs
 
     spec = load_spec("chicago_taxi")
     assert recent_request_rows(settings, spec, 5) is None  # type: ignore[arg-type]  # no log
     path = settings.requests_dir / spec.name / "recent.parquet"  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True)
     columns: dict[str, list] = {}
-    for f in features(spec):
+    for f in model_inputs(spec):
         if f.spec_dtype == "string":
             columns[f.name] = [f"v{i}" for i in range(8)]
         elif f.spec_dtype == "long":
@@ -97,7 +97,7 @@ def test_the_canary_replays_the_newest_recorded_requests(settings: object) -> No
             columns[f.name] = [float(i) if i else None for i in range(8)]
     pq.write_table(pa.table({**columns, "model_version": [1] * 8}), path)
     rows = recent_request_rows(settings, spec, 5)  # type: ignore[arg-type]
-    assert rows is not None and set(rows) == {f.name for f in features(spec)}
+    assert rows is not None and set(rows) == {f.name for f in model_inputs(spec)}
     assert rows["fare"].tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]  # the newest five
     assert rows["fare"].dtype == np.float32
     pq.write_table(pa.table({"fare": [1.0]}), path)  # a log that lacks features: not replayed

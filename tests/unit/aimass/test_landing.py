@@ -15,7 +15,12 @@ from aimass.platform.settings import Settings
 pytestmark = pytest.mark.unit
 
 
-def _drop(folder: Path, name: str, text: str = "a,b\n1,2\n") -> Path:
+def _drop(folder: Path, name: str, text: str = "") -> Path:
+    """A landed file; by default a CSV with the chicago_taxi spec's header and one row."""
+    from aimass.data.spec import load_spec
+
+    columns = load_spec("chicago_taxi").columns
+    text = text or ",".join(columns) + "\n" + ",".join("1" for _ in columns) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_text(text, encoding="utf-8")
@@ -27,15 +32,18 @@ def test_a_file_is_ready_only_once_it_stopped_changing(tmp_path: Path) -> None:
     path = _drop(tmp_path, "trips.csv")
     _drop(tmp_path, ".hidden.csv")
     _drop(tmp_path, "trips2.csv.tmp")
-    _drop(tmp_path, "notes.txt")
+    _drop(tmp_path, "trips3.csv.PART")
+    # Any other name is looked at: its content tells its format (aimass.data.landing_check).
+    other = _drop(tmp_path, "adult.data")
     assert landing.settled(tmp_path, seen, settle_s=2, now=100.0) == []  # first sight
     assert landing.settled(tmp_path, seen, settle_s=2, now=101.0) == []  # not settled yet
     with open(path, "a", encoding="utf-8") as fh:  # still being written
         fh.write("3,4\n")
     os.utime(path, ns=(1, 2))
-    assert landing.settled(tmp_path, seen, settle_s=2, now=102.5) == []
-    assert landing.settled(tmp_path, seen, settle_s=2, now=104.6) == [path]
+    assert landing.settled(tmp_path, seen, settle_s=2, now=102.5) == [other]
+    assert landing.settled(tmp_path, seen, settle_s=2, now=104.6) == [other, path]
     path.unlink()
+    other.unlink()
     assert landing.settled(tmp_path, seen, settle_s=2, now=110.0) == [] and seen == {}
 
 

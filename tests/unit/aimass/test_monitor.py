@@ -219,7 +219,17 @@ def test_a_drift_event_retrains_the_dataset_on_its_source(settings: Settings) ->
     assert ctx.dataset == "chicago_taxi" and ctx.ds == "2026-11-26"
     assert ctx.input_path == str(source.resolve())
     assert ctx.landed_files == []
-    assert ctx.trigger == {"kind": "drift", **event}
+    # nothing landed for chicago_taxi: the spec's source, and the record says so
+    assert ctx.trigger == {
+        "kind": "drift",
+        **event,
+        "input": {
+            "from": "source",
+            "path": str(source),
+            "detail": "spec chicago_taxi's source.path (nothing landed in "
+            f"{settings.landing_location('chicago_taxi')})",
+        },
+    }
 
 
 def test_the_demo_model_server_records_requests_under_the_var_dir(settings: Settings) -> None:

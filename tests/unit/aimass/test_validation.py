@@ -27,7 +27,15 @@ def raw_file(settings: Settings) -> Path:
     return path
 
 
-def test_defaults_resolve_spec_source_and_run_date(settings: Settings, raw_file: Path) -> None:
+def test_defaults_resolve_spec_source_and_run_date(
+    settings: Settings, raw_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from aimass.training import run
+
+    # auto workers on an 8-core machine without a GPU: 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    (tmp_path / "no_gpus").mkdir()
+    monkeypatch.setattr(run, "_NVIDIA_GPUS", str(tmp_path / "no_gpus"))
     p = validate_params({}, settings, run_date=RUN_DATE)
     assert p.dataset == "chicago_taxi"
     assert p.ds == "2026-11-25"
@@ -41,8 +49,10 @@ def test_defaults_resolve_spec_source_and_run_date(settings: Settings, raw_file:
         ({"epochs": -1}, "epochs=-1 is out of range"),
         ({"epochs": "many"}, "epochs='many' must be an integer"),
         ({"workers": 0}, "workers=0 is out of range"),
-        ({"dataset": "nope"}, "dataset spec 'nope' not found"),
+        ({"dataset": "nope"}, "dataset='nope': there is no spec .*; known datasets: chicago_taxi"),
         ({"dataset": "../etc/passwd"}, "not a path"),
+        ({"workers": "many"}, "workers='many' must be auto or an integer between 1 and 8"),
+        ({"workers": 9}, "workers=9 is out of range"),
         ({"ds": "25/11/2026"}, "must be a date like"),
         ({"ds": "2026-02-30"}, "not a real calendar date"),
         ({"min_auc": 1.5}, "between 0 and 1"),
@@ -285,7 +295,17 @@ def _partition(settings: Settings, ds: str) -> None:
     (part / "part-00000.parquet").write_bytes(b"")
 
 
-def test_tuning_params_default_to_the_spec_and_the_newest_partition(settings: Settings) -> None:
+def test_tuning_params_default_to_the_spec_and_the_newest_partition(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from aimass.training import run
+
+    # auto workers: one per GPU (2 here), whatever the cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    (tmp_path / "gpus" / "0000:01:00.0").mkdir(parents=True)
+    (tmp_path / "gpus" / "0000:02:00.0").mkdir()
+    monkeypatch.setattr(run, "_NVIDIA_GPUS", str(tmp_path / "gpus"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     _partition(settings, "2026-11-01")
     _partition(settings, "2026-11-20")
     (settings.clean_partition("chicago_taxi", "2026-11-30")).mkdir(parents=True)  # no files yet
@@ -306,7 +326,7 @@ def test_tuning_params_default_to_the_spec_and_the_newest_partition(settings: Se
         ({"max_trials": 0}, "max_trials=0 is out of range"),
         ({"epochs": -2}, "epochs=-2 is out of range"),
         ({"ds": "2026-10-01"}, "there is no clean partition"),
-        ({"dataset": "nope"}, "dataset spec 'nope' not found"),
+        ({"dataset": "nope"}, "dataset='nope': there is no spec"),
     ],
 )
 def test_bad_tuning_params_are_rejected_with_a_fix(

@@ -6,7 +6,7 @@ import pytest
 
 from aimass.console.actions import _typed, rollback_conf
 from aimass.platform.errors import ConfigError
-from aimass.stages.params import EPOCHS, FORCE_DEPLOY, LEARNING_RATE
+from aimass.stages.params import EPOCHS, FORCE_DEPLOY, LEARNING_RATE, WORKERS
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +33,5 @@ def test_form_values_take_the_params_json_types() -> None:
         _typed(EPOCHS, "7.5")
     with pytest.raises(ConfigError, match="must be a number"):
         _typed(LEARNING_RATE, "fast")
+    # workers takes a number or "auto": the text goes on to validate_params, which checks it.
+    assert _typed(WORKERS, "2") == 2 and _typed(WORKERS, " auto ") == "auto"

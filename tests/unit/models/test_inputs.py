@@ -13,7 +13,7 @@ import pytest
 from aimass.data.lake import open_partition
 from aimass.data.spec import DatasetSpec
 from aimass.platform.errors import ConfigError
-from models.tabular.features import feature_names, features, tf_dtypes
+from models.tabular.features import input_names, model_inputs, tf_dtypes
 from models.tabular.inputs import (
     CHUNK_ROWS,
     _chunks,
@@ -44,12 +44,15 @@ def _tiny_partition(spec: DatasetSpec, out: Path) -> Path:
     return out
 
 
-def test_feature_dtypes_follow_the_spec(taxi_spec: DatasetSpec) -> None:
+def test_input_dtypes_follow_the_spec_and_take_raw_columns_only(taxi_spec: DatasetSpec) -> None:
     dtypes = tf_dtypes(taxi_spec)
     assert dtypes["fare"] == "float32"
     assert dtypes["trip_start_hour"] == "int64"
     assert dtypes["company"] == "string"
-    assert list(dtypes) == [*taxi_spec.numeric_features, *taxi_spec.categorical_features]
+    # The raw columns in schema order: the schema features and what the derived ones read.
+    assert list(dtypes) == [c for c in taxi_spec.columns if c in taxi_spec.model_inputs]
+    assert "trip_speed_mph" not in dtypes  # derived inside the model
+    assert {"trip_miles", "trip_seconds"} <= set(dtypes)
     assert "tips" not in dtypes and taxi_spec.label_name not in dtypes
 
 
@@ -65,7 +68,7 @@ def test_load_arrays_fills_missing_values(taxi_spec: DatasetSpec, tmp_path: Path
         -1,
     ]
     assert feats["company"].dtype == object and feats["company"].tolist() == ["Cash", ""]
-    assert set(feats) == set(feature_names(taxi_spec))
+    assert set(feats) == set(input_names(taxi_spec))
 
 
 def test_load_arrays_dtypes_and_splits_on_real_rows(
@@ -77,7 +80,7 @@ def test_load_arrays_dtypes_and_splits_on_real_rows(
     assert len(train_y) + len(hold_y) == len(all_y) == count_rows(taxi_partition, taxi_spec, None)
     assert 0.1 < len(hold_y) / len(all_y) < 0.3
     assert set(np.unique(all_y)) == {0, 1}
-    for feat in features(taxi_spec):
+    for feat in model_inputs(taxi_spec):
         values = train_x[feat.name]
         assert values.dtype == EXPECTED_NP[feat.spec_dtype], feat.name
         assert len(values) == len(train_y)
@@ -117,7 +120,7 @@ def test_make_dataset_batches_in_order(taxi_spec: DatasetSpec, taxi_partition: P
     ds = make_dataset(taxi_partition, taxi_spec, split="train", batch_size=128)
     x_spec, y_spec = ds.element_spec
     assert y_spec.shape.as_list() == [None] and y_spec.dtype == tf.float32
-    for feat in features(taxi_spec):
+    for feat in model_inputs(taxi_spec):
         assert x_spec[feat.name].shape.as_list() == [None]
         assert x_spec[feat.name].dtype == tf.as_dtype(feat.tf_dtype)
     assert (
@@ -195,7 +198,7 @@ def _reference_batches(
         fragments = [fragments[i] for i in rng.permutation(len(fragments))]
     window = max(shuffle_buffer, batch_size) if shuffle else batch_size
     split_filter = None if split is None else pc.field("split") == split
-    columns = [*feature_names(spec), spec.label_name]
+    columns = [*input_names(spec), spec.label_name]
 
     def permuted(batches: list[pa.RecordBatch]) -> pa.Table:
         table = pa.Table.from_batches(batches)
@@ -236,7 +239,7 @@ def _assert_same_batches(
     assert [len(y) for _, y in got] == [len(y) for _, y in expected]
     for i, ((x, y), (ex, ey)) in enumerate(zip(got, expected, strict=True)):
         np.testing.assert_array_equal(y, ey, err_msg=f"labels of batch {i}")
-        for feat in features(spec):
+        for feat in model_inputs(spec):
             want = ex[feat.name]
             if feat.spec_dtype == "string":
                 want = np.array([s.encode() for s in want], dtype=object)

@@ -10,7 +10,7 @@ import pytest
 
 from aimass.data.spec import DatasetSpec
 from aimass.platform.errors import ConfigError
-from models.tabular.features import features
+from models.tabular.features import model_inputs
 from models.tabular.inputs import load_arrays, make_dataset
 
 pytestmark = pytest.mark.unit
@@ -50,9 +50,9 @@ def trained(taxi_spec: DatasetSpec, taxi_partition: Path, train_arrays: tuple) -
 
 
 def _rows(spec: DatasetSpec, n: int, **values: object) -> dict[str, np.ndarray]:
-    """``n`` rows with every feature missing, except the ones given."""
+    """``n`` rows with every model input missing, except the ones given."""
     out = {}
-    for feat in features(spec):
+    for feat in model_inputs(spec):
         value = values.get(feat.name, feat.fill)
         out[feat.name] = np.array([value] * n, dtype=feat.np_dtype)
     return out
@@ -66,7 +66,7 @@ def test_builder_inputs_and_output_shape(taxi_spec: DatasetSpec, train_arrays: t
     )
     assert model.output_shape == (None, 1)
     assert {i.name: (i.shape.as_list(), i.dtype.name) for i in model.inputs} == {
-        f.name: ([None], f.tf_dtype) for f in features(taxi_spec)
+        f.name: ([None], f.tf_dtype) for f in model_inputs(taxi_spec)
     }
     assert [layer.units for layer in model.layers if isinstance(layer, tf_keras.layers.Dense)] == [
         8,
@@ -150,7 +150,7 @@ def test_export_round_trip_matches_the_in_memory_model(
     signature = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     inputs = signature.structured_input_signature[1]
     assert {k: (v.shape.as_list(), v.dtype.name) for k, v in inputs.items()} == {
-        f.name: ([None], f.tf_dtype) for f in features(taxi_spec)
+        f.name: ([None], f.tf_dtype) for f in model_inputs(taxi_spec)
     }
     out = signature.structured_outputs
     assert list(out) == ["probabilities"]
@@ -216,3 +216,34 @@ def test_mixed_precision_keeps_preprocessing_and_the_head_in_float32(
         np.testing.assert_allclose(served, out.numpy().ravel(), rtol=1e-3, atol=1e-3)
     finally:
         tf_keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_model_that_takes_derived_features_is_scored_on_the_same_rows(
+    taxi_spec: DatasetSpec, taxi_partition: Path, tmp_path: Path
+) -> None:
+    """A champion exported before derived features moved inside the model takes them as
+    inputs; the gate scores it on the same holdout rows with the lake's derived columns."""
+    from aimass.evaluation.metrics import evaluate
+    from models.tabular.features import features
+
+    holdout, labels = load_arrays(taxi_partition, taxi_spec, "holdout", with_derived=True)
+    assert "trip_speed_mph" in holdout and "trip_speed_mph" not in taxi_spec.model_inputs
+    assert set(load_arrays(taxi_partition, taxi_spec, "holdout")[0]) == set(taxi_spec.model_inputs)
+
+    signature = {
+        f.name: tf.TensorSpec([None], tf.as_dtype(f.tf_dtype), name=f.name)
+        for f in features(taxi_spec)
+    }
+
+    class OldContract(tf.Module):
+        @tf.function(input_signature=[signature])
+        def serve(self, inputs: dict) -> dict:
+            speed = tf.where(
+                tf.math.is_nan(inputs["trip_speed_mph"]), 0.0, inputs["trip_speed_mph"]
+            )
+            return {"probabilities": tf.sigmoid(speed / 10.0 - 1.0)}
+
+    module = OldContract()
+    tf.saved_model.save(module, str(tmp_path / "old"), signatures={"serving_default": module.serve})
+    metrics = evaluate(tmp_path / "old", holdout, labels, task="binary")
+    assert metrics["rows"] == len(labels) and 0.0 < metrics["auc"] < 1.0

@@ -30,11 +30,31 @@ def test_every_param_has_a_title_and_a_description(fields: tuple) -> None:
         assert param.schema["title"] and param.description, name
 
 
-def test_the_forms_offer_the_dataset_specs() -> None:
+def test_the_forms_suggest_the_dataset_specs_and_accept_a_new_one() -> None:
+    """The parsed names are suggestions, not an enum: a spec saved after the DAG processor's
+    last parse is accepted by the form and the REST API, and the first task checks it."""
     params = airflow_params(RETRAIN_PARAMS, ["chicago_taxi", "palmer_penguins"])
-    assert params["dataset"].schema["enum"] == ["chicago_taxi", "palmer_penguins"]
+    assert params["dataset"].schema["examples"] == ["chicago_taxi", "palmer_penguins"]
+    assert "enum" not in params["dataset"].schema
+    params["dataset"].resolve("saved_a_second_ago")  # Airflow's own check of a trigger's conf
     monitor = airflow_params(MONITOR_PARAMS, ["chicago_taxi"])
-    assert monitor["datasets"].schema["items"] == {"type": "string", "enum": ["chicago_taxi"]}
+    assert monitor["datasets"].schema["examples"] == ["chicago_taxi"]
+    monitor["datasets"].resolve(["chicago_taxi", "saved_a_second_ago"])
+
+
+@pytest.mark.parametrize("value", [None, "auto", 1, 8, "3"])
+def test_the_workers_param_takes_auto_or_a_number(value: object) -> None:
+    param = airflow_params(RETRAIN_PARAMS, ["chicago_taxi"])["workers"]
+    assert param.resolve(value) == value
+
+
+@pytest.mark.parametrize("value", [0, 9, "many", "Auto ", 2.5])
+def test_the_workers_param_refuses_anything_else(value: object) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = airflow_params(RETRAIN_PARAMS, ["chicago_taxi"])["workers"]
+    with pytest.raises(ParamValidationError):
+        param.resolve(value)
 
 
 def test_the_form_and_the_validation_share_their_bounds(settings: Settings) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from aimass.console import charts
 from aimass.console.context import ConsoleState, render, state
-from aimass.console.readmodel import VersionView
+from aimass.console.readmodel import ReadModel, VersionView
 from aimass.console.security import UserName, can_read
+from aimass.evaluation.card import CARD_HTML
 from aimass.stages.params import RETRAIN_PARAMS
 
 router = APIRouter(dependencies=[can_read])
@@ -78,7 +81,19 @@ def model_card(request: Request, dataset: str, version: str, user: UserName) -> 
         v=view,
         records=records[1] if records else {},
         serving=console.read.serving(dataset),
+        card=card_link(console.read, view.request.report_dir if view.request else None),
     )
+
+
+def card_link(read: ReadModel, report_dir: str | None) -> str | None:
+    """The ``files/…`` link of the stored model card in a run's report dir, if it has one.
+
+    The card is served by the reports route, with its login and its refusal of paths that
+    leave the reports folder.
+    """
+    if not report_dir or not (Path(report_dir) / CARD_HTML).is_file():
+        return None
+    return read.report_link(str(Path(report_dir) / CARD_HTML))
 
 
 def metrics_charts(versions: list[VersionView]) -> list[str]:

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from aimass.console.context import render, state
+from aimass.console.routes.models import card_link
 from aimass.console.security import UserName, can_read
-from aimass.platform.records import DataChecks, DriftResult, GateDecision
+from aimass.platform.records import DataChecks, DriftResult, GateDecision, RunRequest
 
 router = APIRouter(dependencies=[can_read])
 
@@ -53,6 +54,9 @@ def _run_page(request: Request, dag: str, run: str, task: str | None, user: str)
         reports["Drift report"] = read.report_link(drift.report_html)
     if isinstance(gate, GateDecision):
         reports["Gate report"] = read.report_link(gate.report_html)
+    request_record = records.get("request")
+    if isinstance(request_record, RunRequest):
+        reports["Model card"] = card_link(read, request_record.report_dir)
     training = records.get("training")
     return render(
         request,

@@ -4,7 +4,8 @@ The spec is the shared data layout: models/ and jobs/ import it, so it imports n
 centers. Its modules, each importable on its own:
 
 - ``base``: column types, source formats, tasks and their holdout metrics;
-- ``sections``: the small sections (rules, derived columns, quality, training, drift);
+- ``sections``: the small sections (rules, derived columns, split, quality, training, drift);
+- ``expr``: the feature language derived features are written in (compiled to Spark and TF);
 - ``tuning`` and ``gate``: the hyperparameter search and the bars a candidate must clear;
 - ``dataset``: :class:`DatasetSpec`, the checks across sections and the YAML mapping;
 - ``load``: :func:`load_spec`, a spec by name or path.
@@ -27,6 +28,7 @@ from aimass.data.spec.base import (
     TASKS,
 )
 from aimass.data.spec.dataset import DatasetSpec
+from aimass.data.spec.expr import ExpressionError
 from aimass.data.spec.gate import (
     DEFAULT_MIN_SLICE_ROWS,
     GATE_BARS,
@@ -36,12 +38,15 @@ from aimass.data.spec.gate import (
 )
 from aimass.data.spec.load import load_spec
 from aimass.data.spec.sections import (
+    CASES,
     DRIFT_ACTIONS,
+    SPLIT_KINDS,
     Derived,
     DriftSpec,
     QualitySpec,
     Range,
     Rule,
+    SplitSpec,
     TrainingSpec,
 )
 from aimass.data.spec.tuning import (
@@ -58,6 +63,7 @@ from aimass.platform.errors import ConfigError
 
 __all__ = [
     "BINARY",
+    "CASES",
     "CLASSIFICATION_METRICS",
     "DEFAULT_MIN_SLICE_ROWS",
     "DRIFT_ACTIONS",
@@ -69,6 +75,7 @@ __all__ = [
     "PRIMARY_METRIC",
     "REGRESSION",
     "REGRESSION_METRICS",
+    "SPLIT_KINDS",
     "SOURCE_FORMATS",
     "TASKS",
     "TUNABLE",
@@ -79,11 +86,13 @@ __all__ = [
     "DatasetSpec",
     "Derived",
     "DriftSpec",
+    "ExpressionError",
     "GateSpec",
     "HParam",
     "QualitySpec",
     "Range",
     "Rule",
+    "SplitSpec",
     "TrainingSpec",
     "TuningSpec",
     "default_space",

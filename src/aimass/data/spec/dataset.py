@@ -8,10 +8,11 @@ the YAML mapping of ``conf/datasets/<name>.yaml``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aimass.data.spec import expr, mapping
 from aimass.data.spec.base import (
     BINARY,
     DTYPES,
@@ -23,23 +24,18 @@ from aimass.data.spec.base import (
 )
 from aimass.data.spec.gate import GATE_BARS, GateSpec
 from aimass.data.spec.sections import (
+    CASES,
     Derived,
     DriftSpec,
     QualitySpec,
-    Range,
     Rule,
+    SplitSpec,
     TrainingSpec,
 )
 from aimass.data.spec.tuning import TUNING_OBJECTIVE, TuningSpec
 from aimass.platform.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
-    if key not in mapping or mapping[key] is None:
-        raise ConfigError(f"{where}: missing required field '{key}'")
-    return mapping[key]
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,16 @@ class DatasetSpec:
     # Columns computed by the clean job (Spark SQL over the schema columns), written to the
     # clean partition after the schema columns; rules, label and features may use them.
     derived: tuple[Derived, ...] = ()
+    # How rows are split into train and holdout (``holdout_percent`` says how many).
+    split: SplitSpec = field(default_factory=SplitSpec)
+    # CSV parsing: field delimiter and quote character.
+    delimiter: str = ","
+    quote: str = '"'
+    # Strip spaces and tabs around every field before null tokens are matched (the clean job
+    # and the SavedModel both do it, so a value sent as the file has it scores the same).
+    trim: bool = True
+    # String columns folded to one case, column -> "lower" | "upper" (clean job and model).
+    case: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         where = f"dataset spec '{self.name}'"
@@ -197,6 +203,91 @@ class DatasetSpec:
         for col in (*self.quality.not_null, *(r.column for r in self.quality.ranges)):
             if col not in clean_columns and col != self.label_name:
                 raise ConfigError(f"{where}: quality refers to unknown column '{col}'")
+        self._check_parsing(where)
+        self._check_split(where, clean_columns)
+        self.feature_expressions()
+
+    def _check_parsing(self, where: str) -> None:
+        for name, value in (("delimiter", self.delimiter), ("quote", self.quote)):
+            if len(value) != 1 or value in "\r\n":
+                raise ConfigError(
+                    f"{where}: source.{name} must be one character (not a line break), got {value!r}"
+                )
+        if self.delimiter == self.quote:
+            raise ConfigError(f"{where}: source.delimiter and source.quote must differ")
+        for col, mode in self.case:
+            if col not in self.columns or self.dtype(col) != "string":
+                raise ConfigError(
+                    f"{where}: source.case.{col}: only string schema columns can be folded to a case"
+                )
+            if mode not in CASES:
+                raise ConfigError(f"{where}: source.case.{col} is '{mode}'; use one of {CASES}")
+
+    def _check_split(self, where: str, clean_columns: list[str]) -> None:
+        split = self.split
+        if split.by == "time":
+            col = str(split.column)
+            if col not in self.columns or self.dtype(col) not in ("string", "long"):
+                raise ConfigError(
+                    f"{where}: split.column '{col}' must be a schema column of type string "
+                    "(dates as YYYY-MM-DD[ HH:MM[:SS]]) or long (Unix seconds)"
+                )
+            if split.cutoff is not None and not (
+                re.match(expr.DATE_PATTERN, split.cutoff) or re.fullmatch(r"-?\d+", split.cutoff)
+            ):
+                raise ConfigError(
+                    f"{where}: split.cutoff {split.cutoff!r} is not a date (YYYY-MM-DD[ HH:MM[:SS]]) "
+                    "or Unix seconds"
+                )
+        for col in split.key:
+            if col not in clean_columns:
+                raise ConfigError(
+                    f"{where}: '{col}' (in split.key) is not in the schema or derived; add it there or remove it"
+                )
+
+    def feature_expressions(self) -> tuple[expr.Compiled, ...]:
+        """The derived columns the model computes, in the feature language, in spec order.
+
+        Those are the derived features and the derived columns they read. Each must be in
+        the language (:mod:`aimass.data.spec.expr`); other derived columns (used by rules,
+        slices or quality only) may be any Spark SQL.
+
+        Raises:
+            ExpressionError: a derived feature is outside the language, naming the construct.
+        """
+        by_name = {d.name: d for d in self.derived}
+        needed = {f for f in self.features if f in by_name}
+        compiled: dict[str, expr.Compiled] = {}
+        types = dict(self.schema)
+        for d in reversed(self.derived):  # later derived columns may read earlier ones
+            if d.name not in needed:
+                continue
+            c = expr.check(
+                d.name, d.expression, d.dtype, {**types, **{x.name: x.dtype for x in self.derived}}
+            )
+            compiled[d.name] = c
+            needed.update(r for r in c.reads if r in by_name)
+        order = [d.name for d in self.derived if d.name in compiled]
+        for i, name in enumerate(order):
+            later = [r for r in compiled[name].reads if r in by_name and r not in order[:i]]
+            if later:
+                raise expr.ExpressionError(
+                    f"derived.{name} reads {later}, which come later or are not derived features; "
+                    "a derived column may read the schema and the derived columns above it"
+                )
+        return tuple(compiled[n] for n in order)
+
+    @property
+    def model_inputs(self) -> tuple[str, ...]:
+        """The raw schema columns the model takes (and the serving signature), in schema order.
+
+        The features that are schema columns, and the schema columns the derived features
+        read. Clients send these, as they appear in the source.
+        """
+        needed = {f for f in self.features if f in self.columns}
+        for c in self.feature_expressions():
+            needed.update(r for r in c.reads if r in self.columns)
+        return tuple(c for c in self.columns if c in needed)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -247,142 +338,8 @@ class DatasetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML mapping that :meth:`from_dict` turns back into this spec (workers read it)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "source": {
-                "format": self.source_format,
-                "path": self.source_path,
-                "header": self.header,
-                "null_values": list(self.null_values),
-            },
-            "schema": dict(self.schema),
-            "label": {
-                "name": self.label_name,
-                "task": self.task,
-                **(
-                    {"column": self.label_column}
-                    if self.label_column is not None
-                    else {"expression": self.label_expression}
-                ),
-                **({"classes": list(self.label_classes)} if self.label_classes else {}),
-            },
-            "features": {
-                "numeric": list(self.numeric_features),
-                "categorical": list(self.categorical_features),
-            },
-            "derived": {
-                d.name: {"expression": d.expression, "type": d.dtype} for d in self.derived
-            },
-            "rules": [{"name": r.name, "expression": r.expression} for r in self.rules],
-            "dedupe_key": list(self.dedupe_key),
-            "slices": list(self.slices),
-            "split": {"holdout_percent": self.holdout_percent},
-            "quality": {
-                "min_rows": self.quality.min_rows,
-                "not_null": list(self.quality.not_null),
-                "ranges": {
-                    r.column: {"min": r.min, "max": r.max, "mostly": r.mostly}
-                    for r in self.quality.ranges
-                },
-            },
-            "training": {**asdict(self.training), "hidden_units": list(self.training.hidden_units)},
-            "gate": self.gate.to_dict(),
-            "drift": asdict(self.drift),
-            "tuning": self.tuning.to_dict(),
-        }
+        return mapping.spec_to_dict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "<dict>") -> DatasetSpec:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{origin}: a dataset spec must be a YAML mapping")
-        where = f"{origin}"
-        source = _require(raw, "source", where)
-        label = _require(raw, "label", where)
-        features = _require(raw, "features", where)
-        schema_raw = _require(raw, "schema", where)
-        if not isinstance(schema_raw, dict) or not schema_raw:
-            raise ConfigError(f"{where}: schema must map column names to types")
-        quality_raw = raw.get("quality") or {}
-        ranges = tuple(
-            Range(
-                column=col, min=r.get("min"), max=r.get("max"), mostly=float(r.get("mostly", 1.0))
-            )
-            for col, r in (quality_raw.get("ranges") or {}).items()
-        )
-        task = str(label.get("task", BINARY))
-        column = label.get("column")
-        if (column is None) == (label.get("expression") is None):
-            raise ConfigError(
-                f"{where}: label needs exactly one of 'column' (a schema column used as it is) "
-                "or 'expression' (Spark SQL over the schema columns, e.g. \"tips > 0.2 * fare\")"
-            )
-        expression = f"`{column}`" if column is not None else str(label["expression"])
-        classes = label.get("classes") or ()
-        if not isinstance(classes, list | tuple):
-            raise ConfigError(f"{where}: label.classes must be a list, got {classes!r}")
-        null_values = source.get("null_values") or ()
-        if not isinstance(null_values, list | tuple):
-            raise ConfigError(
-                f"{where}: source.null_values must be a list of strings, got {null_values!r}"
-            )
-        derived_raw = raw.get("derived") or {}
-        if not isinstance(derived_raw, dict) or not all(
-            isinstance(v, dict) and v.get("expression") and v.get("type")
-            for v in derived_raw.values()
-        ):
-            raise ConfigError(
-                f"{where}: derived must map column names to {{expression: <Spark SQL>, type: "
-                f"<{'|'.join(DTYPES)}>}}, e.g. speed: {{expression: 'miles / hours', type: double}}"
-            )
-        gate_raw = raw.get("gate")
-        if gate_raw is not None and not isinstance(gate_raw, dict):
-            raise ConfigError(f"{where}: gate must be a mapping, got {gate_raw!r}")
-        try:
-            return cls(
-                name=str(_require(raw, "name", where)),
-                description=str(raw.get("description", "")),
-                source_format=str(source.get("format", "csv")),
-                source_path=str(_require(source, "path", f"{where}: source")),
-                header=bool(source.get("header", True)),
-                schema=tuple((str(c), str(t)) for c, t in schema_raw.items()),
-                label_name=str(_require(label, "name", f"{where}: label")),
-                label_expression=expression,
-                task=task,
-                numeric_features=tuple(features.get("numeric") or ()),
-                categorical_features=tuple(features.get("categorical") or ()),
-                rules=tuple(
-                    Rule(name=r["name"], expression=r["expression"]) for r in raw.get("rules") or ()
-                ),
-                dedupe_key=tuple(raw.get("dedupe_key") or ()),
-                slices=tuple(raw.get("slices") or ()),
-                holdout_percent=int((raw.get("split") or {}).get("holdout_percent", 20)),
-                quality=QualitySpec(
-                    min_rows=int(quality_raw.get("min_rows", 1)),
-                    not_null=tuple(quality_raw.get("not_null") or ()),
-                    ranges=ranges,
-                ),
-                training=TrainingSpec(**_with_tuples(raw.get("training") or {})),
-                gate=GateSpec.default(task)
-                if gate_raw is None
-                else GateSpec.from_dict(gate_raw, where),
-                drift=DriftSpec(**(raw.get("drift") or {})),
-                tuning=TuningSpec()
-                if raw.get("tuning") is None
-                else TuningSpec.from_dict(raw["tuning"], where),
-                label_column=None if column is None else str(column),
-                label_classes=tuple(str(c) for c in classes),
-                null_values=tuple(str(v) for v in null_values),
-                derived=tuple(
-                    Derived(name=str(n), expression=str(d["expression"]), dtype=str(d["type"]))
-                    for n, d in derived_raw.items()
-                ),
-            )
-        except TypeError as exc:  # unknown keys in training/gate/drift
-            raise ConfigError(
-                f"{where}: {exc}; check the field names against conf/datasets/chicago_taxi.yaml"
-            ) from exc
-
-
-def _with_tuples(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return mapping.spec_from_dict(cls, raw, origin)

@@ -102,3 +102,40 @@ class DriftSpec:
             raise ConfigError(
                 f"drift.on_critical '{self.on_critical}' is not one of {DRIFT_ACTIONS}"
             )
+
+
+SPLIT_KINDS = ("hash", "time", "group")
+CASES = ("lower", "upper")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How the clean job assigns rows to ``train`` or ``holdout`` (``split`` in the spec).
+
+    - ``hash``: a hash of the whole row; ``holdout_percent`` % of rows, stable across reruns.
+      For rows that are independent of each other.
+    - ``time``: the holdout is the latest ``holdout_percent`` % of the batch by ``column``
+      (a date string or a long of Unix seconds), or with ``cutoff`` every row at or after it.
+      For time-ordered data, where a model is used on days it has not seen.
+    - ``group``: a hash of the ``key`` columns, so every row of a key falls on one side.
+      For repeated rows of one entity (a customer, a station).
+    """
+
+    by: str = "hash"
+    column: str | None = None
+    cutoff: str | None = None
+    key: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.by not in SPLIT_KINDS:
+            raise ConfigError(f"split.by '{self.by}' is not one of {SPLIT_KINDS}")
+        if self.by == "time" and not self.column:
+            raise ConfigError(
+                "split.by: time needs split.column, a date or timestamp column (e.g. column: date)"
+            )
+        if self.by == "group" and not self.key:
+            raise ConfigError("split.by: group needs split.key, the columns that name a group")
+        if self.by != "time" and (self.column or self.cutoff):
+            raise ConfigError("split.column and split.cutoff are for split.by: time")
+        if self.by != "group" and self.key:
+            raise ConfigError("split.key is for split.by: group")
