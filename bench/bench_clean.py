@@ -6,7 +6,7 @@ For each size N it generates (or reuses) a synthetic raw CSV (``bench/datagen.py
 real sample resampled with noise and a small share of bad rows) and times:
 
 - **spark_warm**: ``jobs.clean.main.run(spark, args)`` in one SparkSession that is already
-  up (median of ``--repeats`` runs after one warm-up run);
+  up (median of ``--repeats`` runs after one warm-up run, taking turns with DuckDB);
 - **spark_cold**: ``spark-submit jobs/clean/main.py ...`` as a subprocess (wall time,
   JVM start included);
 - **duckdb**: the same cleaning in DuckDB SQL generated from the same spec (typed parse
@@ -328,13 +328,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any, float]:
     return time.perf_counter() - start, result, os.getloadavg()[0]
 
 
-def median_of(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any, list[float]]:
-    times, loads, result = [], [], None
+def interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, tuple[float, list[float], Any, list[float]]]:
+    """Run each of ``fns`` ``repeats`` times, taking turns; per name: (median, every run's
+    seconds, the last result, the load average after each run)."""
+    runs: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in fns}
+    results: dict[str, Any] = {}
     for _ in range(repeats):
-        seconds, result, load = timed(fn)
-        times.append(round(seconds, 3))
-        loads.append(round(load, 2))
-    return statistics.median(times), times, result, loads
+        for name, fn in fns.items():
+            seconds, results[name], load = timed(fn)
+            runs[name][0].append(round(seconds, 3))
+            runs[name][1].append(round(load, 2))
+    return {
+        name: (statistics.median(times), times, results[name], loads)
+        for name, (times, loads) in runs.items()
+    }
 
 
 def compare(size: str, spark: dict[str, Any], duck: dict[str, Any]) -> dict[str, Any]:
@@ -374,7 +383,9 @@ def compare(size: str, spark: dict[str, Any], duck: dict[str, Any]) -> dict[str,
 
 def parse_cli(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="1m,5m", help="comma-separated row counts (1m, 250k, ...)")
+    p.add_argument(
+        "--sizes", default="1m,5m,10m", help="comma-separated row counts (1m, 250k, ...)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and size")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--spec", default="chicago_taxi")
@@ -445,13 +456,19 @@ def main(argv: list[str] | None = None) -> int:
 
     for n in sizes:
         label, path = size_label(n), files[n]
-        s_med, s_times, s_summary, s_loads = median_of(
-            lambda p=path, o=out / label / "spark": run_spark_warm(spark, args.spec, p, o),
+        # The engines take turns, so a change in the machine's load hits both alike.
+        timings = interleaved(
+            {
+                "spark": lambda p=path, o=out / label / "spark": run_spark_warm(
+                    spark, args.spec, p, o
+                ),
+                "duckdb": lambda p=path, o=out / label / "duckdb": run_duckdb(con, spec, p, o),
+            },
             args.repeats,
         )
-        d_med, d_times, d_summary, d_loads = median_of(
-            lambda p=path, o=out / label / "duckdb": run_duckdb(con, spec, p, o), args.repeats
-        )
+        s_med, s_times, s_summary, s_loads = timings["spark"]
+        d_med, d_times, d_summary, d_loads = timings["duckdb"]
+        print(f"  {label}: spark warm runs {s_times} s, duckdb runs {d_times} s")
         check = compare(label, s_summary, d_summary)
         rows += [(label, "spark_warm", s_med, s_times, n / s_med)]
         rows += [(label, "duckdb", d_med, d_times, n / d_med)]
@@ -516,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
                     "load_avg_1m_spark_cold_tuned": round(t_load, 2),
                 }
 
+    warm = {n: statistics.median(figures[f"size_{size_label(n)}"]["spark_warm_s"]) for n in sizes}
+    smallest_n = min(sizes)
+    for n in sizes:
+        if n != smallest_n:
+            name = f"spark_warm_{size_label(n)}_over_{size_label(smallest_n)}"
+            ratios[name] = round(warm[n] / warm[smallest_n], 3)
     figures["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"\n{'rows':>6}  {'engine':<16} {'median s':>9} {'rows/s':>12}  runs")
     for label, engine, sec, times, rate in rows:

@@ -16,7 +16,8 @@ since). Each check writes an HTML and a JSON report under
 When the drift of a dataset's requests or newest batch is **critical**, the task sends a
 `drift_detected` alert with the reason and emits an event on the asset
 `aimass_drift_<dataset>`, which schedules **aimass_retrain**
-for that dataset on its spec's source; the retrain run records the reason. Each champion
+for that dataset on its newest data (the newest landed day, else the spec's source); the
+retrain run records the reason. Each champion
 asks for one drift retrain: until a new champion is deployed, further critical checks
 alert but queue no more retrains (`reports/<dataset>/monitor/last_drift_event.json`). Datasets with
 no champion, no reference profile or too few recorded requests are skipped with a reason.
@@ -68,11 +69,21 @@ with DAG(
     @task(outlets=[DRIFT_EVENTS])
     def check_champion_drift() -> list[dict]:
         """Compare each champion's recent requests and newest batch with its reference; announce critical drift."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from aimass.platform.errors import ConfigError
         from aimass.stages.monitor import check_champion_drift as check
+        from aimass.stages.triggers import known_datasets
+        from aimass.stages.validation import check_datasets
 
         context = get_current_context()
         params = context["params"]
         settings = Settings.from_env()
+        try:
+            # Checked against conf/datasets now: the form only suggests the parsed names.
+            datasets = check_datasets(params["datasets"], settings) or known_datasets(settings)
+        except ConfigError as exc:
+            raise AirflowFailException(f"invalid run parameters: {exc}") from exc
 
         def emit(dataset: str, extra: dict) -> None:
             asset = Asset(
@@ -82,8 +93,6 @@ with DAG(
             )
             context["outlet_events"][DRIFT_EVENTS].add(asset, extra=extra)
 
-        return check(
-            settings, params["datasets"] or DATASETS, min_rows=int(params["min_rows"]), emit=emit
-        )
+        return check(settings, datasets, min_rows=int(params["min_rows"]), emit=emit)
 
     check_champion_drift()

@@ -24,7 +24,11 @@ Runs nightly and on demand. Each run works on one partition of one dataset
 
 Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
 the number of epochs and workers, a stricter AUC bar, the learning rate and batch size, or
-mixed precision. `force_deploy` with a `force_reason` (10+ characters) deploys a candidate the
+mixed precision. Any spec saved in `conf/datasets` can be named, also one added since this
+form was drawn; an unknown name fails **prepare_run** with the list of known ones. Without an
+input file the run reads the newest landed day of the dataset's landing zone, else the spec's
+`source.path` (the log and the request record say which). Workers are `auto` unless set: one
+per GPU, else one per 4 CPU cores, at least 1 (logged with the reason). `force_deploy` with a `force_reason` (10+ characters) deploys a candidate the
 gate rejects; the decision records it with the triggering user and MLflow tags it `forced`.
 Training uses the best values of the latest **aimass_tune** search unless
 `use_tuned_hparams` is off or a param overrides them. The summary of every run is the
@@ -195,12 +199,12 @@ with DAG(
         application_args=[
             "--spec",
             "{{ " + CTX + "['dataset'] }}",
-            "--input",
-            "{{ " + CTX + "['input_path'] }}",
+            # "--input <path>" once per input (a landing run's own files), from a file.
+            "@{{ " + CTX + "['clean_args'] }}",
             "--ds",
             "{{ " + CTX + "['ds'] }}",
             "--out",
-            "{{ " + CTX + "['clean_dir'] }}",
+            "{{ " + CTX + "['batch_dir'] }}",
             "--quarantine",
             "{{ " + CTX + "['quarantine_dir'] }}",
             "--summary",
@@ -220,7 +224,7 @@ with DAG(
     @task(outlets=[CLEAN_PARTITION])
     def validate_quality(ctx: dict) -> dict:
         """Great Expectations on the clean partition; critical failures stop the run."""
-        from aimass.stages.retrain import clean_partition_event
+        from aimass.stages.batches import clean_partition_event
         from aimass.stages.retrain import validate_quality as validate
 
         with _no_retry_on_bad_data():

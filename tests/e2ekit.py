@@ -80,6 +80,12 @@ def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
     finally:
         services.stop(settings)
         mp.undo()
+    # `make stop` ends every process the stack started, the workers a killed scheduler
+    # left behind included (test_files_landing_while_airflow_restarts_...).
+    from aimass.stack import processes
+
+    left = processes.stack_processes(services.stack_id(settings))
+    assert left == {}, f"processes the stack started outlived services.stop: {left}"
 
 
 def run_retrain(client: AirflowClient, conf: dict) -> tuple[str, str, dict | None]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,11 +61,37 @@ class Batch:
     format: str
     files: tuple[Path, ...] = ()
     staged_from: str | None = None
+    # Several inputs merged into one batch (``merge_batches``): what Spark reads, and each
+    # input's files as the run names them.
+    read_paths: tuple[str, ...] = ()
+    merged_inputs: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
         """Where the batch comes from, as the run was given it."""
         return self.staged_from or self.path
+
+    @property
+    def paths(self) -> list[str]:
+        """What Spark reads: the file or folder, or the files of merged inputs."""
+        return list(self.read_paths) or [self.path]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The input files by the names the run knows them by: local paths, or the S3
+        objects a staged copy came from (what the lake records a batch was cleaned from)."""
+        if self.merged_inputs:
+            return list(self.merged_inputs)
+        if self.staged_from is None:
+            return [str(f) for f in self.files] or [self.path]
+        if len(self.files) == 1 and not self.staged_from.endswith("/"):
+            return [self.staged_from]
+        return [f"{self.staged_from.rstrip('/')}/{f.name}" for f in self.files]
+
+    @property
+    def bytes(self) -> int:
+        """The size of its files (0 when they are not known)."""
+        return sum(f.stat().st_size for f in self.files if f.exists())
 
 
 def _input_files(input_path: Path) -> list[Path]:
@@ -87,15 +113,25 @@ def _input_files(input_path: Path) -> list[Path]:
     return files
 
 
-def input_format(spec: DatasetSpec, names: list[str], where: str) -> str:
+def input_format(
+    spec: DatasetSpec, names: list[str], where: str, *, paths: list[Path] | None = None
+) -> str:
     """``parquet`` or ``csv`` from the file extensions, else ``spec.source_format``.
+
+    Given the local ``paths`` of the files, one whose suffix names no format (``adult.data``)
+    is told by its content instead: Parquet starts with ``PAR1``, anything else is read as CSV.
 
     Raises:
         ConfigError: the files mix CSV and Parquet.
     """
     found: dict[str, str] = {}
-    for name in names:
+    for index, name in enumerate(names):
         fmt = _EXTENSIONS.get(Path(name).suffix.lower())
+        if fmt is None and paths is not None:
+            with open(paths[index], "rb") as fh:
+                head = fh.read(4)
+            # An empty file names no format (the empty-file check names it).
+            fmt = (PARQUET if head == b"PAR1" else CSV) if head else None
         if fmt is not None:
             found.setdefault(fmt, name)
     if len(found) > 1:
@@ -110,7 +146,8 @@ def check_header(path: Path, spec: DatasetSpec) -> None:
     """Raise ConfigError unless the first line of ``path`` names the spec columns in order."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         first = fh.readline()
-    header = [h.strip() for h in next(csv.reader([first]), [])]
+    fields = next(csv.reader([first], delimiter=spec.delimiter, quotechar=spec.quote), [])
+    header = [h.strip() for h in fields]
     expected = list(spec.columns)
     if header == expected:
         return
@@ -180,8 +217,9 @@ def check_input(spec: DatasetSpec, input_path: str, *, staging: Path | None = No
 
 
 def _check_files(spec: DatasetSpec, files: list[Path], where: str) -> str:
-    """Check each file of a batch against the spec; the batch's format."""
-    fmt = input_format(spec, [f.name for f in files], where)
+    """Check each file of a batch against the spec; the batch's format (by suffix, else
+    by content, else the spec's)."""
+    fmt = input_format(spec, [f.name for f in files], where, paths=files)
     for f in files:
         _check_not_empty(f)
         if fmt == PARQUET:
@@ -246,6 +284,38 @@ def check_expressions(spark: SparkSession, spec: DatasetSpec, origin: str) -> No
             ) from exc
 
 
+def merge_batches(batches: Sequence[Batch]) -> Batch:
+    """One batch of several checked inputs (each a file or an S3 object or folder).
+
+    Raises:
+        ConfigError: the inputs mix CSV and Parquet.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    formats = sorted({b.format for b in batches})
+    if len(formats) > 1:
+        raise ConfigError(
+            f"the inputs {[b.source for b in batches]} mix {' and '.join(formats)}; one run "
+            "reads one format"
+        )
+    return Batch(
+        path=", ".join(b.source for b in batches),
+        format=formats[0],
+        files=tuple(f for b in batches for f in b.files),
+        read_paths=tuple(p for b in batches for p in b.paths),
+        merged_inputs=tuple(i for b in batches for i in b.inputs),
+    )
+
+
+@contextmanager
+def staged_inputs(spec: DatasetSpec, inputs: Sequence[str], *, beside: Path) -> Iterator[Batch]:
+    """``staged_input`` for each of ``inputs``, merged into one batch."""
+    with ExitStack() as stack:
+        yield merge_batches(
+            [stack.enter_context(staged_input(spec, i, beside=beside)) for i in inputs]
+        )
+
+
 @contextmanager
 def staged_input(spec: DatasetSpec, input_path: str, *, beside: Path) -> Iterator[Batch]:
     """The checked batch of ``input_path``; an S3 input is staged beside ``beside`` first.
@@ -266,8 +336,12 @@ def staged_input(spec: DatasetSpec, input_path: str, *, beside: Path) -> Iterato
 # -- reading --------------------------------------------------------------------------------
 
 
-def read_raw(spark: SparkSession, input_path: str, spec: DatasetSpec) -> DataFrame:
-    """Read the raw CSV with an all-string schema; malformed lines keep their text."""
+def read_raw(spark: SparkSession, input_path: str | list[str], spec: DatasetSpec) -> DataFrame:
+    """Read the raw CSV with an all-string schema; malformed lines keep their text.
+
+    The spec's ``source.delimiter`` and ``source.quote`` set the dialect; values stay
+    untrimmed here and are normalized by ``transforms.parse_rows``.
+    """
     from jobs.clean.transforms import CORRUPT_COLUMN, raw_csv_schema
 
     return spark.read.csv(
@@ -278,17 +352,21 @@ def read_raw(spark: SparkSession, input_path: str, spec: DatasetSpec) -> DataFra
         columnNameOfCorruptRecord=CORRUPT_COLUMN,
         encoding="UTF-8",
         multiLine=False,
-        escape='"',
+        sep=spec.delimiter,
+        quote=spec.quote,
+        # A doubled quote inside a quoted field is a quote (RFC 4180).
+        escape=spec.quote,
     )
 
 
 def read_batch(spark: SparkSession, batch: Batch, spec: DatasetSpec) -> DataFrame:
     """Read the batch as ``raw_csv_schema(spec)`` plus each row's source position."""
-    from jobs.clean.transforms import parquet_as_raw, with_source_position
+    from jobs.clean.dedupe import with_source_position
+    from jobs.clean.transforms import parquet_as_raw
 
     if batch.format == PARQUET:
         try:
-            frame = spark.read.option("mergeSchema", "true").parquet(batch.path)
+            frame = spark.read.option("mergeSchema", "true").parquet(*batch.paths)
         except Exception as exc:  # schema merge conflicts surface here, before any write
             first = str(exc).splitlines()[0]
             raise ConfigError(
@@ -301,4 +379,4 @@ def read_batch(spark: SparkSession, batch: Batch, spec: DatasetSpec) -> DataFram
             f"input {batch.path} has format '{batch.format}'; the clean job reads csv or "
             "parquet (name the files *.csv or *.parquet, or fix source.format in the spec)"
         )
-    return with_source_position(read_raw(spark, batch.path, spec))
+    return with_source_position(read_raw(spark, batch.paths, spec))

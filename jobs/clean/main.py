@@ -46,9 +46,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aimass.data.spec import DatasetSpec, load_spec
-from jobs.clean.inputs import Batch, check_expressions, check_input, read_batch, staged_input
+from aimass.platform.spark import size_shuffle_partitions
+from jobs.clean.inputs import Batch, check_expressions, check_input, read_batch, staged_inputs
 from jobs.clean.output import discard_staging, replace_dir, staging_dir, write_json_atomic
-from jobs.clean.summary import build_summary, check_conservation, count_written, log_summary
+from jobs.clean.summary import (
+    build_summary,
+    check_conservation,
+    count_written,
+    log_summary,
+    observe_splits,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -73,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="jobs/clean/main.py",
         description="Clean one raw batch (CSV or Parquet) into a typed partition and a "
         "quarantine partition.",
+        # @file: arguments read from a file, one a line (a run's list of landed files).
+        fromfile_prefix_chars="@",
     )
     parser.add_argument(
         "--spec", required=True, help="dataset spec name (conf/datasets/<name>.yaml) or path"
@@ -80,8 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--input",
         required=True,
+        action="append",
         help="CSV or Parquet file, or a folder of them (format by extension, else the spec's); "
-        "local or s3://bucket/key",
+        "local or s3://bucket/key; given several times, the inputs are cleaned as one batch",
     )
     parser.add_argument("--ds", required=True, type=_ds, help="logical date, YYYY-MM-DD")
     parser.add_argument("--out", required=True, type=Path, help="clean partition directory")
@@ -104,7 +114,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     same storage, so a cluster's executors read it too), removed when the run ends.
     """
     spec = load_spec(args.spec)
-    with staged_input(spec, str(args.input), beside=Path(args.out).resolve()) as batch:
+    with staged_inputs(spec, list(args.input), beside=Path(args.out).resolve()) as batch:
         return _clean_batch(spark, args, spec, batch)
 
 
@@ -113,34 +123,44 @@ def _clean_batch(
 ) -> dict[str, Any]:
     """Check the expressions, clean ``batch``, write the partitions and the summary."""
     import jobs.clean.transforms as transforms
-    from jobs.clean.transforms import drop_duplicates
+    from jobs.clean.dedupe import drop_duplicates
 
     check_expressions(spark, spec, str(args.spec))
     log.info("clean %s ds=%s: %s input %s", spec.name, args.ds, batch.format, batch.source)
+    partitions = size_shuffle_partitions(spark, batch.bytes)
 
     out, quarantine = Path(args.out).resolve(), Path(args.quarantine).resolve()
-    # Cached so the corrupt-record column can be filtered on, the files are read once and
-    # the source positions that order duplicates stay fixed between the actions below.
-    raw = read_batch(spark, batch, spec).cache()
+    # The raw text is parsed, derived and checked once, into this cache; the clean and the
+    # quarantine partitions are both written from it (the count below fills it).
+    staged = transforms.stage_rows(read_batch(spark, batch, spec), spec=spec).cache()
     staged_out = staging_dir(out)
     staged_q = staging_dir(quarantine)
     try:
-        rows_in = raw.count()
-        log.info("read %d raw rows from %s", rows_in, batch.source)
+        rows_in = staged.count()
+        log.info(
+            "read %d raw rows from %s (%d shuffle partitions)", rows_in, batch.source, partitions
+        )
         # Looked up on the module so tests can swap it for a faulty one.
-        rows, rejected = transforms.clean_rows(raw, spec=spec)
-        clean, duplicates = drop_duplicates(rows, spec=spec)
+        rows, rejected = transforms.split_rows(staged, spec=spec)
+        deduplicated = drop_duplicates(rows, spec=spec)
+        clean, splits = observe_splits(deduplicated.kept)
         out.parent.mkdir(parents=True, exist_ok=True)
         quarantine.parent.mkdir(parents=True, exist_ok=True)
         clean.write.mode("overwrite").parquet(str(staged_out))
         rejected.coalesce(1).write.mode("overwrite").parquet(str(staged_q))
 
-        # Count what was written, not what was planned: this is the conservation check.
-        counts = count_written(spark, clean=staged_out, quarantine=staged_q, duplicates=duplicates)
+        # Counted as the partitions were written, not planned: the conservation check.
+        counts = count_written(
+            spark,
+            quarantine=staged_q,
+            splits=splits.get,
+            duplicates=deduplicated.counts(),
+        )
         summary = build_summary(
             dataset=spec.name,
             ds=args.ds,
             source=batch.source,
+            inputs=batch.inputs,
             fmt=batch.format,
             rows_in=rows_in,
             counts=counts,
@@ -151,9 +171,9 @@ def _clean_batch(
         replace_dir(staged_out, out)
         replace_dir(staged_q, quarantine)
     finally:
-        raw.unpersist()
-        for staged in (staged_out, staged_q):
-            discard_staging(staged)
+        staged.unpersist()
+        for path in (staged_out, staged_q):
+            discard_staging(path)
 
     write_json_atomic(Path(args.summary), summary)
     log_summary(summary, args.summary)
@@ -169,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Fail on a bad spec or input before paying for a Spark session (an S3 input is only
     # listed here: bucket, credentials, objects; run() downloads and checks it).
-    check_input(load_spec(args.spec), str(args.input))
+    spec = load_spec(args.spec)
+    for given in args.input:
+        check_input(spec, given)
     from aimass.platform.spark import get_session
 
     spark = get_session(app_name=f"aimass-clean-{args.ds}", master=args.master)

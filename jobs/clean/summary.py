@@ -1,14 +1,17 @@
 """The clean job's summary: what one run read, kept, quarantined and dropped.
 
-The counts come from the partitions as written (``count_written``), not from the plan, so
-``check_conservation`` is a real check that every input row ended up in exactly one place:
-the clean partition, the quarantine partition or the dropped duplicates. The summary is
+The counts are taken while the partitions are written, not from the plan: the rows per
+split and the duplicates by ``Observation`` metrics of the clean write, the quarantine
+reasons read back from the quarantine written. ``check_conservation`` is then a real
+check that every input row ended up in exactly one place: the clean partition, the
+quarantine partition or the dropped duplicates. The summary is
 written beside the run's reports and read by the quality stage and the DAG.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aimass.platform.errors import StageError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Observation, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -100,23 +103,39 @@ def quarantine_samples(written_q: DataFrame) -> dict[str, list[dict[str, str]]]:
     return samples
 
 
-def count_written(
-    spark: SparkSession, *, clean: Path, quarantine: Path, duplicates: DataFrame
-) -> Counts:
-    """Count the partitions written to ``clean`` and ``quarantine`` and the ``duplicates``."""
+def observe_splits(clean: DataFrame) -> tuple[DataFrame, Observation]:
+    """``clean`` with its rows per split counted while an action (the write) runs over it."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    from jobs.clean.transforms import (
-        DUPLICATE_COLUMN,
-        DUPLICATE_EXACT,
-        DUPLICATE_KEY,
-        REASON_COLUMN,
-        SPLIT_COLUMN,
-        reason_kind,
-    )
+    from jobs.clean.transforms import HOLDOUT, SPLIT_COLUMN, TRAIN
 
-    written = spark.read.parquet(str(clean))
-    splits = {r[SPLIT_COLUMN]: r["count"] for r in written.groupBy(SPLIT_COLUMN).count().collect()}
+    observation = Observation()
+    observed = clean.observe(
+        observation,
+        *(
+            F.coalesce(F.sum((F.col(SPLIT_COLUMN) == name).cast("long")), F.lit(0)).alias(name)
+            for name in (TRAIN, HOLDOUT)
+        ),
+    )
+    return observed, observation
+
+
+def count_written(
+    spark: SparkSession,
+    *,
+    quarantine: Path,
+    splits: Mapping[str, int],
+    duplicates: Mapping[str, int],
+) -> Counts:
+    """The run's counts: quarantine reasons and samples read back from the partition written
+    to ``quarantine`` (small: one file), and the ``splits`` and ``duplicates`` counted while
+    the clean partition was written (``observe_splits``, ``jobs.clean.dedupe``)."""
+    from pyspark.sql import functions as F
+
+    from jobs.clean.dedupe import DUPLICATE_EXACT, DUPLICATE_KEY
+    from jobs.clean.transforms import REASON_COLUMN, reason_kind
+
     written_q = spark.read.parquet(str(quarantine))
     reasons = {
         r["kind"]: r["count"]
@@ -126,16 +145,12 @@ def count_written(
         .collect()
     }
     samples = quarantine_samples(written_q)
-    dup_counts = {
-        r[DUPLICATE_COLUMN]: r["count"]
-        for r in duplicates.groupBy(DUPLICATE_COLUMN).count().collect()
-    }
     return Counts(
-        splits=splits,
+        splits={name: int(n) for name, n in splits.items() if n},
         reasons=reasons,
         duplicates={
-            DUPLICATE_EXACT: dup_counts.get(DUPLICATE_EXACT, 0),
-            DUPLICATE_KEY: dup_counts.get(DUPLICATE_KEY, 0),
+            DUPLICATE_EXACT: int(duplicates.get(DUPLICATE_EXACT, 0)),
+            DUPLICATE_KEY: int(duplicates.get(DUPLICATE_KEY, 0)),
         },
         samples={kind: samples[kind] for kind in reasons if kind in samples},
     )
@@ -165,6 +180,7 @@ def build_summary(
     source: str,
     fmt: str,
     rows_in: int,
+    inputs: list[str] | None = None,
     counts: Counts,
     out: Path,
     quarantine: Path,
@@ -177,6 +193,8 @@ def build_summary(
         "ds": ds,
         "input": source,
         "format": fmt,
+        # Each input file by name: what the lake records the batch was cleaned from.
+        "inputs": inputs if inputs is not None else [source],
         "rows_in": rows_in,
         "rows_clean": counts.rows_clean,
         "rows_quarantined": counts.rows_quarantined,

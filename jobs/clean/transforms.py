@@ -22,10 +22,8 @@ are nulls, not errors.
 The label column holds 1/0 for a binary label, the class index (position in
 ``label.classes``) for a multiclass one, and a double for regression.
 
-Duplicates (``drop_duplicates``) are rows that passed parsing and rules but repeat an
-earlier row: ``exact`` when every schema column is equal, ``key`` when the columns of
-``spec.dedupe_key`` are equal (nulls compare equal). "Earlier" is file order
-(``with_source_position``), so the first copy in the batch is the one kept.
+Duplicates (``jobs.clean.dedupe``) are rows that passed parsing and rules but repeat an
+earlier row in file order; they are counted, not kept.
 
 Everything is built from Spark SQL expressions (no Python UDFs), so it runs in the JVM.
 """
@@ -34,11 +32,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyspark.sql import Column, Window
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from aimass.data.spec.expr import cutoff_seconds
 from aimass.platform.errors import ConfigError
+from jobs.clean.dedupe import POSITION_COLUMN
+from jobs.clean.derive import SparkCompiler, time_seconds
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -46,11 +47,6 @@ if TYPE_CHECKING:
     from aimass.data.spec import DatasetSpec
 
 CORRUPT_COLUMN = "_corrupt_record"
-# Where a row sat in the input (file, block, row): orders duplicates; never written out.
-POSITION_COLUMN = "_source_position"
-DUPLICATE_COLUMN = "duplicate"
-DUPLICATE_EXACT = "exact"
-DUPLICATE_KEY = "key"
 RAW_COLUMN = "raw"
 REASON_COLUMN = "reason"
 SPLIT_COLUMN = "split"
@@ -105,21 +101,6 @@ def _position(df: DataFrame) -> list[Column]:
     return [F.col(POSITION_COLUMN)] if POSITION_COLUMN in df.columns else []
 
 
-def with_source_position(df: DataFrame) -> DataFrame:
-    """Add ``POSITION_COLUMN``: (file, byte offset of the split, row id) of each row.
-
-    Apply it directly on a file scan, before any shuffle: the row id then grows with the
-    line number inside each split, so ordering by the struct is file order whatever the
-    partitioning, and reruns on the same files order rows identically.
-    """
-    position = F.struct(
-        F.input_file_name().alias("file"),
-        F.input_file_block_start().alias("offset"),
-        F.monotonically_increasing_id().alias("row"),
-    )
-    return df.withColumn(POSITION_COLUMN, position)
-
-
 def parquet_as_raw(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
     """Bring a Parquet batch to the shape of the raw CSV read (``raw_csv_schema``).
 
@@ -145,23 +126,38 @@ def parquet_as_raw(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
     )
 
 
-def _csv_field(col: Column) -> Column:
+def _csv_field(col: Column, delimiter: str = ",", quote: str = '"') -> Column:
     """A string column formatted as one CSV field (null -> empty, quoted when needed)."""
-    needs_quotes = col.contains(",") | col.contains('"') | col.contains("\n")
-    quoted = F.concat(F.lit('"'), F.replace(col, F.lit('"'), F.lit('""')), F.lit('"'))
+    needs_quotes = col.contains(delimiter) | col.contains(quote) | col.contains("\n")
+    quoted = F.concat(F.lit(quote), F.replace(col, F.lit(quote), F.lit(quote * 2)), F.lit(quote))
     return F.coalesce(F.when(needs_quotes, quoted).otherwise(col), F.lit(""))
 
 
-def _rejoined(spec: DatasetSpec) -> Column:
-    return F.concat_ws(",", *(_csv_field(F.col(c)) for c in spec.columns))
+def _rejoined(spec: DatasetSpec, *, cast: bool = False) -> Column:
+    """The row's schema fields joined as one line of the spec's CSV dialect."""
+    fields = (F.col(c).cast("string") if cast else F.col(c) for c in spec.columns)
+    return F.concat_ws(spec.delimiter, *(_csv_field(f, spec.delimiter, spec.quote) for f in fields))
 
 
-def _blank_to_null(col: Column, null_values: tuple[str, ...] = ()) -> Column:
-    trimmed = F.trim(col)
-    missing = trimmed == ""
-    if null_values:
-        missing = missing | trimmed.isin(*null_values)
-    return F.when(missing, F.lit(None).cast("string")).otherwise(trimmed)
+# What ``source.trim`` strips around a field; models/tabular/derive.py strips the same.
+TRIM_CHARACTERS = " \t"
+
+
+def normalized(col: Column, spec: DatasetSpec, column: str) -> Column:
+    """A raw field as the spec reads it: trimmed, null tokens as null, folded to a case.
+
+    Empty fields (after trimming) and ``source.null_values`` are null; ``source.case``
+    folds a string column to lower or upper case after the null tokens are matched. The
+    SavedModel normalizes string inputs the same way (``models.tabular.derive.Normalize``).
+    """
+    value = F.btrim(col, F.lit(TRIM_CHARACTERS)) if spec.trim else col
+    missing = value == ""
+    if spec.null_values:
+        missing = missing | value.isin(*spec.null_values)
+    case = dict(spec.case).get(column)
+    if case is not None:
+        value = F.lower(value) if case == "lower" else F.upper(value)
+    return F.when(missing, F.lit(None).cast("string")).otherwise(value)
 
 
 def _typed(value: Column, dtype: str) -> Column:
@@ -179,6 +175,66 @@ def _typed(value: Column, dtype: str) -> Column:
     )
 
 
+def _parsed(df: DataFrame, *, spec: DatasetSpec, raw: bool = True) -> DataFrame:
+    """``parse_rows`` before the split: every row, with ``reason`` null where it parsed.
+
+    Built as three projections, each reading plain columns of the one before, so a field is
+    normalized and cast once (one projection that repeats an expression in several checks
+    evaluates it several times). ``raw=False`` keeps the input's fields as ``__f_<column>``
+    and its corrupt record instead of the re-joined line, for ``stage_rows`` to re-join only
+    the lines it quarantines.
+    """
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"input lacks spec columns {missing}; read it with raw_csv_schema(spec)")
+    corrupt = F.col(CORRUPT_COLUMN) if CORRUPT_COLUMN in df.columns else F.lit(None)
+    bad_encoding = F.lit(False)
+    for c in spec.columns:
+        bad_encoding = bad_encoding | F.coalesce(F.col(c).contains(_REPLACEMENT_CHAR), F.lit(False))
+
+    # 1. the normalized values, and what the line looked like
+    fields = [F.col(c).alias(f"__f_{c}") for c in spec.columns]
+    values = df.select(
+        *(normalized(F.col(c), spec, c).alias(f"__v_{c}") for c in spec.columns),
+        *fields,
+        corrupt.cast("string").alias(CORRUPT_COLUMN),
+        bad_encoding.alias("__bad_encoding"),
+        *_position(df),
+    )
+    # 2. the typed values
+    typed = values.select(
+        "*", *(_typed(F.col(f"__v_{c}"), dtype).alias(c) for c, dtype in spec.schema)
+    )
+    # 3. the first failing check names the reason; null means the row is fine
+    checks: list[Column] = [
+        F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(REASON_WRONG_FIELD_COUNT)),
+        F.when(F.col("__bad_encoding"), F.lit(REASON_BAD_ENCODING)),
+    ]
+    for c, dtype in spec.schema:
+        if dtype == "string":
+            continue
+        value = F.col(f"__v_{c}")
+        message = F.concat(F.lit(f"unparseable {dtype} in {c}: '"), value, F.lit("'"))
+        checks.append(F.when(value.isNotNull() & F.col(c).isNull(), message))
+    kept = [F.col(f"__f_{c}") for c in spec.columns] + [F.col(CORRUPT_COLUMN)]
+    return typed.select(
+        *spec.columns,
+        *([raw_line(spec).alias(RAW_COLUMN)] if raw else kept),
+        F.coalesce(*checks).alias(REASON_COLUMN),
+        *_position(df),
+    )
+
+
+def raw_line(spec: DatasetSpec) -> Column:
+    """The input line of a row of ``_parsed(raw=False)``: the corrupt record as read, else
+    the fields re-joined in the spec's dialect."""
+    fields = (F.col(f"__f_{c}") for c in spec.columns)
+    joined = F.concat_ws(
+        spec.delimiter, *(_csv_field(f, spec.delimiter, spec.quote) for f in fields)
+    )
+    return F.coalesce(F.col(CORRUPT_COLUMN), joined)
+
+
 def parse_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
     """Type the raw string columns as the spec says; send malformed rows to quarantine.
 
@@ -194,51 +250,14 @@ def parse_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFram
         it, ``POSITION_COLUMN``; ``quarantine`` has ``raw`` and ``reason``. Empty fields
         are nulls, not errors.
     """
-    missing = [c for c in spec.columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"input lacks spec columns {missing}; read it with raw_csv_schema(spec)")
-    corrupt = F.col(CORRUPT_COLUMN) if CORRUPT_COLUMN in df.columns else F.lit(None)
-    raw = F.coalesce(corrupt.cast("string"), _rejoined(spec))
-
-    values = {c: _blank_to_null(F.col(c), spec.null_values) for c in spec.columns}
-    typed = {c: _typed(values[c], dtype) for c, dtype in spec.schema}
-    bad_encoding = F.lit(False)
-    for c in spec.columns:
-        bad_encoding = bad_encoding | F.coalesce(F.col(c).contains(_REPLACEMENT_CHAR), F.lit(False))
-
-    # The first failing check names the reason; null means the row is fine.
-    checks: list[Column] = [
-        F.when(corrupt.isNotNull(), F.lit(REASON_WRONG_FIELD_COUNT)),
-        F.when(bad_encoding, F.lit(REASON_BAD_ENCODING)),
-    ]
-    for c, dtype in spec.schema:
-        if dtype == "string":
-            continue
-        message = F.concat(F.lit(f"unparseable {dtype} in {c}: '"), values[c], F.lit("'"))
-        checks.append(F.when(values[c].isNotNull() & typed[c].isNull(), message))
-
-    staged = df.select(
-        *(typed[c].alias(c) for c in spec.columns),
-        raw.alias(RAW_COLUMN),
-        F.coalesce(*checks).alias(REASON_COLUMN),
-        *_position(df),
-    )
+    staged = _parsed(df, spec=spec)
     good = staged.where(F.col(REASON_COLUMN).isNull()).drop(REASON_COLUMN)
     bad = staged.where(F.col(REASON_COLUMN).isNotNull()).select(RAW_COLUMN, REASON_COLUMN)
     return good, bad
 
 
-def apply_rules(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
-    """Split typed rows into those that keep the spec's rules and those that break one.
-
-    A row breaks rule ``name`` when its expression is false (null, as in a SQL CHECK
-    constraint, passes: not-null demands belong to the quality suite). A row whose label
-    expression is null cannot be trained on, so it is quarantined too.
-
-    Returns:
-        ``(ok, quarantine)``: ``ok`` has the columns of ``df``; ``quarantine`` has ``raw``
-        (when ``df`` has it, else the typed row re-joined) and ``reason``.
-    """
+def rules_reason(spec: DatasetSpec) -> Column:
+    """Why a typed row breaks the spec's rules or has no usable label; null: it does not."""
     checks: list[Column] = [
         F.when(~F.coalesce(F.expr(rule.expression), F.lit(True)), F.lit(f"rule {rule.name}"))
         for rule in spec.rules
@@ -255,12 +274,22 @@ def apply_rules(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFra
                 F.concat(F.lit(f"unknown class {spec.label_name}: '"), value, F.lit("'")),
             )
         )
-    reason = F.coalesce(*checks)
-    raw = (
-        F.col(RAW_COLUMN)
-        if RAW_COLUMN in df.columns
-        else F.concat_ws(",", *(_csv_field(F.col(c).cast("string")) for c in spec.columns))
-    )
+    return F.coalesce(*checks)
+
+
+def apply_rules(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
+    """Split typed rows into those that keep the spec's rules and those that break one.
+
+    A row breaks rule ``name`` when its expression is false (null, as in a SQL CHECK
+    constraint, passes: not-null demands belong to the quality suite). A row whose label
+    expression is null cannot be trained on, so it is quarantined too.
+
+    Returns:
+        ``(ok, quarantine)``: ``ok`` has the columns of ``df``; ``quarantine`` has ``raw``
+        (when ``df`` has it, else the typed row re-joined) and ``reason``.
+    """
+    reason = rules_reason(spec)
+    raw = F.col(RAW_COLUMN) if RAW_COLUMN in df.columns else _rejoined(spec, cast=True)
     staged = df.withColumn("__reason", reason)
     ok = staged.where(F.col("__reason").isNull()).drop("__reason")
     bad = staged.where(F.col("__reason").isNotNull()).select(
@@ -287,74 +316,101 @@ def add_label(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
 
 
 def add_split(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
-    """Add ``split``: "holdout" for ``spec.holdout_percent`` % of rows, else "train".
+    """Add ``split``: "holdout" or "train", by ``spec.split.by``.
 
-    The bucket is a hash of the row's schema columns, so reruns (and identical rows)
-    always land in the same split, whatever the partitioning.
+    - ``hash``: a hash of the row's schema columns puts ``holdout_percent`` % of rows in the
+      holdout; reruns (and identical rows) always land in the same split.
+    - ``group``: the same with a hash of the ``split.key`` columns, so a key's rows stay together.
+    - ``time``: rows at or after ``split.cutoff``, or else at or after the batch's
+      ``100 - holdout_percent`` percentile of ``split.column`` (approximate), are the
+      holdout. Rows whose time is null or unparseable train.
     """
-    bucket = F.pmod(F.xxhash64(*(F.col(c) for c in spec.columns)), F.lit(100))
-    split = F.when(bucket < spec.holdout_percent, F.lit(HOLDOUT)).otherwise(F.lit(TRAIN))
-    return df.withColumn(SPLIT_COLUMN, split)
+    split = spec.split
+    if split.by == "time":
+        seconds = time_seconds(F.col(str(split.column)), spec.dtype(str(split.column)))
+        if split.cutoff is not None:
+            cutoff: Column = F.lit(cutoff_seconds(split.cutoff))
+        else:
+            share = 1 - spec.holdout_percent / 100
+            bound = df.agg(F.percentile_approx(seconds, share, 10000).alias("__cutoff"))
+            df = df.crossJoin(F.broadcast(bound))
+            cutoff = F.col("__cutoff")
+        holdout = F.coalesce(seconds >= cutoff, F.lit(False))
+        out = df.withColumn(SPLIT_COLUMN, F.when(holdout, HOLDOUT).otherwise(TRAIN))
+        return out.drop("__cutoff") if "__cutoff" in out.columns else out
+    keys = spec.columns if split.by == "hash" else split.key
+    bucket = F.pmod(F.xxhash64(*(F.col(c) for c in keys)), F.lit(100))
+    return df.withColumn(
+        SPLIT_COLUMN, F.when(bucket < spec.holdout_percent, F.lit(HOLDOUT)).otherwise(F.lit(TRAIN))
+    )
 
 
-def add_derived(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
-    """Add the spec's derived columns, each its expression cast to its type, in spec order.
+def add_derived(df: DataFrame, *, spec: DatasetSpec, where: Column | None = None) -> DataFrame:
+    """Add the spec's derived columns, each its expression cast to its type, in spec order
+    (null on the rows where ``where`` is not true, when it is given).
 
-    A derived column may use the ones before it. Expressions should be null-safe where the
-    data can make them fail (``CASE WHEN seconds > 0 THEN miles / seconds END``): under
-    ANSI SQL a division by zero fails the job rather than giving null.
+    A derived column may use the ones before it. Derived features (and the derived columns
+    they read) are in the feature language and compiled by ``jobs.clean.derive``, as the
+    SavedModel computes them; the others are Spark SQL, which should be null-safe where the
+    data can make them fail: under ANSI SQL a division by zero fails the job.
     """
+    in_language = {c.name: c for c in spec.feature_expressions()}
+    compiler = SparkCompiler({**dict(spec.schema), **{d.name: d.dtype for d in spec.derived}})
     for d in spec.derived:
-        df = df.withColumn(d.name, F.expr(d.expression).cast(SPARK_TYPES[d.dtype]))
+        if d.name in in_language:
+            column = compiler.column(in_language[d.name])
+        else:
+            column = F.expr(d.expression).cast(SPARK_TYPES[d.dtype])
+        df = df.withColumn(d.name, column if where is None else F.when(where, column))
     return df
+
+
+def stage_rows(df: DataFrame, *, spec: DatasetSpec) -> DataFrame:
+    """Every raw row once, typed and derived, with the reason it goes to quarantine.
+
+    The job caches this frame: the raw text is parsed, derived and checked once, and both
+    the clean and the quarantine partitions are written from it (``split_rows``).
+
+    Returns:
+        The spec's clean columns, ``reason`` (null: the row is clean), ``raw`` (the line,
+        kept on quarantined rows only) and ``POSITION_COLUMN`` when ``df`` has it. Rules and
+        derived columns are evaluated on rows that parsed only.
+    """
+    parsed = _parsed(df, spec=spec, raw=False)
+    fine = F.col(REASON_COLUMN).isNull()
+    derived = add_derived(parsed, spec=spec, where=fine)
+    staged = derived.withColumn(
+        REASON_COLUMN, F.when(fine, rules_reason(spec)).otherwise(F.col(REASON_COLUMN))
+    )
+    # The line is re-joined for the quarantined rows only.
+    kept_raw = F.when(F.col(REASON_COLUMN).isNotNull(), raw_line(spec))
+    return staged.select(
+        *spec.clean_columns, kept_raw.alias(RAW_COLUMN), REASON_COLUMN, *_position(df)
+    )
+
+
+def split_rows(staged: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
+    """``stage_rows``' output as ``(clean, quarantine)``: labelled and split clean rows,
+    and the quarantined ones' ``raw`` and ``reason``.
+
+    Returns:
+        ``clean`` has the columns of ``clean_schema(spec)`` (plus ``POSITION_COLUMN`` when
+        ``staged`` has it, for ``drop_duplicates``); ``quarantine`` has those of
+        ``quarantine_schema()``.
+    """
+    ok = staged.where(F.col(REASON_COLUMN).isNull())
+    clean = add_split(add_label(ok, spec=spec), spec=spec)
+    columns = [*spec.clean_columns, spec.label_name, SPLIT_COLUMN]
+    quarantine = staged.where(F.col(REASON_COLUMN).isNotNull()).select(RAW_COLUMN, REASON_COLUMN)
+    return clean.select(*columns, *_position(staged)), quarantine
 
 
 def clean_rows(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
     """The row-level clean step: parse, derive, rules, label, split (``drop_duplicates`` follows).
 
-    Returns:
-        ``(clean, quarantine)`` with the columns of ``clean_schema(spec)`` (plus
-        ``POSITION_COLUMN`` when ``df`` has it, for ``drop_duplicates``) and
-        ``quarantine_schema()``.
+    ``split_rows(stage_rows(df))``, without the cache the job puts between the two.
     """
-    typed, malformed = parse_rows(df, spec=spec)
-    ok, broken = apply_rules(add_derived(typed, spec=spec), spec=spec)
-    clean = add_split(add_label(ok, spec=spec), spec=spec)
-    columns = [*spec.clean_columns, spec.label_name, SPLIT_COLUMN]
-    return clean.select(*columns, *_position(df)), malformed.unionByName(broken)
-
-
-def drop_duplicates(df: DataFrame, *, spec: DatasetSpec) -> tuple[DataFrame, DataFrame]:
-    """Keep the first copy of each row; return the later copies separately, by kind.
-
-    A row is an ``exact`` duplicate when every schema column equals that of an earlier
-    row, and a ``key`` duplicate when it is not an exact one but its ``spec.dedupe_key``
-    columns equal those of an earlier row (nulls compare equal, as in ``GROUP BY``).
-    "Earlier" is ``POSITION_COLUMN`` order (file order) when ``df`` has it; otherwise the
-    row values themselves order the copies, which is deterministic too.
-
-    Returns:
-        ``(kept, duplicates)``: ``kept`` has the columns of ``df`` without
-        ``POSITION_COLUMN``; ``duplicates`` has the schema columns and ``duplicate``
-        (``"exact"`` or ``"key"``).
-    """
-    order = [F.col(POSITION_COLUMN).asc()] if POSITION_COLUMN in df.columns else []
-    order += [F.col(c).asc_nulls_first() for c in spec.columns]
-    exact = Window.partitionBy(*spec.columns).orderBy(*order)
-    ranked = df.withColumn("__first", F.row_number().over(exact) == 1)
-    kind = F.when(~F.col("__first"), F.lit(DUPLICATE_EXACT))
-    if spec.dedupe_key:
-        # Rank only among first copies: "__first" in the partition keeps the exact
-        # duplicates out of the key groups, without a second pass over the data.
-        key = Window.partitionBy(*spec.dedupe_key, "__first").orderBy(*order)
-        kind = kind.when(F.row_number().over(key) > 1, F.lit(DUPLICATE_KEY))
-    staged = ranked.withColumn("__duplicate", kind)
-    helpers = ["__first", "__duplicate", POSITION_COLUMN]
-    kept = staged.where(F.col("__duplicate").isNull()).drop(*helpers)
-    duplicates = staged.where(F.col("__duplicate").isNotNull()).select(
-        *spec.columns, F.col("__duplicate").alias(DUPLICATE_COLUMN)
-    )
-    return kept, duplicates
+    return split_rows(stage_rows(df, spec=spec), spec=spec)
 
 
 def reason_kind(reason: Column) -> Column:

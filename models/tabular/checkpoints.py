@@ -69,11 +69,13 @@ def run_identity(spec: dict[str, Any], data: Path, knobs: dict[str, Any]) -> dic
     Data files are listed with size and modification time, so a partition that a
     rerun of the clean stage rewrote is not trained on from a checkpoint of the old one.
     """
+    from aimass.data.lake import partition_files
+
     files = []
-    for path in sorted(data.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            files.append([path.relative_to(data).as_posix(), stat.st_size, stat.st_mtime_ns])
+    for path in partition_files(data):  # a folder's files, or those of a view's batches
+        stat = path.stat()
+        name = path.relative_to(data).as_posix() if path.is_relative_to(data) else str(path)
+        files.append([name, stat.st_size, stat.st_mtime_ns])
     identity = {"spec": spec, "data": str(data.resolve()), "data_files": files, **knobs}
     return dict(json.loads(json.dumps(identity, sort_keys=True)))  # as state.json reads back
 

@@ -7,14 +7,17 @@ runs from the tuning DAG, a skewed batch of requests reaches the champion, and t
 DAG's drift event starts the second run with no one acting: it trains with the tuned values,
 is gated against the first's champion, passes and deploys version 2. Then the rollback DAG
 moves `stable` and `champion` back. The multiclass penguin spec, which differs from the taxi
-data only by its YAML, is started by two files landing together while the scheduler is down
-and the triggerer restarts, and it processes each of them once. (The regression spec runs in
+data only by its YAML, is started by two files landing together while the scheduler is dead
+(SIGKILLed and left a zombie, its workers behind) and the triggerer restarts, and it
+processes each of them once; stopping the stack then leaves no process it started. (The regression spec runs in
 test_regression_dag.py, on a stack of its own.)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -51,13 +54,19 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     from mlflow import MlflowClient
 
     settings, client = stack
-    run_id, state, summary = run_retrain(client, {"epochs": 3, "ds": "2026-11-01"})
+    run_id, state, summary = run_retrain(client, {"epochs": 3, "ds": "2026-11-01", "workers": 2})
     assert state == "success", task_log_tail(settings, run_id)
     assert summary is not None
 
     # clean: the partition exists and every row is accounted for
+    from aimass.data.lake import current_batches, partition_files
+    from aimass.platform.settings import safe_name
+
     clean_dir = settings.clean_partition("chicago_taxi", "2026-11-01")
-    assert list(clean_dir.glob("*.parquet")), f"no parquet in {clean_dir}"
+    assert partition_files(clean_dir), f"no parquet in {clean_dir}"
+    # The run cleaned into a batch of its own, recorded in the day's manifest.
+    (batch,) = current_batches(clean_dir)
+    assert batch.name == f"batch={safe_name(run_id)}"
     counts = summary["clean"]
     assert counts["rows_in"] == ROWS + len(BAD_LINES)
     assert (
@@ -65,7 +74,7 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         == counts["rows_clean"] + counts["rows_quarantined"] + counts["rows_duplicate"]
     )
     assert counts["rows_quarantined"] >= len(BAD_LINES)
-    assert list(settings.quarantine_partition("chicago_taxi", "2026-11-01").glob("*.parquet"))
+    assert list(settings.quarantine_partition("chicago_taxi", "2026-11-01").rglob("*.parquet"))
 
     # validate: the suite ran and its Data Docs exist
     assert summary["quality"]["success"] is True
@@ -118,6 +127,7 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert stored.model.registry_version == first_version  # type: ignore[attr-defined]
     lineage = stored.lineage  # type: ignore[attr-defined]
     assert lineage.partition == str(clean_dir) and lineage.serving_version == 1
+    assert lineage.batches == [str(batch)]  # the rows this version learnt from
     assert lineage.dag_run == f"aimass_retrain/{run_id}"
 
     # the tuning mode: a Bayesian search from the trigger form, trials as child MLflow runs
@@ -257,7 +267,16 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
     events_before = len(client.asset_events(asset))
     header, *lines = PENGUINS_CSV.read_text(encoding="utf-8").splitlines(keepends=True)
 
-    services.stop(settings, ["airflow-scheduler"])
+    # The scheduler dies as in a crash: SIGKILL to its leader only. Its LocalExecutor
+    # workers are left behind, and this process (its parent) does not reap it: a zombie,
+    # which must count as stopped so that start() brings a new scheduler up.
+    dead = services.pid_of(settings, "airflow-scheduler")
+    assert dead is not None
+    os.kill(dead, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while services.pid_of(settings, "airflow-scheduler") is not None:
+        assert time.monotonic() < deadline, "a SIGKILLed scheduler still counts as running"
+        time.sleep(0.2)
     try:
         for name, rows in (("penguins_a.csv", lines[:200]), ("penguins_b.csv", lines[200:])):
             partial = zone / f".{name}.tmp"  # written under a hidden name, then renamed
@@ -300,7 +319,8 @@ def test_files_landing_while_airflow_restarts_are_each_processed_once(
     summary = client.xcom(DAG_ID, processing, "publish_summary")
     assert summary["trigger"]["kind"] == "landing" and len(summary["trigger"]["files"]) == 2
     counts = summary["clean"]
-    assert counts["input"].endswith(f"processed/ds={summary['ds']}")
+    # It cleaned exactly the two files it took (its own batch), each by its ledger path.
+    assert sorted(counts["inputs"]) == sorted(e["path"] for e in ledger)
     assert counts["rows_in"] == 344
     assert counts["rows_in"] == counts["rows_clean"] + counts["rows_quarantined"]
     assert summary["quality"]["success"] is True
@@ -471,3 +491,16 @@ def _audit(client: AirflowClient, dag_id: str) -> list[dict]:
         "GET", f"/api/v2/eventLogs?dag_id={dag_id}&event=trigger_dag_run&limit=100"
     )
     return list(found["event_logs"])
+
+
+def test_the_docs_commands_run_against_the_stack(stack: tuple[Settings, AirflowClient]) -> None:
+    """Every command README.md and docs/ tell a user to run, on this stack (tests/docskit.py).
+
+    Last in the module: the docs' triggers start runs (a rollback among them) that no test
+    after this one waits for.
+    """
+    from docskit import run_against_stack
+
+    settings, client = stack
+    failures = run_against_stack(settings, client)
+    assert not failures, "\n".join(failures)

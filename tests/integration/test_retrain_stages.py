@@ -91,8 +91,15 @@ def test_a_run_trains_registers_deploys_and_records_its_lineage(
         run_date=datetime(2026, 11, 20, 8),
     )
     assert Path(run.report_dir) == settings.run_report_dir("chicago_taxi", DS, RUN_ID)
-    partition = write_partition(taxi_csv, Path(run.clean_dir), spec)
+    # The run's batch, recorded in its day and pinned in its view as validate_quality does:
+    # training, the gate, the card and the deployment read the view.
+    from aimass.stages.batches import record_run_batch
+
+    write_partition(taxi_csv, Path(run.batch_dir), spec)
+    partition = Path(run.clean_dir)
     checks = _checks(settings, Path(run.report_dir), rows=2999)
+    record_run_batch(run, checks.clean)
+    assert run.training_data == Path(run.view_file)
 
     model = train_model(run.dump(), checks.dump())
     assert TrainingResult.read(run.records_dir / "training.json") == model
@@ -100,6 +107,7 @@ def test_a_run_trains_registers_deploys_and_records_its_lineage(
     mlc = tracking.client(settings)
     mlrun = mlc.get_run(model.mlflow_run_id)
     assert mlrun.data.tags["aimass.partition"] == str(partition)
+    assert mlrun.data.tags["aimass.data"] == run.view_file
     assert mlrun.data.tags["aimass.run_key"] == run.run_key
     assert mlrun.data.params["epochs"] == "5"
     assert mlrun.data.metrics["rows_clean"] == 2999
@@ -114,6 +122,22 @@ def test_a_run_trains_registers_deploys_and_records_its_lineage(
     assert GateDecision.read(run.records_dir / "gate.json") == decision
     assert Path(decision.report_html or "").parent == Path(run.report_dir)
     assert mlc.get_run(model.mlflow_run_id).data.tags["aimass.gate"] == "passed"
+    # the version's model card, beside the gate report and in MLflow
+    card = json.loads((Path(run.report_dir) / "model_card.json").read_text())
+    assert card["registry_version"] == "1" and card["missing"] == {}, card["missing"]
+    assert card["data"]["rows_holdout"] == card["metrics"]["overall"]["rows"]
+    importance = card["importance"]
+    assert {f["feature"] for f in importance["features"]} == set(card["features"]["model_inputs"])
+    assert importance["features"][0]["mean"] > 0.01  # the model leans on something
+    assert importance["slices"] and importance["rows_used"] == importance["rows_total"]
+    assert sum(b["rows"] for b in card["calibration"]["bins"]) == importance["rows_total"]
+    html = (Path(run.report_dir) / "model_card.html").read_text()
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 4
+    logged = {a.path for a in mlc.list_artifacts(model.mlflow_run_id, "model_card")}
+    assert logged == {
+        f"model_card/{n}" for n in ("model_card.json", "model_card.html", "analysis.json")
+    }
+    assert mlc.get_model_version("chicago_taxi", "1").tags["aimass.model_card"] == "complete"
 
     deployment = deploy_model(run, model)
     assert deployment.serving_version == 1 and deployment.registry_version == "1"
@@ -128,6 +152,7 @@ def test_a_run_trains_registers_deploys_and_records_its_lineage(
     assert summary.outcome == "deployed"
     lineage = summary.lineage
     assert (lineage.partition, lineage.dag_run) == (str(partition), run.run_key)
+    assert lineage.batches == [run.batch_dir]
     assert (lineage.mlflow_run_id, lineage.registry_version) == (model.mlflow_run_id, "1")
     assert lineage.serving_version == 1
     [listed] = RecordStore(settings.reports_dir).runs("chicago_taxi")

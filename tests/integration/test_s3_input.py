@@ -102,7 +102,7 @@ def run_job(spark: Any, base: Path, input_path: str | Path) -> dict[str, Any]:
 
 def counts(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary without the fields that name where the batch came from or went."""
-    return {k: v for k, v in summary.items() if k not in {"input", "out", "quarantine"}}
+    return {k: v for k, v in summary.items() if k not in {"input", "inputs", "out", "quarantine"}}
 
 
 def run_summary(base: Path) -> dict[str, Any]:
@@ -139,6 +139,7 @@ def test_s3_object_gives_what_the_same_local_file_gives(
 
     local = run_summary(local_csv_run)
     assert summary["input"] == uri
+    assert summary["inputs"] == [uri]  # what the lake records the batch was cleaned from
     assert summary["format"] == "csv"
     assert summary["rows_in"] == ROWS
     assert counts(summary) == counts(local)

@@ -107,7 +107,7 @@ def _clean_through_operator(
     ).dump()  # what XCom hands the clean task
     op = _load_clean_task()
     op.render_template_fields({"ti": _TaskInstance(ctx)})
-    assert op.application_args[op.application_args.index("--out") + 1] == ctx["clean_dir"]
+    assert op.application_args[op.application_args.index("--out") + 1] == ctx["batch_dir"]
     op.execute(context={"ti": _TaskInstance(ctx)})
     return {
         "ctx": ctx,
@@ -176,8 +176,8 @@ def test_operator_ran_the_job_on_the_standalone_master(
 
 def test_cluster_and_local_runs_write_the_same_partitions(runs: dict[str, Any]) -> None:
     on_cluster, local = runs["cluster"], runs["local"]
-    clean_cluster = _sorted_table(on_cluster["ctx"]["clean_dir"])
-    clean_local = _sorted_table(local["ctx"]["clean_dir"])
+    clean_cluster = _sorted_table(on_cluster["ctx"]["batch_dir"])
+    clean_local = _sorted_table(local["ctx"]["batch_dir"])
     assert clean_cluster.schema == clean_local.schema
     assert clean_cluster.num_rows == on_cluster["summary"]["rows_clean"] > 0
     assert clean_cluster.equals(clean_local)
@@ -186,7 +186,7 @@ def test_cluster_and_local_runs_write_the_same_partitions(runs: dict[str, Any]) 
     assert quarantine_cluster.num_rows >= len(BAD_LINES)
     assert quarantine_cluster.equals(_sorted_table(local["ctx"]["quarantine_dir"]))
 
-    paths = {"input", "out", "quarantine"}
+    paths = {"input", "inputs", "out", "quarantine"}
     counts_cluster = {k: v for k, v in on_cluster["summary"].items() if k not in paths}
     counts_local = {k: v for k, v in local["summary"].items() if k not in paths}
     assert counts_cluster == counts_local

@@ -146,7 +146,8 @@ def _skipped(dataset: str, reason: str, **extra: Any) -> dict[str, Any]:
 
 
 def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
-    """The newest clean partition of ``dataset`` written after ``champ`` was registered.
+    """The newest current clean batch of ``dataset`` written after ``champ`` was registered
+    (a day written before batches existed counts as one batch).
 
     Such a batch is data the champion never saw: a landed file whose candidate the gate
     rejected or whose run stopped, or a day's partition rebuilt since. None when there is
@@ -156,17 +157,18 @@ def newest_batch(settings: Settings, dataset: str, champ: Any) -> Path | None:
     root = settings.lake_dir / "clean" / dataset
     if registered is None or not root.is_dir():
         return None
-    from aimass.data.lake import partition_files
+    from aimass.data.lake import batch_files, day_batches
 
     newer = []
-    for partition in root.glob("ds=*"):
-        files = partition_files(partition)  # as a run reads it: no staging folders
-        if not files:
-            continue
-        written = max(p.stat().st_mtime for p in files)
-        if written * 1000 > float(registered):
-            newer.append((written, partition))
-    return max(newer)[1] if newer else None
+    for day in root.glob("ds=*"):
+        for batch in day_batches(day):
+            files = batch_files(batch)  # as a run reads it: no staging folders
+            if not files:
+                continue
+            written = max(p.stat().st_mtime for p in files)
+            if written * 1000 > float(registered):
+                newer.append((written, str(batch)))
+    return Path(max(newer)[1]) if newer else None
 
 
 def _judged(report: Any, out: Path, *, subject: str, rows: str, champ: Any) -> dict[str, Any]:

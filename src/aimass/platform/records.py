@@ -120,11 +120,16 @@ class RunRequest(Record):
     dag_id: str
     run_id: str
     run_key: str
+    # The day's clean partition; the batch this run cleans into (and its quarantine); the
+    # view file that pins the batches it trains and evaluates on (aimass.data.lake).
     clean_dir: str
     quarantine_dir: str
     report_dir: str
     clean_summary: str
     run_dir: str
+    batch_dir: str = ""
+    view_file: str = ""
+    clean_args: str = ""
     landed_files: list[str] = Field(default_factory=list)
     trigger: dict[str, Any] = Field(default_factory=lambda: {"kind": "schedule_or_manual"})
     requested_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -132,6 +137,18 @@ class RunRequest(Record):
     @property
     def records_dir(self) -> Path:
         return Path(self.report_dir) / RECORDS_DIR
+
+    @property
+    def new_batch(self) -> Path:
+        """What this run cleaned: its batch (the day's folder for a run without batches)."""
+        return Path(self.batch_dir or self.clean_dir)
+
+    @property
+    def training_data(self) -> Path:
+        """What this run trains and evaluates on: its pinned view once written, else the day."""
+        if self.view_file and Path(self.view_file).is_file():
+            return Path(self.view_file)
+        return Path(self.clean_dir)
 
 
 class CleanResult(Record):
@@ -141,6 +158,7 @@ class CleanResult(Record):
     dataset: str
     ds: str
     input: str = ""
+    inputs: list[str] = Field(default_factory=list)
     format: str = ""
     rows_in: int
     rows_clean: int
@@ -283,6 +301,9 @@ class Lineage(Record):
     landed_files: list[str] = Field(default_factory=list)
     input_path: str = ""
     partition: str = ""
+    # The batch folders the version learnt from (the run's pinned view); empty for a run
+    # before batches existed, which learnt from the whole partition.
+    batches: list[str] = Field(default_factory=list)
     dag_run: str = ""
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
@@ -298,6 +319,7 @@ class Lineage(Record):
             landed_files=run.landed_files,
             input_path=run.input_path,
             partition=run.clean_dir,
+            batches=_pinned_batches(run.view_file),
             dag_run=run.run_key,
             mlflow_run_id=None if trained is None else trained.mlflow_run_id,
             mlflow_run_url=None if trained is None else trained.mlflow_run_url,
@@ -446,3 +468,10 @@ def _read_any(path: Path) -> Record:
 
 def _started_at(record: RunSummary | RunRequest) -> str:
     return record.requested_at
+
+
+def _pinned_batches(view_file: str) -> list[str]:
+    """The batch folders a run's view file pins (``aimass.data.lake.write_view``)."""
+    if not view_file or not Path(view_file).is_file():
+        return []
+    return [str(b) for b in json.loads(Path(view_file).read_text(encoding="utf-8"))["batches"]]

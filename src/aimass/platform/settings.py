@@ -117,6 +117,9 @@ class Settings:
     request_log_sample: float = 0.1
     # Rows of recent requests kept per model (a ring buffer persisted as Parquet).
     request_log_rows: int = 10_000
+    # After each run, remove the dataset's clean batches that are superseded and that no
+    # trained version learnt from (aimass.data.lake.prune); off keeps every batch.
+    lake_prune: bool = True
     # Cron (UTC) of aimass_monitor (served requests vs the champion's reference); "" = off.
     monitor_schedule: str = DEFAULT_MONITOR_SCHEDULE
     # Where files land, one sub-folder (or sub-prefix) per dataset: "" = <var>/landing, else
@@ -254,6 +257,7 @@ class Settings:
             alert_conn_id=os.environ.get("AIMASS_ALERT_CONN_ID", "").strip(),
             request_log_sample=_share("AIMASS_REQUEST_LOG_SAMPLE", 0.1),
             request_log_rows=_count("AIMASS_REQUEST_LOG_ROWS", 10_000),
+            lake_prune=_flag("AIMASS_LAKE_PRUNE", True),
             monitor_schedule=_schedule(
                 os.environ.get("AIMASS_MONITOR_SCHEDULE", DEFAULT_MONITOR_SCHEDULE)
             ),
@@ -360,6 +364,14 @@ class Settings:
 
     def quarantine_partition(self, dataset: str, ds: str) -> Path:
         return self.lake_dir / "quarantine" / dataset / f"ds={ds}"
+
+    def clean_batch(self, dataset: str, ds: str, run_id: str) -> Path:
+        """Where one run writes the rows it cleaned: a batch of the day, never rewritten by
+        another run (``aimass.data.lake``)."""
+        return self.clean_partition(dataset, ds) / f"batch={safe_name(run_id)}"
+
+    def quarantine_batch(self, dataset: str, ds: str, run_id: str) -> Path:
+        return self.quarantine_partition(dataset, ds) / f"batch={safe_name(run_id)}"
 
     def report_dir(self, dataset: str, ds: str) -> Path:
         """The reports of a day's runs of ``dataset``, one folder per run inside."""

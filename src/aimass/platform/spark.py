@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 # more time scheduling empty tasks than computing.
 SMALL_MACHINE_CONF: dict[str, str] = {
     "spark.sql.shuffle.partitions": "4",
-    "spark.default.parallelism": "4",
     # Only effective when this process starts the JVM (not under spark-submit, which takes
     # --driver-memory): local mode does all the work in the driver, and 1g spills early.
     "spark.driver.memory": "2g",
@@ -71,3 +70,22 @@ def get_session(app_name: str, master: str | None = "local[*]") -> SparkSession:
         session.version,
     )
     return session
+
+
+# A shuffle partition per this many input bytes at least (raw text; the clean rows are smaller).
+SHUFFLE_BYTES_PER_PARTITION = 128 * 1024 * 1024
+
+
+def size_shuffle_partitions(spark: SparkSession, input_bytes: int) -> int:
+    """Set the session's shuffle partitions to the cluster and the input; return the number.
+
+    Two per core the job can use (``defaultParallelism``: the local cores, or every
+    executor core of a cluster), and at least one per ``SHUFFLE_BYTES_PER_PARTITION`` of
+    input, so a large batch does not spill in a few huge tasks. Adaptive execution then
+    merges the ones that come out small.
+    """
+    cores = max(spark.sparkContext.defaultParallelism, 1)
+    by_size = -(-input_bytes // SHUFFLE_BYTES_PER_PARTITION)
+    partitions = max(2 * cores, by_size)
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    return partitions

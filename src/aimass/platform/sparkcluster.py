@@ -27,6 +27,9 @@ from types import TracebackType
 from typing import Any
 
 from aimass.platform.errors import ConfigError, StageError
+from aimass.platform.procs import group_members, signal_group, wait_group_gone
+
+__all__ = ["StandaloneCluster", "group_members", "spark_class"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 class StandaloneCluster:
-    """One Spark standalone master and one worker bound to ``host``.
+    """One Spark standalone master and ``workers`` workers bound to ``host``.
 
     Args:
         log_dir: Folder for ``master.log``, ``worker.log`` and the worker's ``work/`` dir
@@ -69,7 +72,9 @@ class StandaloneCluster:
         host: Address every daemon binds to (also exported as ``SPARK_LOCAL_IP``).
         master_port, webui_port, worker_port, worker_webui_port: Ports; ``None`` picks
             a free one.
-        worker_cores, worker_memory: What the worker offers to applications.
+        worker_cores, worker_memory: What each worker offers to applications.
+        workers: How many workers (``worker``, ``worker-2``, ...; each its own process group,
+            its executors inside it).
         daemon_memory: Heap of the master and worker JVMs (``SPARK_DAEMON_MEMORY``).
         python: Interpreter for PySpark executors (default: this one).
     """
@@ -87,9 +92,12 @@ class StandaloneCluster:
         worker_memory: str = "1g",
         daemon_memory: str = "512m",
         python: str = sys.executable,
+        workers: int = 1,
     ) -> None:
         if worker_cores < 1:
             raise ConfigError(f"worker_cores={worker_cores} must be at least 1")
+        if workers < 1:
+            raise ConfigError(f"workers={workers} must be at least 1")
         self.log_dir = Path(log_dir)
         self.host = host
         self.master_port = master_port or _free_port(host)
@@ -100,6 +108,7 @@ class StandaloneCluster:
         self.worker_memory = worker_memory
         self.daemon_memory = daemon_memory
         self.python = python
+        self.workers = workers
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         # Pids (= process group ids) of the last start(), kept after stop() for checks.
         self.pids: dict[str, int] = {}
@@ -150,14 +159,31 @@ class StandaloneCluster:
             [launcher, MASTER_CLASS, "--host", h, "--port", str(self.master_port)]
             + ["--webui-port", str(self.webui_port)],
         )
-        self._spawn(
-            "worker",
-            [launcher, WORKER_CLASS, "--host", h, "--port", str(self.worker_port)]
-            + ["--webui-port", str(self.worker_webui_port)]
-            + ["--cores", str(self.worker_cores), "--memory", self.worker_memory]
-            + ["--work-dir", str(self.log_dir / "work"), self.master_url],
-        )
+        for index, name in enumerate(self.worker_names):
+            port = self.worker_port if index == 0 else _free_port(h)
+            webui = self.worker_webui_port if index == 0 else _free_port(h)
+            work = self.log_dir / "work" / name if index else self.log_dir / "work"
+            work.mkdir(parents=True, exist_ok=True)
+            self._spawn(
+                name,
+                [launcher, WORKER_CLASS, "--host", h, "--port", str(port)]
+                + ["--webui-port", str(webui)]
+                + ["--cores", str(self.worker_cores), "--memory", self.worker_memory]
+                + ["--work-dir", str(work), self.master_url],
+            )
         return self
+
+    @property
+    def worker_names(self) -> list[str]:
+        return ["worker", *(f"worker-{i}" for i in range(2, self.workers + 1))]
+
+    def kill_worker(self, name: str = "worker") -> None:
+        """SIGKILL a worker and its executors (its process group): a machine lost mid-job."""
+        proc = self._procs.pop(name)
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        wait_group_gone(proc.pid, timeout_s=10.0)
+        log.warning("killed spark %s (pid %d) and its executors", name, proc.pid)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.log_path(name), "ab") as logfile:
@@ -195,8 +221,8 @@ class StandaloneCluster:
                     f"{_tail(self.log_path(name))}"
                 )
 
-    def wait_ready(self, timeout_s: float = 120.0, workers: int = 1) -> None:
-        """Wait until the master reports ``workers`` alive workers.
+    def wait_ready(self, timeout_s: float = 120.0, workers: int | None = None) -> None:
+        """Wait until the master reports ``workers`` (default: all) alive workers.
 
         Raises:
             StageError: a daemon exited (with its command, exit code and log tail) or the
@@ -204,6 +230,7 @@ class StandaloneCluster:
         """
         if not self._procs:
             raise StageError(f"spark cluster {self.master_url} was not started; call start()")
+        workers = self.workers if workers is None else workers
         deadline = time.monotonic() + timeout_s
         last: object = None
         while True:
@@ -232,19 +259,19 @@ class StandaloneCluster:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM each daemon's process group (worker first), then SIGKILL what is left."""
-        for name in ("worker", "master"):
+        for name in [*reversed(self.worker_names), "master"]:
             proc = self._procs.pop(name, None)
             if proc is None:
                 continue
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 log.warning("spark %s (pid %d) ignored SIGTERM; killing it", name, proc.pid)
             # Also ends executors the worker started, which share its process group.
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
-            _wait_group_gone(proc.pid, timeout_s=10.0)
+            wait_group_gone(proc.pid, timeout_s=10.0)
             log.info("stopped spark %s (pid %d, exit %s)", name, proc.pid, proc.returncode)
         self._argv.clear()
 
@@ -264,34 +291,3 @@ class StandaloneCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids of live (not zombie) processes in process group ``pgid`` (Linux ``/proc``)."""
-    members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _wait_group_gone(pgid: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
-        _signal_group(pgid, signal.SIGKILL)
-        time.sleep(0.1)
-    if left:
-        log.warning("process group %d still has live processes %s after SIGKILL", pgid, left)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

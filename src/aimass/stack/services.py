@@ -14,13 +14,12 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -28,7 +27,7 @@ from typing import NoReturn
 from aimass.platform.errors import StageError
 from aimass.platform.settings import Settings
 from aimass.platform.waiting import poll_until
-from aimass.stack import mlflow_auth
+from aimass.stack import mlflow_auth, processes
 from aimass.stack.state import SERVICE_UMASK, make_private, secrets_file, write_private
 
 log = logging.getLogger(__name__)
@@ -259,17 +258,41 @@ def _pid_file(settings: Settings, name: str) -> Path:
     return run_dir(settings) / f"{name}.pid"
 
 
+def _stale_file(settings: Settings, name: str) -> Path:
+    """Process groups of earlier runs of ``name`` whose leader died (one pgid a line)."""
+    return run_dir(settings) / f"{name}.stale"
+
+
+def stack_id(settings: Settings) -> str:
+    """The mark every process this install starts carries in its environment."""
+    return str(settings.var_dir.resolve())
+
+
 def pid_of(settings: Settings, name: str) -> int | None:
+    """The pid of the running service ``name``; None when it is not running.
+
+    A leader that exited, a zombie (exited, not reaped yet: it still answers ``kill 0``)
+    and a pid reused by a process this install did not start all count as not running.
+    """
     path = _pid_file(settings, name)
     if not path.exists():
         return None
     try:
         pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError, PermissionError):
+    except ValueError:
         path.unlink(missing_ok=True)
         return None
-    return pid
+    if processes.is_ours(pid, stack_id(settings), unmarked=True):
+        return pid
+    state = processes.proc_state(pid)
+    processes.reap(pid)
+    if state == "Z":
+        log.warning("%s (pid %d) is a zombie: it exited and counts as stopped", name, pid)
+    # Its group may outlive it (a LocalExecutor's workers): remembered for `make stop`.
+    with _stale_file(settings, name).open("a") as fh:
+        fh.write(f"{pid}\n")
+    path.unlink(missing_ok=True)
+    return None
 
 
 def prepare(settings: Settings) -> None:
@@ -297,14 +320,32 @@ def prepare(settings: Settings) -> None:
     make_private(settings)
 
 
-def start(settings: Settings, names: Iterable[str] = SERVICES) -> None:
-    """Start the named services that are not running yet (each in its own process group)."""
-    defs = definitions(settings)
+def start(
+    settings: Settings, names: Iterable[str] = SERVICES, defs: Mapping[str, Service] | None = None
+) -> None:
+    """Start the named services that are not running yet (each in its own process group).
+
+    A service whose process died, or is a zombie, is started again. ``defs``: the
+    services' definitions (default: ``definitions(settings)``).
+    """
+    defs = definitions(settings) if defs is None else defs
     make_private(settings)
+    for folder in (run_dir(settings), settings.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        if pid_of(settings, name):
-            log.info("%s already running (pid %s)", name, pid_of(settings, name))
+        had_pid = _pid_file(settings, name).exists()
+        if pid := pid_of(settings, name):
+            log.info("%s already running (pid %s)", name, pid)
             continue
+        if had_pid:
+            left = sum(len(pids) for pids in _stale_groups(settings, name).values())
+            log.warning(
+                "%s had died: starting it again%s",
+                name,
+                f" ({left} processes of its old group finish what they run; `make stop` ends them)"
+                if left
+                else "",
+            )
         svc = defs[name]
         fd = os.open(
             settings.logs_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
@@ -312,7 +353,7 @@ def start(settings: Settings, names: Iterable[str] = SERVICES) -> None:
         with os.fdopen(fd, "ab") as logfile:
             proc = subprocess.Popen(
                 svc.argv,
-                env=svc.env,
+                env={**svc.env, processes.STACK_ENV: stack_id(settings)},
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -373,43 +414,42 @@ def log_tail(settings: Settings, name: str, lines: int = 30) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
+def _stale_groups(settings: Settings, name: str) -> dict[int, list[int]]:
+    """The live processes of ``name``'s earlier groups (their leader died), by group."""
+    path = _stale_file(settings, name)
+    if not path.exists():
+        return {}
+    pgids = {int(line) for line in path.read_text().split() if line.isdigit()}
+    return {
+        g: pids for g, pids in processes.stack_processes(stack_id(settings)).items() if g in pgids
+    }
+
+
 def stop(settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 20.0) -> list[str]:
-    """SIGTERM each service's process group, then SIGKILL what is left. Returns the names stopped."""
+    """End each named service's process group, and what is left of its earlier groups.
+
+    SIGTERM to the group, then SIGKILL to what is left after ``timeout_s``; a group whose
+    leader died (its children are left) is ended the same way. Stopping every service also
+    ends any other process this install started (found by the mark in its environment).
+    Returns the names stopped.
+    """
+    names = list(names)
     stopped = []
-    for name in reversed(list(names)):
+    for name in reversed(names):
         pid = pid_of(settings, name)
-        if pid is None:
-            continue
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        _signal_group(pid, signal.SIGKILL)
+        groups = _stale_groups(settings, name)
+        if pid is not None:
+            groups[pid] = [pid]
+        if groups:
+            processes.end_groups(stack_id(settings), groups, timeout_s)
+            stopped.append(name)
+            log.info("stopped %s (process groups %s)", name, sorted(groups))
         _pid_file(settings, name).unlink(missing_ok=True)
-        stopped.append(name)
-        log.info("stopped %s (pid %d)", name, pid)
+        _stale_file(settings, name).unlink(missing_ok=True)
+    if set(names) >= set(SERVICES) and (left := processes.stack_processes(stack_id(settings))):
+        log.warning("ending %d more processes the stack started", sum(map(len, left.values())))
+        processes.end_groups(stack_id(settings), left, timeout_s)
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def status(settings: Settings) -> dict[str, int | None]:

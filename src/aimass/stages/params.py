@@ -5,13 +5,10 @@ are both made, so a form and its check cannot disagree.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aimass.evaluation.gate import MIN_FORCE_REASON
-
-_DATASET = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,9 @@ class ParamField:
     description: str
     # JSON-schema keywords (minimum, maximum, pattern, enum, ...), also what validation checks.
     schema: dict[str, Any] = field(default_factory=dict)
-    # The form offers the dataset specs as choices (known only when the DAG is parsed).
+    # The form suggests the dataset specs (known when the DAG is parsed). They are examples,
+    # not an enum: a spec saved after the last parse can be triggered at once, and the first
+    # task checks the name against conf/datasets (a one-line error listing the known specs).
     lists_datasets: bool = False
 
     @property
@@ -42,10 +41,7 @@ class ParamField:
 
         schema = dict(self.schema)
         if self.lists_datasets:
-            if self.type == "array":
-                schema["items"] = {"type": "string", "enum": datasets}
-            else:
-                schema["enum"] = datasets
+            schema["examples"] = list(datasets)
         kind = list(self.type) if isinstance(self.type, tuple) else self.type
         return Param(
             self.default, type=kind, title=self.title, description=self.description, **schema
@@ -63,8 +59,8 @@ DATASET = ParamField(
     "string",
     "Dataset spec",
     "A dataset spec in conf/datasets: its schema, label (binary, multiclass or regression), "
-    "checks and gate. Add a YAML file there to add a dataset.",
-    {"pattern": _DATASET.pattern},
+    "checks and gate. Add a YAML file there to add a dataset; it can be triggered as soon "
+    "as it is saved.",
     lists_datasets=True,
 )
 DS = ParamField(
@@ -81,7 +77,8 @@ INPUT_PATH = ParamField(
     "string",
     "Input file or folder",
     "Raw CSV or Parquet file or folder, or an s3:// object or prefix, to clean; empty means "
-    "the spec's source. Must be under the var dir or a root listed in AIMASS_DATA_ROOTS "
+    "the newest landed day of the dataset's landing zone (processed/ds=<day>/), else the "
+    "spec's source.path. Must be under the var dir or a root listed in AIMASS_DATA_ROOTS "
     "(folders, or s3:// prefixes).",
 )
 EPOCHS = ParamField(
@@ -92,15 +89,19 @@ EPOCHS = ParamField(
     "Training epochs; empty means the spec's value.",
     {"minimum": 1, "maximum": 200},
 )
-# Training runs under MultiWorkerMirroredStrategy with this many worker processes by default.
-DEFAULT_WORKERS = 2
+# Training workers by default: ``auto`` (aimass.training.run.resolve_workers) is one per GPU,
+# else one per 4 cores, at least 1. Empty (null) means auto too: the console's form and
+# older confs send no value.
+DEFAULT_WORKERS = "auto"
 WORKERS = ParamField(
     "workers",
-    DEFAULT_WORKERS,
-    "integer",
+    None,
+    ("null", "integer", "string"),
     "Training workers",
-    "TensorFlow worker processes (MultiWorkerMirroredStrategy) on this machine.",
-    {"minimum": 1, "maximum": 8},
+    "TensorFlow worker processes (MultiWorkerMirroredStrategy): a number from 1 to 8, or "
+    "auto (also when empty): one per GPU, else one per 4 CPU cores, at least 1. The chosen "
+    "number and why are logged.",
+    {"minimum": 1, "maximum": 8, "pattern": r"^(auto|[1-8])$"},
 )
 MIN_AUC = ParamField(
     "min_auc",

@@ -28,6 +28,7 @@ from aimass.platform.records import (
     TrainingResult,
 )
 from aimass.platform.settings import Settings, safe_name
+from aimass.stages.batches import VIEW_FILE, record_run_batch, write_clean_args
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,17 @@ def prepare_run(
         run_id=run_id,
         run_key=f"{dag_id}/{run_id}",
         clean_dir=str(settings.clean_partition(p.dataset, p.ds)),
-        quarantine_dir=str(settings.quarantine_partition(p.dataset, p.ds)),
+        batch_dir=str(settings.clean_batch(p.dataset, p.ds, run_id)),
+        quarantine_dir=str(settings.quarantine_batch(p.dataset, p.ds, run_id)),
         report_dir=str(report_dir),
         clean_summary=str(report_dir / "clean_summary.json"),
+        clean_args=str(report_dir / "clean_inputs.args"),
+        view_file=str(report_dir / VIEW_FILE),
         run_dir=str(settings.runs_dir / p.dataset / safe_name(run_id)),
         landed_files=landed_files,
         trigger=trigger,
     )
+    write_clean_args(run)
     run.write(run.records_dir)
     log.info("run %s: dataset=%s ds=%s input=%s", run_id, p.dataset, p.ds, p.input_path)
     log.info("run %s: reports and records in %s", run_id, report_dir)
@@ -121,13 +126,15 @@ def validate_quality(run: RunRequest | Mapping[str, Any]) -> DataChecks:
         clean.rows_duplicate,
     )
     quality = validate_partition(
-        spec, Path(run.clean_dir), Path(run.report_dir), expectations_file=expectations
+        spec, run.new_batch, Path(run.report_dir), expectations_file=expectations
     )
     log.info("quality report (Data Docs): %s", quality.get("data_docs"))
     checks = DataChecks(clean=clean, quality=QualityResult.from_gx(quality))
     # Written before the critical check: a stopped run still shows what failed.
     checks.write(run.records_dir)
     raise_for_critical(quality)
+    if run.batch_dir:
+        record_run_batch(run, clean)
     return checks
 
 
@@ -159,7 +166,8 @@ def check_drift(run: RunRequest | Mapping[str, Any]) -> DriftResult:
         )
         result.write(run.records_dir)
         return result
-    current = profile_partition(Path(run.clean_dir), spec, edges_from=reference)
+    # The new batch against the champion's reference: what arrived, not the whole day.
+    current = profile_partition(run.new_batch, spec, edges_from=reference)
     report = compare(reference, current, spec.drift)
     paths = write_report(report, Path(run.report_dir) / "drift")
     for line in report.summary().splitlines():
@@ -209,6 +217,7 @@ def train_model(
         "aimass.dataset": spec.name,
         "aimass.ds": run.ds,
         "aimass.partition": run.clean_dir,
+        "aimass.data": str(run.training_data),
         "aimass.run_key": run.run_key,
         "aimass.git_commit": commit,
         "aimass.quality": quality_tag,
@@ -220,7 +229,7 @@ def train_model(
         result = launch(
             settings,
             spec,
-            data=Path(run.clean_dir),
+            data=run.training_data,
             run_dir=run_dir,
             workers=run.workers,
             epochs=run.epochs,
@@ -258,7 +267,7 @@ def train_model(
         mlrun.file(run.clean_summary, "data")
         # The reference the next runs' drift check compares against, kept with this model.
         profile = save_profile(
-            profile_partition(Path(run.clean_dir), spec, split="train"),
+            profile_partition(run.training_data, spec, split="train"),
             run_dir / tracking.REFERENCE_PROFILE,
         )
         mlrun.file(profile, tracking.REFERENCE_ARTIFACT)
@@ -320,11 +329,13 @@ def evaluate_candidate(
 
     The decision (one line per check) goes to the task log, to ``gate_decision.json`` and
     ``gate_report.html`` in the run's report dir, to its ``gate`` record, and to the MLflow run
-    (artifacts under ``evaluation/``, tag ``aimass.gate``). With the run's ``force_deploy`` a
+    (artifacts under ``evaluation/``, tag ``aimass.gate``). Then the model card
+    (``aimass.evaluation.cardstage``) beside the gate report and under ``model_card/``. With the run's ``force_deploy`` a
     rejected candidate is marked forced, with the reason and ``triggered_by`` (the run's user).
     """
     from aimass.data.spec import BINARY, load_spec
     from aimass.evaluation.assess import assess_candidate
+    from aimass.evaluation.cardstage import record_model_card
     from aimass.evaluation.report import (
         HTML_NAME,
         JSON_NAME,
@@ -340,7 +351,7 @@ def evaluate_candidate(
     result = assess_candidate(
         settings,
         spec,
-        partition=Path(run.clean_dir),
+        partition=run.training_data,
         saved_model_dir=Path(model.saved_model_dir),
         candidate_version=model.registry_version,
         min_auc=run.min_auc,
@@ -386,6 +397,8 @@ def evaluate_candidate(
         mlrun.file(paths["json"], "evaluation")
         mlrun.file(paths["html"], "evaluation")
     tracking.tag_version(settings, spec.name, model.registry_version, tags)
+    # Importance, calibration and the model card; a failure there is a warning, never a stop.
+    record_model_card(settings, spec, run=run, model=model, gate=record)
     return record
 
 
@@ -439,7 +452,7 @@ def deploy_model(
     run, model = RunRequest.of(run), TrainingResult.of(model)
     settings = Settings.from_env()
     spec = load_spec(run.dataset, settings.conf_dir)
-    features, _ = load_arrays(Path(run.clean_dir), spec, "holdout")
+    features, _ = load_arrays(run.training_data, spec, "holdout")
     policy = CanaryPolicy.from_env()
     client = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
@@ -474,16 +487,3 @@ def deploy_model(
     )
     deployment.write(run.records_dir)
     return deployment
-
-
-def clean_partition_event(run: RunRequest | Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """The asset a validated partition is announced as: its name, URI (the dataset's clean
-    folder) and the event's extra (``ds``, ``partition``, ``run_id``)."""
-    run = RunRequest.of(run)
-    settings = Settings.from_env()
-    root = settings.lake_dir / "clean" / run.dataset
-    return (
-        f"aimass_clean_{run.dataset}",
-        f"file://{root}",
-        {"ds": run.ds, "partition": run.clean_dir, "run_id": run.run_id},
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from aimass.platform.records import (
@@ -97,12 +98,15 @@ def publish_summary(
             "data_docs": None if data is None else data.quality.data_docs,
             "drift_report": None if drifted is None else drifted.report_html,
             "gate_report": None if gate is None else gate.report_html,
+            "model_card": _model_card(None if gate is None else gate.report_html),
             "serving_rest": f"{settings.serving_rest_url}/v1/models/{run.dataset}",
         },
         requested_at=run.requested_at,
     )
     path = summary.write(run.records_dir)
     log.info("run summary (%s): %s", summary.outcome, path)
+    if settings.lake_prune:
+        _prune(settings, run.dataset)
     if trained is not None:
         # The MLflow run keeps the records of what became of its model, beside the model.
         from aimass.platform import tracking
@@ -112,3 +116,26 @@ def publish_summary(
                 if record is not None:
                     mlrun.record(record)
     return summary
+
+
+def _model_card(gate_report: str | None) -> str | None:
+    """The version's model card, written beside the gate report (None when it is not there)."""
+    from aimass.evaluation.card import CARD_HTML
+
+    if not gate_report:
+        return None
+    card = Path(gate_report).with_name(CARD_HTML)
+    return str(card) if card.exists() else None
+
+
+def _prune(settings: Settings, dataset: str) -> None:
+    """Retention after the run (``AIMASS_LAKE_PRUNE``): never fails the run."""
+    from aimass.stages.batches import prune_dataset
+
+    try:
+        removed = prune_dataset(settings, dataset)
+    except Exception as exc:  # retention is housekeeping: say so, go on
+        log.warning("lake: pruning %s's superseded batches failed: %s", dataset, exc)
+        return
+    if removed:
+        log.info("lake: %d superseded batch(es) of %s removed", len(removed), dataset)

@@ -2,22 +2,108 @@
 
 A run starts on the nightly schedule or by hand (its params as given), on landed files (the run
 takes them from the landing zone and cleans that day's landed files), or on drift announced by
-``aimass_monitor`` (the run retrains that dataset on its spec's source).
+``aimass_monitor`` (the run retrains that dataset on its newest data).
+
+A run without ``input_path`` reads, in this order (:func:`resolve_input`): the newest landed day
+of the dataset's landing zone (``processed/ds=<day>/``, every file taken that day), the spec's
+``source.path``, or it stops with a one-line error saying how to give it data.
+
+The ``dataset`` param is checked here against the specs in conf/datasets at run time
+(:func:`check_dataset`), not against the names the DAG saw when it was last parsed, so a new
+spec can be triggered as soon as it is saved.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from aimass.data import landing
+from aimass.data.spec import DatasetSpec, load_spec
+from aimass.platform.errors import ConfigError
 from aimass.platform.settings import Settings
+from aimass.stages.params import DATASET
 
 log = logging.getLogger(__name__)
 
 LANDING_ASSET_PREFIX = "aimass_landing_"
+_DATASET = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def known_datasets(settings: Settings) -> list[str]:
+    """The specs in conf/datasets now (the trigger forms suggest those of the last parse)."""
+    return sorted(p.stem for p in (settings.conf_dir / "datasets").glob("*.yaml"))
+
+
+def check_dataset(dataset: str, settings: Settings) -> str:
+    """``dataset`` if conf/datasets holds its spec now; else a one-line error naming the
+    known ones.
+
+    Raises:
+        ConfigError: not a spec name, or no such spec.
+    """
+    known = known_datasets(settings)
+    shown = ", ".join(known) or "none yet"
+    if not _DATASET.match(dataset):
+        raise ConfigError(
+            f"param dataset={dataset!r} must be the name of a spec in conf/datasets (lower "
+            f"case letters, digits, _), not a path; known datasets: {shown}"
+        )
+    if dataset not in known:
+        raise ConfigError(
+            f"param dataset={dataset!r}: there is no spec {settings.conf_dir}/datasets/"
+            f"{dataset}.yaml; known datasets: {shown}. Pick one, or save the spec there (a "
+            "new spec can be triggered as soon as it is saved)"
+        )
+    return dataset
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """Where a run reads its raw data, and why there."""
+
+    path: str
+    # "input_path" (the param), "landing" (the newest landed day) or "source" (source.path)
+    origin: str
+    detail: str
+
+    def record(self) -> dict[str, str]:
+        return {"from": self.origin, "path": self.path, "detail": self.detail}
+
+
+def resolve_input(params: Mapping[str, Any], spec: DatasetSpec, settings: Settings) -> InputChoice:
+    """The run's input: ``input_path`` when set, else the newest landed day of the
+    dataset's landing zone, else the spec's ``source.path``.
+
+    Raises:
+        ConfigError: none of them: no data, and how to give it some.
+    """
+    given = str(params.get("input_path") or "")
+    if given:
+        return InputChoice(given, "input_path", "param input_path")
+    zone = landing.zone_for(settings, spec.name)
+    newest = zone.latest_day()
+    if newest is not None:
+        day, count = newest
+        return InputChoice(
+            zone.day_input(day),
+            "landing",
+            f"the newest landed data of {spec.name}: {count} file(s) taken on ds={day}",
+        )
+    source = spec.resolved_source_path(settings.var_dir)
+    if source:
+        return InputChoice(
+            source, "source", f"spec {spec.name}'s source.path (nothing landed in {zone.location})"
+        )
+    raise ConfigError(
+        f"dataset {spec.name!r} has no data to clean: nothing has landed in {zone.location} "
+        "and its spec has no source.path; drop a CSV or Parquet file in that folder (it starts "
+        "a run by itself) or set input_path"
+    )
 
 
 def triggering_events(
@@ -61,7 +147,7 @@ def resolve_trigger(
     trigger: dict[str, Any] = {"kind": "schedule_or_manual"}
     if drifted and not landed:
         event = drifted[0]
-        # The spec's own source: drop a manual input_path so validate_params resolves it.
+        # The dataset's newest data: drop a manual input_path so resolve_input picks it.
         params = {**params, "dataset": str(event["dataset"]), "input_path": ""}
         trigger = {
             "kind": "drift",
@@ -81,7 +167,23 @@ def resolve_trigger(
                 f"another run (see the ledger, {zone.ledger_location}); nothing to do"
             )
         landed_files = [e["file"] for e in taken]
-        trigger = {"kind": "landing", "dataset": dataset, "files": landed_files}
+        # The run cleans these files only (a batch of its own); earlier landings of the day
+        # are batches already.
+        trigger = {
+            "kind": "landing",
+            "dataset": dataset,
+            "files": landed_files,
+            "paths": [e["path"] for e in taken],
+        }
         params = {**params, "dataset": dataset, "ds": day, "input_path": zone.day_input(day)}
         log.info("run %s: %d landed file(s) of %s: %s", run_id, len(taken), dataset, landed_files)
+        trigger["input"] = InputChoice(
+            params["input_path"], "landing", f"the files landed for ds={day}"
+        ).record()
+    else:
+        dataset = check_dataset(str(params.get("dataset") or DATASET.default), settings)
+        choice = resolve_input(params, load_spec(dataset, settings.conf_dir), settings)
+        params = {**params, "input_path": choice.path}
+        trigger["input"] = choice.record()
+        log.info("run %s: input %s (%s)", run_id, choice.path, choice.detail)
     return params, trigger, landed_files

@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 
 from aimass.platform.ports import free_ports
 from aimass.training.run import (
+    AUTO,
     ENTRY_MODULE,
     LOG_TAIL_LINES,
     PARENT_PID_ENV,
     TrainResult,
     prepare_run,
     read_result,
+    resolve_workers,
     tf_config,
 )
 
@@ -58,7 +60,7 @@ def train(
     *,
     data: Path,
     run_dir: Path,
-    workers: int = 1,
+    workers: int | str = AUTO,
     epochs: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -74,7 +76,8 @@ def train(
             and ``checkpoints/`` while training: a call on a run dir that holds a checkpoint of
             the same run (a retry) resumes after its last finished epoch; the chief deletes
             ``checkpoints/`` once the export is written.
-        workers: number of worker processes (worker 0 is the chief).
+        workers: number of worker processes (worker 0 is the chief), or ``auto``: one per
+            GPU, else one per 4 cores, at least 1 (logged with the reason).
         epochs, batch_size, learning_rate: override the spec's ``training``; ``batch_size``
             is per worker, the global batch is ``batch_size * workers``.
         timeout_s: stop the workers and fail after this many seconds (None: no limit).
@@ -87,6 +90,7 @@ def train(
         ConfigError: a bad argument (named in the message).
         StageError: a worker failed (exit code and last log lines) or the run timed out.
     """
+    workers = resolve_workers(workers)
     request = prepare_run(
         spec,
         data=data,

@@ -98,3 +98,23 @@ def test_missing_markers_fail_with_what_to_add(tree: dict[str, Path]) -> None:
     tree["doc"].write_text("# Benchmarks\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="bench-tables:start"):
         _run(tree)
+
+
+def test_a_table_measured_elsewhere_stays_until_its_benchmark_runs_here(
+    tree: dict[str, Path],
+) -> None:
+    _run(tree)  # clean measured here; serve not run anywhere yet
+    moved = tree["results"] / "clean.json"
+    kept = tree["results"].parent / "clean.json.elsewhere"
+    moved.rename(kept)
+
+    text = _run(tree)  # this machine has no clean results: the doc's table stays
+
+    assert "| `spark_over_duckdb_warm_5m` | 8.912 | ≤ 3 | **no** |" in text
+    assert text.count("### clean") == 1
+    assert "not run yet: make bench-serve" in text
+    kept.rename(moved)
+    payload = json.loads(moved.read_text(encoding="utf-8"))
+    payload["ratios"]["spark_over_duckdb_warm_5m"] = 2.5
+    moved.write_text(json.dumps(payload), encoding="utf-8")
+    assert "| `spark_over_duckdb_warm_5m` | 2.5 | ≤ 3 | yes |" in _run(tree)

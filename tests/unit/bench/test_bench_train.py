@@ -72,7 +72,7 @@ def test_build_partition(tmp_path: Path, spec: DatasetSpec) -> None:
     assert abs(holdout - spec.holdout_percent / 100) < 0.05
     x, y = load_arrays(part.path, spec, "train")
     assert len(y) == table.num_rows - pc.sum(pc.equal(table["split"], "holdout")).as_py()
-    assert set(x) == set(spec.features)
+    assert set(x) == set(spec.model_inputs)
 
     again = bench_train.build_partition(spec, SAMPLE_CSV, 3_000, 5, tmp_path, files=3)
     assert again.cached and again.path == part.path

@@ -18,6 +18,7 @@ from jobs.clean.summary import (
     check_conservation,
     count_written,
     log_summary,
+    observe_splits,
     truncate_raw,
 )
 
@@ -62,6 +63,7 @@ def test_build_summary_has_the_documented_keys_in_order() -> None:
         "ds": "2024-01-01",
         "input": "/in/batch.csv",
         "format": "csv",
+        "inputs": ["/in/batch.csv"],
         "rows_in": 13,
         "rows_clean": 9,
         "rows_quarantined": 3,
@@ -144,13 +146,13 @@ def test_log_summary_logs_the_outcome_reasons_and_warnings(
     assert "no row survived cleaning" in messages[-1]
 
 
-def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
+def test_count_written_takes_the_observed_splits_and_reads_back_reason_kinds(
     spark: Any, tmp_path: Path
 ) -> None:
     clean, quarantine = tmp_path / "clean", tmp_path / "quarantine"
-    spark.createDataFrame([("train",), ("train",), ("holdout",)], "split string").write.parquet(
-        str(clean)
-    )
+    rows = spark.createDataFrame([("train",), ("train",), ("holdout",)], "split string")
+    observed, splits = observe_splits(rows)
+    observed.write.parquet(str(clean))  # the action that counts the splits
     spark.createDataFrame(
         [
             ("1,x", "unparseable double in fare: 'x'"),
@@ -160,9 +162,9 @@ def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
         ],
         "raw string, reason string",
     ).write.parquet(str(quarantine))
-    duplicates = spark.createDataFrame([("exact",), ("exact",)], "duplicate string")
-
-    counts = count_written(spark, clean=clean, quarantine=quarantine, duplicates=duplicates)
+    counts = count_written(
+        spark, quarantine=quarantine, splits=splits.get, duplicates={"exact": 2, "key": 0}
+    )
 
     assert counts.splits == {"train": 2, "holdout": 1}
     # Most common first, then by name: the order the summary and its warnings rely on.
@@ -185,17 +187,14 @@ def test_count_written_reads_back_splits_reason_kinds_and_duplicates(
 def test_count_written_keeps_capped_ordered_truncated_samples_per_reason_kind(
     spark: Any, tmp_path: Path
 ) -> None:
-    clean, quarantine = tmp_path / "clean", tmp_path / "quarantine"
-    spark.createDataFrame([("train",)], "split string").write.parquet(str(clean))
+    quarantine = tmp_path / "quarantine"
     long_line = "9," + "x" * 600
     fares = [(f"1,f{i}", f"unparseable double in fare: 'f{i}'") for i in range(5)]
     spark.createDataFrame(
         [*fares, (long_line, "malformed: wrong field count"), ("2,-1", "rule fare_not_negative")],
         "raw string, reason string",
     ).repartition(3).write.parquet(str(quarantine))
-    duplicates = spark.createDataFrame([], "duplicate string")
-
-    counts = count_written(spark, clean=clean, quarantine=quarantine, duplicates=duplicates)
+    counts = count_written(spark, quarantine=quarantine, splits={"train": 1}, duplicates={})
 
     # Same kinds in the same order as the counts.
     assert list(counts.samples) == list(counts.reasons)

@@ -227,20 +227,16 @@ def _positioned(spark: Any, rows: list[tuple[Any, ...]]) -> Any:
     """Typed rows with a source position that follows the list order (file a, then b)."""
     from pyspark.sql import functions as F
 
-    from jobs.clean.transforms import POSITION_COLUMN
+    from jobs.clean.dedupe import POSITION_COLUMN, POSITION_TYPE
 
-    frame = spark.createDataFrame(
-        [(*r, "a.csv" if i < 3 else "b.csv", i) for i, r in enumerate(rows)],
-        f"{TYPED}, file string, row long",
-    )
-    position = F.struct(F.col("file"), F.lit(0).alias("offset"), F.col("row"))
-    return frame.select(*KEYED.columns, position.alias(POSITION_COLUMN))
+    frame = spark.createDataFrame([(*r, i) for i, r in enumerate(rows)], f"{TYPED}, row long")
+    return frame.select(*KEYED.columns, F.col("row").cast(POSITION_TYPE).alias(POSITION_COLUMN))
 
 
 def test_drop_duplicates_keeps_the_first_copy_and_counts_exact_and_key_duplicates(
     spark: Any,
 ) -> None:
-    from jobs.clean.transforms import drop_duplicates
+    from jobs.clean.dedupe import drop_duplicates
 
     rows = [
         (9.0, 1.0, 3, "late"),  # key (late, 3) seen first here...
@@ -251,24 +247,24 @@ def test_drop_duplicates_keeps_the_first_copy_and_counts_exact_and_key_duplicate
         (1.0, 0.0, None, None),
         (2.0, 0.0, None, None),  # nulls in the key compare equal: key duplicate
     ]
-    kept, duplicates = drop_duplicates(_positioned(spark, rows), spec=KEYED)
+    deduplicated = drop_duplicates(_positioned(spark, rows), spec=KEYED)
+    kept = deduplicated.kept
 
     assert kept.columns == list(KEYED.columns)  # the position column is dropped
     assert sorted(tuple(r) for r in kept.collect()) == sorted(
         [(9.0, 1.0, 3, "late"), (5.0, 1.0, 3, "a"), (1.0, 0.0, None, None)], key=str
     )
-    kinds = sorted((r["fare"], r["duplicate"]) for r in duplicates.collect())
-    assert kinds == [(2.0, "key"), (5.0, "exact"), (5.0, "exact"), (7.0, "key")]
-    assert kept.count() + duplicates.count() == len(rows)
+    # Counted while the kept rows were computed (the collect above), by kind.
+    assert deduplicated.counts() == {"exact": 2, "key": 2}
 
 
 def test_drop_duplicates_keeps_the_earliest_copy_whatever_the_partitioning(spark: Any) -> None:
-    from jobs.clean.transforms import drop_duplicates
+    from jobs.clean.dedupe import drop_duplicates
 
     rows = [(float(i), 1.0, i % 5, f"c{i % 3}") for i in range(60)]
     frame = _positioned(spark, rows)
-    first = {tuple(r) for r in drop_duplicates(frame, spec=KEYED)[0].collect()}
-    again = {tuple(r) for r in drop_duplicates(frame.repartition(4), spec=KEYED)[0].collect()}
+    first = {tuple(r) for r in drop_duplicates(frame, spec=KEYED).kept.collect()}
+    again = {tuple(r) for r in drop_duplicates(frame.repartition(4), spec=KEYED).kept.collect()}
 
     # 15 distinct (company, hour) keys; the first copy in file order has the smallest fare.
     assert first == again
@@ -276,38 +272,34 @@ def test_drop_duplicates_keeps_the_earliest_copy_whatever_the_partitioning(spark
 
 
 def test_drop_duplicates_without_a_key_drops_exact_copies_only(spark: Any) -> None:
-    from jobs.clean.transforms import drop_duplicates
+    from jobs.clean.dedupe import drop_duplicates
 
     frame = spark.createDataFrame(
         [(5.0, 1.0, 3, "a"), (5.0, 1.0, 3, "a"), (6.0, 1.0, 3, "a")], TYPED
     )
-    kept, duplicates = drop_duplicates(frame, spec=SPEC)
+    deduplicated = drop_duplicates(frame, spec=SPEC)
 
-    assert sorted(r["fare"] for r in kept.collect()) == [5.0, 6.0]
-    assert [r["duplicate"] for r in duplicates.collect()] == ["exact"]
+    assert sorted(r["fare"] for r in deduplicated.kept.collect()) == [5.0, 6.0]
+    assert deduplicated.counts() == {"exact": 1, "key": 0}
 
 
 def test_clean_rows_carries_the_source_position_for_drop_duplicates(
     spark: Any, tmp_path: Path
 ) -> None:
+    from jobs.clean.dedupe import POSITION_COLUMN, drop_duplicates, with_source_position
     from jobs.clean.inputs import read_raw
-    from jobs.clean.transforms import (
-        POSITION_COLUMN,
-        clean_rows,
-        drop_duplicates,
-        with_source_position,
-    )
+    from jobs.clean.transforms import clean_rows
 
     (tmp_path / "a.csv").write_text("fare,tips,hour,company\n10,3,1,x\n10,3,1,x\n")
     (tmp_path / "b.csv").write_text("fare,tips,hour,company\n10,1,1,x\n")
     raw = with_source_position(read_raw(spark, str(tmp_path), KEYED)).cache()
     rows, _ = clean_rows(raw, spec=KEYED)
     assert POSITION_COLUMN in rows.columns
-    kept, duplicates = drop_duplicates(rows, spec=KEYED)
+    deduplicated = drop_duplicates(rows, spec=KEYED)
 
     # a.csv comes first: its row is kept, its copy is exact, b.csv's row is a key duplicate.
-    assert [(r["tips"], r["big_tipper"]) for r in kept.collect()] == [(3.0, 1)]
-    assert sorted(r["duplicate"] for r in duplicates.collect()) == ["exact", "key"]
+    assert [(r["tips"], r["big_tipper"]) for r in deduplicated.kept.collect()] == [(3.0, 1)]
+    assert deduplicated.counts() == {"exact": 1, "key": 1}
     raw.unpersist()
 
 

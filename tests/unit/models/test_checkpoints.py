@@ -219,3 +219,18 @@ def test_check_same_start_passes_for_a_single_worker() -> None:
     tf = pytest.importorskip("tensorflow")
 
     check_same_start(tf.distribute.get_strategy(), 2)
+
+
+def test_run_identity_of_a_view_lists_its_batches_files(tmp_path: Path) -> None:
+    from aimass.data.lake import write_view
+
+    day = tmp_path / "ds=2024-01-01"
+    batch = _partition(day / "batch=a")
+    view = write_view(tmp_path / "clean.view.json", day, [batch])
+
+    identity = run_identity({}, view, KNOBS)
+
+    assert [f[:2] for f in identity["data_files"]] == [
+        [str(batch / "part-0.parquet"), 3],
+        [str(batch / "split=train" / "part-1.parquet"), 5],
+    ]
