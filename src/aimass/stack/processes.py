@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aimass.platform.procs import (
@@ -64,10 +66,16 @@ def stack_processes(mark: str) -> dict[int, list[int]]:
     return groups
 
 
-def end_groups(mark: str, groups: dict[int, list[int]], timeout_s: float) -> None:
-    """SIGTERM each group, wait up to ``timeout_s`` for its processes, SIGKILL the rest."""
+def end_groups(
+    mark: str,
+    groups: dict[int, list[int]],
+    timeout_s: float,
+    first: signal.Signals = signal.SIGTERM,
+) -> None:
+    """``first`` (SIGTERM) to each group, wait up to ``timeout_s`` for its processes, SIGKILL
+    the rest."""
     for pgid in groups:
-        signal_group(pgid, signal.SIGTERM)
+        signal_group(pgid, first)
     deadline = time.monotonic() + timeout_s
     pids = [p for members in groups.values() for p in members]
     while time.monotonic() < deadline and any(alive(p) and is_ours(p, mark) for p in pids):
@@ -76,3 +84,18 @@ def end_groups(mark: str, groups: dict[int, list[int]], timeout_s: float) -> Non
         signal_group(pgid, signal.SIGKILL)
     for pid in pids:
         reap(pid)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One long-running program of the stack: how to start it, and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str | None = None
+    # Readiness where there is no URL to ask (PostgreSQL, Redis).
+    ready: Callable[[], bool] | None = None
+    user: str | None = None  # run as (PostgreSQL refuses root)
+    cwd: Path | None = None
+    stop_signal: signal.Signals = signal.SIGTERM  # PostgreSQL: SIGINT, its fast shutdown

@@ -1,4 +1,6 @@
-"""Start, check and stop the embedded services: Airflow, MLflow and the model server.
+"""Start, check and stop the services: Airflow, MLflow and the model server, and in the
+production profile (``aimass.stack.cluster``) PostgreSQL, Redis, S3, Spark, the Celery
+workers and the supervisor that restarts what dies.
 
 Everything binds to the configured host (127.0.0.1 by default). Each service runs in its
 own process group with its log under ``<var>/logs`` and a pid file under ``<var>/run``,
@@ -10,32 +12,36 @@ connections it stores with a Fernet key made for this install.
 
 from __future__ import annotations
 
-import json
+import fcntl
 import logging
 import os
-import secrets
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from aimass.platform.errors import StageError
+from aimass.platform.errors import ConfigError, StageError
 from aimass.platform.settings import Settings
 from aimass.platform.waiting import poll_until
-from aimass.stack import mlflow_auth, processes
-from aimass.stack.state import SERVICE_UMASK, make_private, secrets_file, write_private
+from aimass.stack import cluster, mlflow_auth, processes
+from aimass.stack.environment import ADMIN_USER as ADMIN_USER
+from aimass.stack.environment import USERS as USERS
+from aimass.stack.environment import admin_password as admin_password
+from aimass.stack.environment import airflow_env, base_env
+from aimass.stack.environment import airflow_home as airflow_home
+from aimass.stack.environment import airflow_secrets_path as airflow_secrets_path
+from aimass.stack.environment import user_password as user_password
+from aimass.stack.processes import Service as Service
+from aimass.stack.state import SERVICE_UMASK, make_private
 
 log = logging.getLogger(__name__)
 
-ADMIN_USER = "admin"
-# Airflow's users (simple auth manager) and their roles: an admin who operates, and a
-# read-only viewer for people who watch (the console shows them everything, lets them do nothing).
-USERS = {ADMIN_USER: "admin", "viewer": "viewer"}
 SERVICES = (
     "mlflow",
     "model-server",
@@ -46,12 +52,19 @@ SERVICES = (
 )
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    ready_url: str | None = None
+# The production profile (aimass.stack.cluster): its stores and Spark first, Celery workers last.
+CLUSTER_SERVICES = (
+    *cluster.STORES,
+    *cluster.SPARK,
+    *SERVICES,
+    *cluster.CELERY_WORKERS,
+    cluster.SUPERVISOR,
+)
+
+
+def service_names(settings: Settings) -> tuple[str, ...]:
+    """The services of this var dir's profile, in start order."""
+    return CLUSTER_SERVICES if cluster.profile(settings) == "cluster" else SERVICES
 
 
 def _bin(name: str) -> str:
@@ -64,110 +77,14 @@ def run_dir(settings: Settings) -> Path:
     return settings.var_dir / "run"
 
 
-def airflow_home(settings: Settings) -> Path:
-    return settings.airflow_home
-
-
-def airflow_secrets_path(settings: Settings) -> Path:
-    return settings.airflow_secrets
-
-
-def _fernet_key() -> str:
-    from cryptography.fernet import Fernet
-
-    return Fernet.generate_key().decode("ascii")
-
-
-def _airflow_secrets(settings: Settings) -> dict[str, str]:
-    """Per-install secrets (JWT, API secret key, Fernet key, the users' passwords), made once,
-    kept 0600 under the var dir; a value a newer AI Mass needs is added to an older install's
-    file."""
-    home = airflow_home(settings)
-    home.mkdir(parents=True, exist_ok=True)
-    return secrets_file(
-        airflow_secrets_path(settings),
-        {
-            "jwt_secret": lambda: secrets.token_urlsafe(64),
-            "secret_key": lambda: secrets.token_urlsafe(32),
-            "admin_password": lambda: secrets.token_urlsafe(12),
-            "viewer_password": lambda: secrets.token_urlsafe(12),
-            # Connections (webhook URLs, SMTP passwords) and variables are stored encrypted.
-            "fernet_key": _fernet_key,
-        },
-    )
-
-
-def admin_password(settings: Settings) -> str:
-    return _airflow_secrets(settings)["admin_password"]
-
-
-def user_password(settings: Settings, user: str) -> str:
-    """The generated password of one of :data:`USERS`."""
-    return _airflow_secrets(settings)[f"{user}_password"]
-
-
-def base_env(settings: Settings) -> dict[str, str]:
-    """Environment for every service and task: settings, the venv on PATH, Spark/TF defaults."""
-    env = dict(os.environ)
-    env.update(settings.env())
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Spark binds its driver to the first non-loopback interface unless told otherwise.
-    env.setdefault("SPARK_LOCAL_IP", settings.host if settings.host != "0.0.0.0" else "127.0.0.1")
-    env["PYSPARK_PYTHON"] = sys.executable
-    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def airflow_env(settings: Settings) -> dict[str, str]:
-    """Airflow's settings for this var dir: home, DAGs, SQLite DB, ports, secrets, connections."""
-    home = airflow_home(settings)
-    sec = _airflow_secrets(settings)
-    passwords = home / "simple_auth_manager_passwords.json"
-    wanted = {user: sec[f"{user}_password"] for user in USERS}
-    known = json.loads(passwords.read_text(encoding="utf-8")) if passwords.exists() else {}
-    if any(user not in known for user in USERS):
-        write_private(passwords, json.dumps({**wanted, **known}))
-    base_url = f"http://{settings.host}:{settings.airflow_port}"
-    env = base_env(settings)
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW_CONFIG": str(settings.root / "airflow.cfg"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.root / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.root / "plugins"),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
-                f"{user}:{role}" for user, role in USERS.items()
-            ),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__API__HOST": settings.host,
-            "AIRFLOW__API__PORT": str(settings.airflow_port),
-            "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__API__SECRET_KEY": sec["secret_key"],
-            "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
-            "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
-        }
-    )
-    # Tasks record to the MLflow server started beside Airflow, as the platform's own MLflow
-    # user, unless a store was configured (its credentials then come from the environment).
-    if "AIMASS_MLFLOW_TRACKING_URI" not in os.environ:
-        env["AIMASS_MLFLOW_TRACKING_URI"] = f"http://{settings.host}:{settings.mlflow_port}"
-        env.update(mlflow_auth.client_env(settings))
-    # Spark runs jobs in local mode by default; point this connection at spark://, yarn or k8s:// to scale out.
-    env.setdefault(
-        "AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"})
-    )
-    return env
-
-
 def definitions(settings: Settings) -> dict[str, Service]:
+    embedded = _embedded(settings)
+    if cluster.profile(settings) == "cluster":
+        return cluster.definitions(settings, embedded, base_env(settings))
+    return embedded
+
+
+def _embedded(settings: Settings) -> dict[str, Service]:
     # The scheduler and triggerer would serve task logs on 0.0.0.0:8793; with a
     # LocalExecutor the API server reads the log files directly, so they are told not to.
     host = settings.host
@@ -300,6 +217,16 @@ def prepare(settings: Settings) -> None:
     or databases made private (0700 folders, 0600 files)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     make_private(settings)
+    chosen = cluster.profile(settings)
+    cluster.remember_profile(settings, chosen)
+    if chosen == "cluster":
+        # PostgreSQL, Redis and S3 first, with their databases and bucket: `airflow db
+        # migrate` and MLflow's first start need them.
+        cluster.init_postgres(settings)
+        start(settings, cluster.STORES)
+        wait_ready(settings, cluster.STORES, timeout_s=120)
+        cluster.create_databases(settings)
+        cluster.create_bucket(settings)
     for folder in (settings.serving_base, settings.mlflow_artifacts):
         folder.mkdir(parents=True, exist_ok=True)
     if not settings.serving_config.exists():
@@ -321,7 +248,9 @@ def prepare(settings: Settings) -> None:
 
 
 def start(
-    settings: Settings, names: Iterable[str] = SERVICES, defs: Mapping[str, Service] | None = None
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    defs: Mapping[str, Service] | None = None,
 ) -> None:
     """Start the named services that are not running yet (each in its own process group).
 
@@ -329,58 +258,78 @@ def start(
     services' definitions (default: ``definitions(settings)``).
     """
     defs = definitions(settings) if defs is None else defs
+    names = service_names(settings) if names is None else names
     make_private(settings)
     for folder in (run_dir(settings), settings.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        had_pid = _pid_file(settings, name).exists()
-        if pid := pid_of(settings, name):
-            log.info("%s already running (pid %s)", name, pid)
-            continue
-        if had_pid:
-            left = sum(len(pids) for pids in _stale_groups(settings, name).values())
-            log.warning(
-                "%s had died: starting it again%s",
-                name,
-                f" ({left} processes of its old group finish what they run; `make stop` ends them)"
-                if left
-                else "",
-            )
-        svc = defs[name]
-        fd = os.open(
-            settings.logs_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        with _start_lock(settings):  # the supervisor may be starting it too
+            _start_one(settings, name, defs[name])
+
+
+@contextmanager
+def _start_lock(settings: Settings) -> Iterator[None]:
+    with (run_dir(settings) / "start.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _start_one(settings: Settings, name: str, svc: Service) -> None:
+    had_pid = _pid_file(settings, name).exists()
+    if pid := pid_of(settings, name):
+        log.info("%s already running (pid %s)", name, pid)
+        return
+    if had_pid:
+        left = sum(len(pids) for pids in _stale_groups(settings, name).values())
+        log.warning(
+            "%s had died: starting it again%s",
+            name,
+            f" ({left} processes of its old group finish what they run; `make stop` ends them)"
+            if left
+            else "",
         )
-        with os.fdopen(fd, "ab") as logfile:
-            proc = subprocess.Popen(
-                svc.argv,
-                env={**svc.env, processes.STACK_ENV: stack_id(settings)},
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=settings.root,
-                start_new_session=True,
-                umask=SERVICE_UMASK,
-            )
-        _pid_file(settings, name).write_text(str(proc.pid))
-        log.info("started %s (pid %d), log %s", name, proc.pid, settings.logs_dir / f"{name}.log")
+    fd = os.open(settings.logs_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as logfile:
+        proc = subprocess.Popen(
+            svc.argv,
+            env={**svc.env, processes.STACK_ENV: stack_id(settings)},
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=svc.cwd or settings.root,
+            start_new_session=True,
+            umask=SERVICE_UMASK,
+            user=svc.user,
+        )
+    _pid_file(settings, name).write_text(str(proc.pid))
+    log.info("started %s (pid %d), log %s", name, proc.pid, settings.logs_dir / f"{name}.log")
 
 
 def wait_ready(
-    settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 300.0
+    settings: Settings, names: Iterable[str] | None = None, timeout_s: float = 300.0
 ) -> None:
     """Wait until each service with a health URL answers (MLflow: and its service user is
     provisioned); fail with its log tail if it died. A first start on two busy cores took
     165 s, 135 s of it waiting for MLflow."""
     defs = definitions(settings)
+    names = service_names(settings) if names is None else names
     deadline = time.monotonic() + timeout_s
     for name in names:
         url = defs[name].ready_url
+        check = defs[name].ready
 
-        def ready(name: str = name, url: str | None = url) -> bool | None:
+        def ready(
+            name: str = name, url: str | None = url, check: Callable[[], bool] | None = check
+        ) -> bool | None:
             if pid_of(settings, name) is None:
                 raise StageError(
                     f"{name} exited during start-up; last log lines:\n{log_tail(settings, name)}"
                 )
+            if check is not None:
+                return True if check() else None
             return True if url is None or _answers(url) else None
 
         def timed_out(name: str = name, url: str | None = url) -> NoReturn:
@@ -425,7 +374,9 @@ def _stale_groups(settings: Settings, name: str) -> dict[int, list[int]]:
     }
 
 
-def stop(settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float = 20.0) -> list[str]:
+def stop(
+    settings: Settings, names: Iterable[str] | None = None, timeout_s: float = 20.0
+) -> list[str]:
     """End each named service's process group, and what is left of its earlier groups.
 
     SIGTERM to the group, then SIGKILL to what is left after ``timeout_s``; a group whose
@@ -433,7 +384,11 @@ def stop(settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float =
     ends any other process this install started (found by the mark in its environment).
     Returns the names stopped.
     """
-    names = list(names)
+    names = list(CLUSTER_SERVICES if names is None else names)  # whichever profile ran
+    try:
+        stop_signals = {n: d.stop_signal for n, d in definitions(settings).items()}
+    except ConfigError:  # e.g. a profile whose programs were removed: SIGTERM, as ever
+        stop_signals = {}
     stopped = []
     for name in reversed(names):
         pid = pid_of(settings, name)
@@ -441,16 +396,19 @@ def stop(settings: Settings, names: Iterable[str] = SERVICES, timeout_s: float =
         if pid is not None:
             groups[pid] = [pid]
         if groups:
-            processes.end_groups(stack_id(settings), groups, timeout_s)
+            first = stop_signals.get(name, signal.SIGTERM)
+            processes.end_groups(stack_id(settings), groups, timeout_s, first)
             stopped.append(name)
             log.info("stopped %s (process groups %s)", name, sorted(groups))
         _pid_file(settings, name).unlink(missing_ok=True)
         _stale_file(settings, name).unlink(missing_ok=True)
-    if set(names) >= set(SERVICES) and (left := processes.stack_processes(stack_id(settings))):
+    if set(names) >= set(CLUSTER_SERVICES) and (
+        left := processes.stack_processes(stack_id(settings))
+    ):
         log.warning("ending %d more processes the stack started", sum(map(len, left.values())))
         processes.end_groups(stack_id(settings), left, timeout_s)
     return stopped
 
 
 def status(settings: Settings) -> dict[str, int | None]:
-    return {name: pid_of(settings, name) for name in SERVICES}
+    return {name: pid_of(settings, name) for name in service_names(settings)}
