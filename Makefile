@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 VENV_STAMP := $(VENV)/.aimass-installed
 SAMPLE_STAMP := $(VAR)/data/raw/.sample-ready
 
-.PHONY: help setup system-packages demo stop status test test-unit test-e2e lint bench lock clean distclean
+.PHONY: help setup system-packages demo up stop status test test-unit test-e2e lint bench lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,8 +36,16 @@ $(SAMPLE_STAMP): $(VENV_STAMP) src/aimass/data/sample_data.py
 	$(BIN)/python -m aimass.cli fetch-sample --var-dir $(VAR)
 	@touch $@
 
+# PROFILE=cluster: PostgreSQL, Redis + Celery workers, MLflow on S3, a Spark standalone cluster
+# (README "The production profile"); empty: the profile this var dir last ran, else embedded.
+PROFILE ?=
+PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
+
 demo: setup ## start Airflow, MLflow and the model server, run the retraining DAG, print a summary
-	$(BIN)/python -m aimass.cli demo
+	$(BIN)/python -m aimass.cli demo $(PROFILE_ARG)
+
+up: setup system-packages ## start the services and run nothing (PROFILE=cluster: the production profile)
+	$(BIN)/python -m aimass.cli up $(PROFILE_ARG)
 
 stop: ## stop the services that `make demo` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m aimass.cli stop; else echo "nothing to stop (no venv)"; fi

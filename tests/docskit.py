@@ -84,6 +84,12 @@ class Class:
 _TRIGGER = r"\.venv/bin/aimass airflow dags trigger "
 CLASSES: tuple[Class, ...] = (
     Class(
+        r"make (up|demo) PROFILE=cluster\b",
+        COVERED,
+        "tests/e2e/test_cluster_profile.py::"
+        "test_a_retrain_runs_on_postgres_celery_s3_and_the_spark_cluster",
+    ),
+    Class(
         r"make demo\b",
         COVERED,
         "tests/e2e/test_retrain_dag.py::test_two_runs_deploy_then_gate_against_the_champion",

@@ -34,8 +34,12 @@ BAD_LINES = [
 
 
 @contextmanager
-def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
-    """Start the services on a fresh var dir; stop them and restore the environment after."""
+def running_stack(var: Path, profile: str = "embedded") -> Iterator[tuple[Settings, AirflowClient]]:
+    """Start the services on a fresh var dir; stop them and restore the environment after.
+
+    ``profile="cluster"``: the production profile (aimass.stack.cluster), its PostgreSQL,
+    Redis, S3 and Spark on free ports too; its PostgreSQL cluster is removed after.
+    """
     raw = var / "data" / "raw" / "chicago_taxi"
     raw.mkdir(parents=True)
     with open(SAMPLE_CSV, encoding="utf-8") as src:
@@ -58,7 +62,12 @@ def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
         "AIMASS_MONITOR_SCHEDULE": "none",
         "AIMASS_REQUEST_LOG_SAMPLE": "1",
         "AIMASS_REQUEST_LOG_ROWS": str(SKEWED),
+        "AIMASS_PROFILE": profile,
     }
+    if profile == "cluster":
+        for name in ("PG", "REDIS", "S3", "SPARK_MASTER"):
+            env[f"AIMASS_{name}_PORT"] = str(free_port())
+        env["AIMASS_SPARK_WEBUI_PORT"] = str(_free_run(3))
     for key, value in env.items():
         mp.setenv(key, value)
     mp.delenv("AIMASS_MLFLOW_TRACKING_URI", raising=False)
@@ -79,6 +88,10 @@ def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
         yield settings, client
     finally:
         services.stop(settings)
+        if profile == "cluster":
+            from aimass.stack import cluster
+
+            cluster.purge_postgres(settings)
         mp.undo()
     # `make stop` ends every process the stack started, the workers a killed scheduler
     # left behind included (test_files_landing_while_airflow_restarts_...).
@@ -86,6 +99,22 @@ def running_stack(var: Path) -> Iterator[tuple[Settings, AirflowClient]]:
 
     left = processes.stack_processes(services.stack_id(settings))
     assert left == {}, f"processes the stack started outlived services.stop: {left}"
+
+
+def _free_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports (the Spark master's and workers' UIs)."""
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def run_retrain(client: AirflowClient, conf: dict) -> tuple[str, str, dict | None]:

@@ -22,15 +22,41 @@ def _cmd_fetch_sample(args: argparse.Namespace) -> int:
 DEMO_WORKERS = 2
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from aimass.platform.airflow_api import AirflowClient
+def _up(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import os
+
     from aimass.platform.settings import Settings
     from aimass.stack import services
 
+    if getattr(args, "profile", None):
+        os.environ["AIMASS_PROFILE"] = args.profile
     settings = Settings.from_env()
     services.prepare(settings)
     services.start(settings)
     services.wait_ready(settings)
+    return settings
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from aimass.stack import cluster, services
+
+    settings = _up(args)
+    log.info(
+        "%s profile up: Airflow http://%s:%d (user %s, password in %s)",
+        cluster.profile(settings),
+        settings.host,
+        settings.airflow_port,
+        services.ADMIN_USER,
+        services.airflow_secrets_path(settings),
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from aimass.platform.airflow_api import AirflowClient
+    from aimass.stack import services
+
+    settings = _up(args)
     client = AirflowClient(
         f"http://{settings.host}:{settings.airflow_port}",
         services.ADMIN_USER,
@@ -394,7 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="training workers (default: 2, so the demo trains on several workers)",
     )
     demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the run")
+    profile_help = (
+        "embedded (default: SQLite, LocalExecutor) or cluster (PostgreSQL, Celery, S3, Spark)"
+    )
+    demo.add_argument("--profile", choices=("embedded", "cluster"), help=profile_help)
     demo.set_defaults(func=_cmd_demo)
+    up = sub.add_parser("up", help="start the services of a profile, and run nothing")
+    up.add_argument("--profile", choices=("embedded", "cluster"), help=profile_help)
+    up.set_defaults(func=_cmd_up)
     af = sub.add_parser(
         "airflow", help="run the airflow CLI against this install (e.g. `aimass airflow dags list`)"
     )

@@ -93,7 +93,7 @@ def credentials(settings: Settings) -> dict[str, str]:
     return {**stored, **given}
 
 
-def write_config(settings: Settings) -> Path:
+def write_config(settings: Settings, database_uri: str | None = None) -> Path:
     """The basic-auth app's config (0600): the auth database, the admin's name, READ for
     every user in the default workspace. The admin's password goes by environment."""
     text = "\n".join(
@@ -101,7 +101,7 @@ def write_config(settings: Settings) -> Path:
             "# Written by AI Mass (aimass.stack.mlflow_auth); changes are overwritten.",
             "[mlflow]",
             "default_permission = READ",
-            f"database_uri = {auth_db_uri(settings)}",
+            f"database_uri = {database_uri or auth_db_uri(settings)}",
             f"admin_username = {ADMIN_USER}",
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
             "grant_default_workspace_access = true",
@@ -114,11 +114,12 @@ def write_config(settings: Settings) -> Path:
     return path
 
 
-def server_env(settings: Settings) -> dict[str, str]:
-    """What ``mlflow server --app-name basic-auth`` needs in its environment."""
+def server_env(settings: Settings, database_uri: str | None = None) -> dict[str, str]:
+    """What ``mlflow server --app-name basic-auth`` needs in its environment (``database_uri``:
+    where users and permissions live, default :func:`auth_db_uri`)."""
     creds = credentials(settings)
     return {
-        "MLFLOW_AUTH_CONFIG_PATH": str(write_config(settings)),
+        "MLFLOW_AUTH_CONFIG_PATH": str(write_config(settings, database_uri)),
         "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER,
         "MLFLOW_AUTH_ADMIN_PASSWORD": creds["admin_password"],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": creds["flask_secret_key"],
