@@ -95,6 +95,7 @@ CLASSES: tuple[Class, ...] = (
         "tests/e2e/test_retrain_dag.py::test_two_runs_deploy_then_gate_against_the_champion",
     ),
     Class(r"make test(\s|$)", COVERED, ".ci/run"),
+    Class(r"make test-cluster$", COVERED, ".ci/run"),
     Class(r"make (lint|setup)$", COVERED, ".ci/run"),
     Class(
         r"make test-unit$",

@@ -340,20 +340,25 @@ def redis_ready(settings: Settings) -> bool:
         return False
 
 
-def create_bucket(settings: Settings) -> None:
+def s3_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client of the profile's store, with its key."""
     import boto3
 
     env = s3_env(settings)
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_DEFAULT_REGION"],
     )
+
+
+def create_bucket(settings: Settings) -> None:
+    s3 = s3_client(settings)
     if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=BUCKET)
-        log.info("created S3 bucket %s at %s", BUCKET, env["MLFLOW_S3_ENDPOINT_URL"])
+        log.info("created S3 bucket %s at %s", BUCKET, s3_endpoint(settings))
 
 
 def s3_journal(settings: Settings) -> Path:
