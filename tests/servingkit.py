@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,15 +75,31 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(root: Path, *args: str, versions: tuple[int, ...] = (1,)) -> Iterator[Served]:
-    """The model server on the tiny model, with extra flags `args`; stopped on exit."""
-    base = root / "models" / MODEL
-    for version in versions:
-        if not (base / str(version)).exists():
-            save_tiny_model(base / str(version), 0.1 * version)
-    config = write_config(
-        root / "models.config", server_config([model_config(MODEL, base, list(versions), {})])
-    )
+def served(
+    root: Path,
+    *args: str,
+    versions: tuple[int, ...] = (1,),
+    models: dict[str, Path] | None = None,
+) -> Iterator[Served]:
+    """The model server on the tiny model, with extra flags `args`; stopped on exit.
+
+    ``models`` (name -> SavedModel folder) serves those instead, each as version 1.
+    """
+    if models:
+        entries = []
+        for name, export in models.items():
+            if not (root / "models" / name / "1").exists():
+                shutil.copytree(export, root / "models" / name / "1")
+            entries.append(model_config(name, root / "models" / name, [1], {}))
+        ready = next(iter(models))
+    else:
+        base = root / "models" / MODEL
+        for version in versions:
+            if not (base / str(version)).exists():
+                save_tiny_model(base / str(version), 0.1 * version)
+        entries = [model_config(MODEL, base, list(versions), {})]
+        ready = MODEL
+    config = write_config(root / "models.config", server_config(entries))
     grpc_port, rest_port = free_port(), free_port()
     log_path = root / "server.log"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -110,7 +127,7 @@ def served(root: Path, *args: str, versions: tuple[int, ...] = (1,)) -> Iterator
             if proc.poll() is not None:
                 pytest.fail(f"model server exited with {proc.returncode}:\n{server.log()}")
             try:
-                client.wait_available(MODEL, versions[-1], timeout_s=1, poll_s=0.2)
+                client.wait_available(ready, 1 if models else versions[-1], timeout_s=1, poll_s=0.2)
                 break
             except ServingError:
                 if time.monotonic() > deadline:

@@ -74,11 +74,13 @@ def test_task_ids_are_verbs(dagbag) -> None:  # type: ignore[no-untyped-def]
         "check",
         "train",
         "evaluate",
+        "compress",
         "deploy",
         "reject",
         "publish",
         "search",
         "roll",
+        "score",
     )
     for dag_id, dag in dagbag.dags.items():
         for task_id in dag.task_ids:

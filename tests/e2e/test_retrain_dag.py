@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2700)]
 TUNE_DAG_ID = "aimass_tune"
 ROLLBACK_DAG_ID = "aimass_rollback"
 MONITOR_DAG_ID = "aimass_monitor"
+BATCH_DAG_ID = "aimass_batch_predict"
 
 
 def test_two_runs_deploy_then_gate_against_the_champion(
@@ -116,6 +117,9 @@ def test_two_runs_deploy_then_gate_against_the_champion(
         assert 0.0 <= float(np.ravel(rest)[0]) <= 1.0
     finally:
         sc.close()
+    # batch scoring: the champion scores the day on Spark as the model server scores it
+    _check_batch_predict(settings, client, clean_dir, champion.version)
+
     # the run's records: its own folder, the summary with the lineage down to the serving version
     from aimass.platform.records import RecordStore
 
@@ -204,6 +208,46 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
     assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(first_version)
     assert predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
+
+
+def _check_batch_predict(
+    settings: Settings, client: AirflowClient, clean_dir: Path, champion: str
+) -> None:
+    """aimass_batch_predict refuses a version that does not exist before any work, then
+    scores the day with the champion: every clean row, with lineage, as the server does."""
+    import pyarrow.dataset as pads
+
+    from aimass.data.spec import load_spec
+    from aimass.serving.client import ServingClient
+    from models.tabular.export import output_key
+    from models.tabular.inputs import feature_arrays
+
+    client.wait_for_dag(BATCH_DAG_ID, timeout_s=180)
+    bad = client.trigger(BATCH_DAG_ID, {"ds": "2026-11-01", "model": "99"})
+    assert client.wait_for_run(BATCH_DAG_ID, bad, timeout_s=300) == "failed"
+    assert "has no such version" in task_log_tail(settings, bad)
+    good = client.trigger(BATCH_DAG_ID, {"ds": "2026-11-01"})
+    state = client.wait_for_run(BATCH_DAG_ID, good, timeout_s=600)
+    assert state == "success", task_log_tail(settings, good)
+    result = client.xcom(BATCH_DAG_ID, good, "publish_scoring")
+    clean_rows = pads.dataset(clean_dir, format="parquet").count_rows()
+    assert (result["rows_in"], result["rows_scored"]) == (clean_rows, clean_rows), result
+    assert result["model_version"] == champion and result["mlflow_run_url"]
+    out = settings.predictions_partition("chicago_taxi", "2026-11-01")
+    assert result["output_dir"] == str(out)
+    scored = pads.dataset(out, format="parquet").to_table()
+    assert scored.num_rows == clean_rows
+    assert set(scored.column("model_version").to_pylist()) == {champion}
+    spec = load_spec("chicago_taxi", settings.conf_dir)
+    sample = scored.slice(0, 64)
+    sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
+    try:
+        online = sc.predict_grpc("chicago_taxi", feature_arrays(spec, sample), label="stable")
+    finally:
+        sc.close()
+    np.testing.assert_allclose(
+        sample.column("probability").to_numpy(), online[output_key(spec)], rtol=0, atol=1e-6
+    )
 
 
 def _run_ids(client: AirflowClient) -> set[str]:

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DS = "2024-01-01"
 DAG_FILE = REPO_ROOT / "dags" / "aimass_retrain.py"
+BATCH_DAG_FILE = REPO_ROOT / "dags" / "aimass_batch_predict.py"
 GOOD = "60,27.05,10,2,3,1380593700,41.836150155,-87.648787952,,,12.6,,,Cash,Taxi Affiliation Services,1380,,0.0"
 # A few lines the job must quarantine, so both quarantine partitions have rows to compare.
 BAD_LINES = [
@@ -41,11 +42,12 @@ BAD_LINES = [
 class _TaskInstance:
     """Just enough of a task instance to render the DAG's ``ti.xcom_pull`` templates."""
 
-    def __init__(self, ctx: dict[str, Any]) -> None:
+    def __init__(self, ctx: dict[str, Any], task_id: str = "prepare_run") -> None:
         self._ctx = ctx
+        self._task_id = task_id
 
     def xcom_pull(self, task_ids: str, **_: Any) -> dict[str, Any]:
-        assert task_ids == "prepare_run", task_ids
+        assert task_ids == self._task_id, task_ids
         return self._ctx
 
 
@@ -71,13 +73,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
         yield running
 
 
-def _load_clean_task() -> Any:
-    """The ``clean_data`` operator of a freshly parsed ``aimass_retrain`` DAG."""
-    module_spec = importlib.util.spec_from_file_location("_aimass_retrain_under_test", DAG_FILE)
+def _load_task(dag_file: Path = DAG_FILE, task_id: str = "clean_data") -> Any:
+    """A task of a freshly parsed DAG file (default: ``aimass_retrain``'s ``clean_data``)."""
+    module_spec = importlib.util.spec_from_file_location(f"_{dag_file.stem}_under_test", dag_file)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.dag.get_task("clean_data")
+    return module.dag.get_task(task_id)
 
 
 def _clean_through_operator(
@@ -105,7 +107,7 @@ def _clean_through_operator(
         run_id="manual__test_spark_cluster",
         run_date=datetime(2024, 1, 1, tzinfo=UTC),
     ).dump()  # what XCom hands the clean task
-    op = _load_clean_task()
+    op = _load_task()
     op.render_template_fields({"ti": _TaskInstance(ctx)})
     assert op.application_args[op.application_args.index("--out") + 1] == ctx["batch_dir"]
     op.execute(context={"ti": _TaskInstance(ctx)})
@@ -191,6 +193,81 @@ def test_cluster_and_local_runs_write_the_same_partitions(runs: dict[str, Any]) 
     counts_local = {k: v for k, v in local["summary"].items() if k not in paths}
     assert counts_cluster == counts_local
     assert counts_cluster["rows_in"] == 3000 + len(BAD_LINES)
+
+
+def _score_through_operator(
+    connection: dict[str, Any], batch: Path, model: Path, out: Path, mp: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """``aimass_batch_predict``'s ``score_rows`` task on ``batch``, as prepare_scoring's
+    context would run it (the model fetched from MLflow is the exported folder here)."""
+    from aimass.platform.scoring_records import ScoringRequest
+
+    mp.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(connection))
+    mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    mp.setenv("PYSPARK_PYTHON", sys.executable)
+    mp.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
+    mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    out.mkdir(parents=True)
+    args_file = out / "score_inputs.args"
+    args_file.write_text(f"--input\n{batch}\n", encoding="utf-8")
+    ctx = ScoringRequest(
+        dataset="chicago_taxi",
+        ds=DS,
+        inputs=[str(batch)],
+        input_source=str(batch),
+        model="1",
+        model_name="chicago_taxi",
+        model_version="1",
+        model_dir=str(model),
+        output_dir=str(out / "predictions" / f"ds={DS}"),
+        report_dir=str(out),
+        summary_file=str(out / "scoring_summary.json"),
+        args_file=str(args_file),
+        dag_id="aimass_batch_predict",
+        run_id="manual__test_spark_cluster",
+    ).dump()
+    op = _load_task(BATCH_DAG_FILE, "score_rows")
+    ti = _TaskInstance(ctx, "prepare_scoring")
+    op.render_template_fields({"ti": ti})
+    op.execute(context={"ti": ti})
+    return json.loads(Path(ctx["summary_file"]).read_text(encoding="utf-8"))
+
+
+def test_batch_scoring_runs_on_the_cluster_as_on_local(
+    runs: dict[str, Any], cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    import tensorflow as tf
+
+    from aimass.data.spec import load_spec
+    from models.tabular.export import export_saved_model
+    from models.tabular.inputs import load_arrays
+    from models.tabular.model import build_model
+
+    batch = Path(runs["cluster"]["ctx"]["batch_dir"])
+    spec = load_spec("chicago_taxi", REPO_ROOT / "conf")
+    features, _ = load_arrays(batch, spec, None)
+    tf.keras.utils.set_random_seed(3)
+    model = export_saved_model(build_model(spec, adapt_data=features), spec, tmp_path / "model")
+    before = len(cluster.state()["completedapps"])
+    summaries, tables = {}, {}
+    for where, master in (("cluster", cluster.master_url), ("local", "local[*]")):
+        with pytest.MonkeyPatch.context() as mp:
+            summaries[where] = _score_through_operator(
+                {"conn_type": "spark", "host": master}, batch, model, tmp_path / where, mp
+            )
+        tables[where] = _sorted_table(summaries[where]["output"])
+    finished = cluster.state()["completedapps"]
+    assert len(finished) == before + 1 and finished[-1]["name"].startswith("aimass-score")
+    assert finished[-1]["state"] == "FINISHED"
+    rows = runs["cluster"]["summary"]["rows_clean"]
+    for summary in summaries.values():
+        assert (summary["rows_in"], summary["rows_scored"], summary["rows_rejected"]) == (
+            rows,
+            rows,
+            0,
+        )
+    assert tables["cluster"].num_rows == rows
+    assert tables["cluster"].equals(tables["local"])
 
 
 def _group_members(pgids: set[int]) -> list[int]:

@@ -109,6 +109,8 @@ class Settings:
     k8s_image_pull_policy: str = "IfNotPresent"
     # A person approves each deployment in the Airflow UI (aimass_retrain's approval step).
     require_approval: bool = False
+    # aimass_batch_predict also runs on every validated clean batch (AIMASS_BATCH_PREDICT_ON_CLEAN).
+    batch_predict_on_clean: bool = False
     # Versions of a model kept loaded: the stable one, the previous (instant rollback), ...
     serving_keep_versions: int = 2
     # Airflow connection (http webhook or smtp) alerts also go to; "" = log and store only.
@@ -253,6 +255,7 @@ class Settings:
             k8s_gpus=_count("AIMASS_K8S_GPUS", 0),
             k8s_image_pull_policy=os.environ.get("AIMASS_K8S_IMAGE_PULL_POLICY", "IfNotPresent"),
             require_approval=_flag("AIMASS_REQUIRE_APPROVAL", False),
+            batch_predict_on_clean=_flag("AIMASS_BATCH_PREDICT_ON_CLEAN", False),
             serving_keep_versions=_count("AIMASS_SERVING_KEEP_VERSIONS", 2),
             alert_conn_id=os.environ.get("AIMASS_ALERT_CONN_ID", "").strip(),
             request_log_sample=_share("AIMASS_REQUEST_LOG_SAMPLE", 0.1),
@@ -372,6 +375,10 @@ class Settings:
 
     def quarantine_batch(self, dataset: str, ds: str, run_id: str) -> Path:
         return self.quarantine_partition(dataset, ds) / f"batch={safe_name(run_id)}"
+
+    def predictions_partition(self, dataset: str, ds: str) -> Path:
+        """A day's batch predictions (``aimass_batch_predict``), rejected rows in ``_rejected/``."""
+        return self.lake_dir / "predictions" / dataset / f"ds={ds}"
 
     def report_dir(self, dataset: str, ds: str) -> Path:
         """The reports of a day's runs of ``dataset``, one folder per run inside."""

@@ -271,3 +271,33 @@ MONITOR_PARAMS = (
 MAX_EPOCHS = EPOCHS.maximum
 MAX_WORKERS = WORKERS.maximum
 MAX_BATCH_SIZE = BATCH_SIZE.maximum
+
+BATCH_PREDICT_PARAMS = (
+    replace(
+        DATASET,
+        description="The dataset spec whose model scores the rows; models are named after it.",
+    ),
+    replace(
+        DS,
+        title="Day to score",
+        description="YYYY-MM-DD: the clean partition to score (every batch of that day), and "
+        "the day the predictions are written under; empty means the newest clean partition, "
+        "or the run's date with an input file.",
+    ),
+    replace(
+        INPUT_PATH,
+        title="Rows to score (file or folder)",
+        description="A Parquet or CSV (with header) file or folder to score instead of the "
+        "clean partition; it needs the columns the model reads, not the label. Must be under "
+        "the var dir or a root listed in AIMASS_DATA_ROOTS.",
+    ),
+    ParamField(
+        "model",
+        "champion",
+        "string",
+        "Model version or alias",
+        "champion (what serves now), previous, or a registry version number of the dataset's "
+        "model.",
+        {"pattern": r"^(champion|previous|[1-9][0-9]{0,8})$"},
+    ),
+)
