@@ -16,9 +16,9 @@ One pass writes both outcomes into a hidden staging folder (partitioned by outco
 while written (``Observation``); only when rows in equal scored plus rejected is the folder
 renamed into place::
 
-    <out>/part-*.parquet          the scored rows: key, row_id, inputs, prediction columns,
+    <out>/part-*.parquet          the scored rows: key, row_id, prediction columns,
                                   model_name, model_version, input_partition, ds
-    <out>/_rejected/part-*.parquet the rows not scored, with ``reason``
+    <out>/_rejected/part-*.parquet the rows not scored: key, row_id, input_partition, ``reason``
     <out>/_lineage.json           model, inputs, counts (Spark and pyarrow skip ``_`` paths)
 
 A rerun of the same day replaces the day's predictions as a whole; a failed run leaves them
@@ -95,9 +95,19 @@ def _schema(df: Any, spec: Any) -> Any:
         "string": T.StringType(),
         "array<double>": T.ArrayType(T.DoubleType()),
     }
-    fields = [f for f in df.schema.fields if f.name != REASON]
+    fields = [f for f in df.schema.fields if f.name in _kept(df, spec)]
     fields += [T.StructField(name, kinds[kind], True) for name, kind in prediction_fields(spec)]
     return T.StructType([*fields, T.StructField(REASON, T.StringType(), True)])
+
+
+def _kept(df: Any, spec: Any) -> list[str]:
+    """The columns a scored row keeps: its key (``dedupe_key``), ``row_id`` and
+    ``input_partition``; the model's other inputs stay in the lake, where it points."""
+    return [
+        c
+        for c in df.columns
+        if c != REASON and (c not in spec.model_inputs or c in spec.dedupe_key)
+    ]
 
 
 def _move_outcomes(staged: Path) -> None:
@@ -127,7 +137,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
         rows = rows.repartition(cores)
     seen = Observation("rows_in")
     rows = rows.observe(seen, F.count(F.lit(1)).alias("rows_in"))
-    scored = rows.mapInArrow(score_batches(spec, model_dir, args.threads), _schema(rows, spec))
+    scored = rows.mapInArrow(
+        score_batches(spec, model_dir, args.threads, _kept(rows, spec)), _schema(rows, spec)
+    )
     done = Observation("outcomes")
     out = scored.select(
         "*",

@@ -3,7 +3,7 @@
 ``score_batches`` is the function ``DataFrame.mapInArrow`` runs: Spark streams each
 partition to a Python worker as Arrow record batches, and the worker feeds them to the
 SavedModel's ``serving_default`` signature (the model server's contract,
-``models.tabular.export``) and yields the same rows with their predictions.
+``models.tabular.export``) and yields each row's key, id and lineage with its predictions.
 
 The model is loaded once per Python worker (``_MODELS``: Spark reuses its workers across
 tasks), with TensorFlow held to ``threads`` CPU threads, so ``local[N]`` or N executor cores
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aimass.data.spec import BINARY, MULTICLASS, DatasetSpec
 
@@ -75,83 +76,99 @@ def _columns(spec: DatasetSpec, outputs: np.ndarray, ok: np.ndarray) -> dict[str
     if spec.task == MULTICLASS:
         classes = np.asarray(spec.label_classes, dtype=object)
         chosen = classes[np.argmax(np.nan_to_num(values, nan=-1.0), axis=1)]
+        width = values.shape[1]
+        offsets = pa.array(np.arange(0, (len(values) + 1) * width, width, dtype=np.int32))
         return {
-            PROBABILITIES: pa.array(
-                [list(v) if keep else None for v, keep in zip(values, ok, strict=True)],
-                pa.list_(pa.float64()),
+            PROBABILITIES: pa.ListArray.from_arrays(
+                offsets, pa.array(values.reshape(-1)), mask=pa.array(~ok)
             ),
-            PREDICTED_CLASS: pa.array(
-                [c if keep else None for c, keep in zip(chosen, ok, strict=True)], pa.string()
-            ),
+            PREDICTED_CLASS: pa.array(chosen, pa.string(), mask=~ok),
         }
     name = PROBABILITY if spec.task == BINARY else PREDICTION
     return {name: pa.array(values.reshape(-1), pa.float64(), mask=~ok)}
+
+
+NON_FINITE = "model returned a non-finite score"
 
 
 def _predict_rows(
     predict: Callable[[dict[str, np.ndarray]], np.ndarray],
     feeds: dict[str, np.ndarray],
     rows: int,
-) -> tuple[np.ndarray | None, list[str | None]]:
-    """All rows at once; if the model fails on the batch, row by row to find the bad ones."""
+) -> tuple[np.ndarray, dict[int, str]]:
+    """All rows at once; if the model fails on the batch, row by row to find the bad ones.
+
+    Returns the outputs (NaN where a row failed) and the failed rows' reasons by position.
+    """
     try:
-        return predict(feeds), [None] * rows
+        return predict(feeds), {}
     except Exception:  # noqa: BLE001 - isolate the rows the model cannot take
         pass
     outputs: list[np.ndarray | None] = []
-    reasons: list[str | None] = []
+    failed: dict[int, str] = {}
     for i in range(rows):
         try:
             outputs.append(predict({k: v[i : i + 1] for k, v in feeds.items()})[0])
-            reasons.append(None)
         except Exception as exc:  # noqa: BLE001 - the reason travels with the row
             outputs.append(None)
-            reasons.append(f"model failed: {type(exc).__name__}: {str(exc)[:200]}")
+            failed[i] = f"model failed: {type(exc).__name__}: {str(exc)[:200]}"
     good = [o for o in outputs if o is not None]
-    if not good:
-        return None, reasons
-    filler = np.full_like(good[0], np.nan)
-    return np.stack([filler if o is None else o for o in outputs]), reasons
+    shape = good[0].shape if good else ()
+    filler = np.full(shape, np.nan, dtype=np.float32)
+    return np.stack([filler if o is None else o for o in outputs]), failed
 
 
 def score_table(
-    table: pa.Table, spec: DatasetSpec, predict: Callable[[dict[str, np.ndarray]], np.ndarray]
+    table: pa.Table,
+    spec: DatasetSpec,
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray],
+    keep: list[str],
 ) -> pa.Table:
-    """``table`` with the prediction columns added and ``reason`` set for rows not scored.
+    """The ``keep`` columns of ``table``, the prediction columns and ``reason``.
 
-    Rows whose ``reason`` is already set (bad input) are not fed to the model.
+    Rows whose ``reason`` is already set (their input did not parse) are not fed to the
+    model; a row the model fails on or scores non-finite gets its reason here. Everything is
+    column-wise: no Python loop over rows unless the model raises on a batch.
     """
     from models.tabular.inputs import feature_arrays
 
     rows = table.num_rows
-    given = table.column(REASON).to_pylist()
-    todo = np.array([r is None for r in given], dtype=bool)
-    fields = prediction_fields(spec)
+    given = table.column(REASON)
+    todo = pc.is_null(given).to_numpy(zero_copy_only=False)
     width = spec.num_classes if spec.task == MULTICLASS else 1
     outputs = np.full((rows, width), np.nan, dtype=np.float32)
-    reasons: list[str | None] = list(given)
-    if todo.any():
-        feeds = feature_arrays(spec, table.filter(pa.array(todo)))
-        scored, failed = _predict_rows(predict, feeds, int(todo.sum()))
+    failed: dict[int, str] = {}
+    if todo.all():
+        scored, failed = _predict_rows(predict, feature_arrays(spec, table), rows)
+        outputs[:] = scored.reshape(rows, width)
+    elif todo.any():
         positions = np.flatnonzero(todo)
-        if scored is not None:
-            outputs[positions] = scored.reshape(len(positions), width)
-        for position, reason in zip(positions, failed, strict=True):
-            if reason is None and not np.isfinite(outputs[position]).all():
-                reason = "model returned a non-finite score"
-            reasons[position] = reason
-    ok = np.array([r is None for r in reasons], dtype=bool)
+        feeds = feature_arrays(spec, table.take(pa.array(positions)))
+        scored, failed_at = _predict_rows(predict, feeds, len(positions))
+        outputs[positions] = scored.reshape(len(positions), width)
+        failed = {int(positions[i]): reason for i, reason in failed_at.items()}
+    finite = np.isfinite(outputs).all(axis=1)
+    ok = todo & finite
+    reasons = pc.if_else(
+        pa.array(todo & ~finite), pa.scalar(NON_FINITE, pa.string()), given.cast(pa.string())
+    )
+    if failed:  # rare: rebuild the column with the model's own words for those rows
+        merged = reasons.to_pylist()
+        for position, reason in failed.items():
+            merged[position] = reason
+        reasons = pa.array(merged, pa.string())
     columns = _columns(spec, outputs, ok)
-    out = table.drop_columns([REASON])
-    for name, _ in fields:
+    out = table.select(keep)
+    for name, _ in prediction_fields(spec):
         out = out.append_column(name, columns[name])
-    return out.append_column(REASON, pa.array(reasons, pa.string()))
+    return out.append_column(REASON, reasons)
 
 
 def score_batches(
-    spec: DatasetSpec, model_dir: str, threads: int
+    spec: DatasetSpec, model_dir: str, threads: int, keep: list[str]
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The ``mapInArrow`` function: every batch of a partition, scored with the model."""
+    """The ``mapInArrow`` function: every batch of a partition, scored with the model; the
+    rows leave with their ``keep`` columns (key, id, lineage), predictions and reason."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         predict: Any = None
@@ -160,7 +177,7 @@ def score_batches(
                 continue
             if predict is None:
                 predict = load_model(model_dir, threads)
-            table = score_table(pa.Table.from_batches([batch]), spec, predict)
+            table = score_table(pa.Table.from_batches([batch]), spec, predict, keep)
             yield from table.to_batches()
 
     return run

@@ -136,17 +136,26 @@ def test_batch_and_online_predictions_are_equal_for_every_shipped_spec(
     assert {Path(p) for p in predictions.column("input_partition").to_pylist()} == {
         case["partition"].resolve()
     }
-    # Online: the same rows (the predictions carry their inputs) through the model server.
-    feeds = feature_arrays(spec, predictions)
+    # Online: the same rows through the model server, matched to the batch's by row_id.
+    from jobs.score.rows import read_rows, typed_rows
+
+    rows = typed_rows(read_rows(spark, spec, [str(case["partition"])]), spec).toArrow()
+    assert sorted(rows.column("row_id").to_pylist()) == sorted(
+        predictions.column("row_id").to_pylist()
+    )
+    feeds = feature_arrays(spec, rows)
     with served(tmp_path / "server", models={name: case["model"]}) as server:
         online = np.concatenate(
             [
                 server.client.predict_grpc(
                     name, {k: v[i : i + 500] for k, v in feeds.items()}, timeout=60
                 )[output_key(spec)]
-                for i in range(0, predictions.num_rows, 500)
+                for i in range(0, rows.num_rows, 500)
             ]
         )
+    at = {row_id: i for i, row_id in enumerate(predictions.column("row_id").to_pylist())}
+    order = [at[row_id] for row_id in rows.column("row_id").to_pylist()]
+    predictions = predictions.take(pa.array(order))
     if spec.task == MULTICLASS:
         batch = np.array(predictions.column("probabilities").to_pylist())
         classes = np.array(spec.label_classes)[np.argmax(batch, axis=1)]
@@ -200,7 +209,9 @@ def test_rows_that_cannot_be_scored_are_written_with_a_reason(
     assert scored.num_rows == 198 and scored.column("probability").null_count == 0
     lineage = json.loads((tmp_path / "pred" / "_lineage.json").read_text())
     assert lineage["model"]["version"] == "1" and lineage["rows_rejected"] == 2
-    assert spec.dedupe_key[0] in scored.column_names  # the key travels with the prediction
+    # The key and the lineage travel with the prediction; the other inputs stay in the lake.
+    assert set(spec.dedupe_key) - {"tips"} <= set(scored.column_names)  # tips: not in the file
+    assert "payment_type" not in scored.column_names
 
 
 def test_a_failed_run_leaves_the_day_s_predictions_as_they_were(
