@@ -28,10 +28,12 @@ as they were.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +112,30 @@ def _kept(df: Any, spec: Any) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _unsorted_partitioned_write(spark: SparkSession) -> Iterator[None]:
+    """Write the two outcomes with a writer each instead of sorting every row by outcome.
+
+    Spark plans a sort by the partition column before a partitioned write; with two values
+    (scored, rejected) a writer per value in each task does the same without the sort.
+    """
+    conf = {
+        "spark.sql.optimizer.plannedWrite.enabled": "false",
+        "spark.sql.maxConcurrentOutputFileWriters": "2",
+    }
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
 def _move_outcomes(staged: Path) -> None:
     """``outcome=scored/`` becomes the folder's files, ``outcome=rejected/`` its ``_rejected/``."""
     scored = staged / f"{OUTCOME}={SCORED}"
@@ -158,7 +184,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
         log.info(
             "score %s ds=%s with %s v%s", spec.name, args.ds, args.model_name, args.model_version
         )
-        out.write.mode("overwrite").partitionBy(OUTCOME).parquet(str(staged))
+        with _unsorted_partitioned_write(spark):
+            out.write.mode("overwrite").partitionBy(OUTCOME).parquet(str(staged))
         rows_in = int(seen.get["rows_in"])
         counts = {k: int(v) for k, v in done.get.items()}
         if rows_in != counts[SCORED] + counts[REJECTED]:

@@ -31,6 +31,7 @@ from aimass.data.spec import BINARY, MULTICLASS, DatasetSpec
 log = logging.getLogger(__name__)
 
 REASON = "reason"
+INPUT_PARTITION = "input_partition"
 PROBABILITY = "probability"
 PROBABILITIES = "probabilities"
 PREDICTED_CLASS = "predicted_class"
@@ -159,9 +160,24 @@ def score_table(
         reasons = pa.array(merged, pa.string())
     columns = _columns(spec, outputs, ok)
     out = table.select(keep)
+    if INPUT_PARTITION in keep:
+        at = out.column_names.index(INPUT_PARTITION)
+        out = out.set_column(at, INPUT_PARTITION, input_partitions(out.column(at)))
     for name, _ in prediction_fields(spec):
         out = out.append_column(name, columns[name])
     return out.append_column(REASON, reasons)
+
+
+def input_partitions(paths: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """File URIs as their partition: a Parquet file's folder (the clean batch), a CSV itself."""
+    encoded = pc.dictionary_encode(paths)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    names = []
+    for uri in encoded.dictionary.to_pylist():
+        path = uri.removeprefix("file://").removeprefix("file:")
+        names.append(path.rsplit("/", 1)[0] if path.endswith(".parquet") else path)
+    return pc.take(pa.array(names, pa.string()), encoded.indices)
 
 
 def score_batches(

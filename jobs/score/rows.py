@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 from aimass.data.spec import DatasetSpec
 from aimass.platform.errors import ConfigError
 from jobs.clean.inputs import CSV, _input_files, input_format
-from jobs.score.predict import REASON
+from jobs.score.predict import INPUT_PARTITION, REASON
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 ROW_ID = "row_id"
-INPUT_PARTITION = "input_partition"
 TYPES = {"double": "double", "long": "bigint", "string": "string"}
 
 
@@ -107,12 +106,12 @@ def typed_rows(df: DataFrame, spec: DatasetSpec) -> DataFrame:
         values.append(typed.alias(column))
         if reason is not None:
             reasons.append(reason)
-    # A clean batch's files sit in its folder: the folder is the batch; a CSV is its file.
-    partition = F.regexp_replace(F.col(INPUT_PARTITION), r"/[^/]*\.parquet$", "")
+    # The file each row came from; the scoring function names its folder (the batch) once
+    # per file and batch (``input_partitions``), not once per row here.
     return df.select(
         *keys,
-        F.xxhash64(*(F.col(c).cast("string") for c in id_columns)).alias(ROW_ID),
+        F.xxhash64(*(F.col(c) for c in id_columns)).alias(ROW_ID),
         *values,
-        F.regexp_replace(partition, r"^file:", "").alias(INPUT_PARTITION),
+        F.col(INPUT_PARTITION),
         (F.coalesce(*reasons) if reasons else F.lit(None).cast("string")).alias(REASON),
     )
