@@ -17,9 +17,14 @@ Runs nightly and on demand. Each run works on one partition of one dataset
 5. **evaluate_candidate**: candidate and champion on the same holdout, overall and per slice
    (precision, recall and calibration too); the gate writes one line per check to the log, to
    `gate_decision.json` and `gate_report.html` in the run's report dir and to the MLflow run, and goes
-   on to **deploy_model** or to **reject_candidate** (which logs every failed check). With
-   `AIMASS_REQUIRE_APPROVAL=true` a person approves in the UI (**check_approval**) before deploying.
-6. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
+   on to **compress_candidate** or to **reject_candidate** (which logs every failed check). With
+   `AIMASS_REQUIRE_APPROVAL=true` a person approves in the UI (**check_approval**) before that.
+6. **compress_candidate**: compressed variants of the candidate (pruned, float16 or int8
+   weights, a distilled smaller MLP), each a SavedModel measured against it on the same
+   holdout and in a sandbox model server (size, batch-1/64 latency, metric changes). The best
+   that clears the spec's `compression` bars is registered as its own version and deploys;
+   otherwise the candidate does. The log says why either way.
+7. **deploy_model**: the next integer version on the model server; `stable` and the MLflow alias
    `champion` move to it only after it loaded and answered.
 
 Trigger it by hand with **Trigger DAG w/ config** to pick the dataset, a date, an input file,
@@ -266,19 +271,32 @@ with DAG(
         return (
             APPROVAL_TASK
             if APPROVAL_TASK in context["task"].downstream_task_ids
-            else "deploy_model"
+            else "compress_candidate"
         )
 
+    @task(execution_timeout=timedelta(hours=1))
+    def compress_candidate(ctx: dict, model: dict) -> dict:
+        """Compressed variants measured against the candidate; the best clearing the bars deploys."""
+        from aimass.stages.compress import compress_candidate as compress
+        from aimass.stages.compress import with_compression
+
+        ti = get_current_context()["ti"]
+        decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
+        result = compress(ctx, model, decision)
+        if decision is not None:
+            ti.xcom_push(key="decision", value=with_compression(decision, result).dump())
+        return result.dump()
+
     @task
-    def deploy_model(ctx: dict, model: dict) -> dict:
-        """Roll out to the model server and make the candidate champion."""
+    def deploy_model(ctx: dict, model: dict, compression: dict) -> dict:
+        """Roll out what compression chose and make that registry version champion."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from aimass.serving.rollout import CandidateRejected
         from aimass.stages.retrain import deploy_model as deploy
 
         try:
-            return deploy(ctx, model).dump()
+            return deploy(ctx, model, compression).dump()
         except CandidateRejected as exc:
             # The candidate failed infra validation or its canary: a retry gives the same.
             raise AirflowFailException(f"candidate rejected at rollout: {exc}") from exc
@@ -299,7 +317,10 @@ with DAG(
         from aimass.stages.summary import publish_summary as publish
 
         ti = get_current_context()["ti"]
-        decision = ti.xcom_pull(task_ids="evaluate_candidate", key="decision")
+        # compress_candidate's copy carries the compression choice, when that task ran.
+        decision = ti.xcom_pull(task_ids="compress_candidate", key="decision") or ti.xcom_pull(
+            task_ids="evaluate_candidate", key="decision"
+        )
         deployment = ti.xcom_pull(task_ids="deploy_model")
         drift = ti.xcom_pull(task_ids="check_drift")
         approval = ti.xcom_pull(task_ids=APPROVAL_TASK) if REQUIRE_APPROVAL else None
@@ -313,7 +334,8 @@ with DAG(
     model = train_model(ctx, checks)
     drift >> model
     gate = evaluate_candidate(ctx, model)
-    deployed = deploy_model(ctx, model)
+    compressed = compress_candidate(ctx, model)
+    deployed = deploy_model(ctx, model, compressed)
     rejected = reject_candidate()
     if REQUIRE_APPROVAL:
         from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -330,7 +352,7 @@ with DAG(
             response_timeout=APPROVAL_TIMEOUT,
         )
         gate >> [approval, rejected]
-        approval >> deployed
+        approval >> compressed
     else:
-        gate >> [deployed, rejected]
+        gate >> [compressed, rejected]
     [deployed, rejected] >> publish_summary(ctx, checks, model)

@@ -160,6 +160,8 @@ def summary_lines(settings, summary: dict, *, live: bool) -> list[str]:  # type:
         return lines
     lines.append(f"gate     {'PASSED' if gate.get('passed') else 'REJECTED'} {against}")
     lines.extend(f"           {c}" for c in gate.get("checks") or [])
+    if compression := gate.get("compression"):
+        lines.append(f"compress {compression.get('why')}")
     card = (summary.get("links") or {}).get("model_card")
     if card:
         lines.append(f"card     model card (importance, calibration, slices): {card}")

@@ -50,10 +50,11 @@ def _shape(approval: str | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_without_approval_the_gate_branches_straight_to_deploy_or_reject() -> None:
+def test_without_approval_the_gate_branches_to_compression_then_deploy_or_reject() -> None:
     shape = _shape(None)
     assert "check_approval" not in shape["tasks"]
-    assert shape["down"]["evaluate_candidate"] == ["deploy_model", "reject_candidate"]
+    assert shape["down"]["evaluate_candidate"] == ["compress_candidate", "reject_candidate"]
+    assert shape["down"]["compress_candidate"] == ["deploy_model"]
     assert shape["force"]["force_deploy"]["type"] == "boolean"
     assert shape["force"]["force_reason"]["type"] == "string"
     assert shape["force"]["force_reason"]["maxLength"] == 500
@@ -63,7 +64,8 @@ def test_with_approval_a_person_approves_between_the_gate_and_deploy() -> None:
     shape = _shape("true")
     assert shape["types"]["check_approval"] == "ApprovalOperator"
     assert shape["down"]["evaluate_candidate"] == ["check_approval", "reject_candidate"]
-    assert shape["down"]["check_approval"] == ["deploy_model"]
+    assert shape["down"]["check_approval"] == ["compress_candidate"]
+    assert shape["down"]["compress_candidate"] == ["deploy_model"]
     assert shape["down"]["deploy_model"] == ["publish_summary"]
     assert shape["approval"] == {
         "options": ["Approve", "Reject"],

@@ -20,6 +20,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,7 +98,10 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     mlflow.set_tracking_uri(tracking_uri)
     mlc = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champion = mlc.get_model_version_by_alias("chicago_taxi", "champion")
-    assert champion.version == str(first_version)
+    # What serves is what compress_candidate chose: a variant clearing the spec's compression
+    # bars, registered as its own version from the candidate's run, or the candidate itself.
+    first_served = _check_compression(mlc, summary)
+    assert champion.version == first_served
     run = mlc.get_run(champion.run_id)
     assert run.data.metrics["holdout_auc"] == pytest.approx(summary["gate"]["candidate"]["auc"])
     assert "epochs" in run.data.params or "train_loss" in run.data.metrics
@@ -176,7 +180,7 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert float(trained["learning_rate"]) == pytest.approx(search["best_hparams"]["learning_rate"])
     # the same data again: no drift against the champion's reference, and a report to prove it
     assert summary2["drift"]["status"] == "ok", summary2["drift"]
-    assert summary2["drift"]["champion_version"] == str(first_version)
+    assert summary2["drift"]["champion_version"] == first_served
     assert Path(summary2["drift"]["report_html"]).exists()
     # Gate PASSED. Not a tie: the champion trained 3 epochs with the spec's values, the
     # candidate trains the spec's 5 with the search's best. The search is seeded (oracle seed
@@ -187,13 +191,13 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     # slice has one class: no AUC to gate) and the absolute bars, ECE closest (0.135, bar
     # 0.15). Figures from the clean job and both trainings run offline on this slice.
     gate = summary2["gate"]
-    assert gate["champion"] is not None and gate["champion_version"] == str(first_version)
+    assert gate["champion"] is not None and gate["champion_version"] == first_served
     assert any("no_auc_regression" in line for line in gate["checks"])
     assert gate["verdict"] == "passed", gate["checks"]
     assert summary2["deployment"]["serving_version"] == 2
-    second_version = summary2["model"]["registry_version"]
-    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == second_version
-    assert mlc.get_model_version_by_alias("chicago_taxi", "previous").version == str(first_version)
+    second_served = _check_compression(mlc, summary2)
+    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == second_served
+    assert mlc.get_model_version_by_alias("chicago_taxi", "previous").version == first_served
 
     # rollback from the UI: a reason is required; the target is the 'previous' version.
     # Version 2 is stable (the gate passed it), so the rollback moves back to version 1.
@@ -206,8 +210,32 @@ def test_two_runs_deploy_then_gate_against_the_champion(
     assert back_state == "success", task_log_tail(settings, back_run)
     back = client.xcom(ROLLBACK_DAG_ID, back_run, "roll_back")
     assert (back["serving_version"], back["rolled_back_from"]) == (1, 2)
-    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == str(first_version)
+    assert mlc.get_model_version_by_alias("chicago_taxi", "champion").version == first_served
     assert predict_stable(settings, "chicago_taxi", deployment["rest_instance"])
+
+
+def _check_compression(mlc: Any, summary: dict) -> str:
+    """The run's compression choice, said in its gate decision and deployed as its own
+    registry version (tagged with the variant) or as the candidate's; the version served."""
+    compression = summary["gate"]["compression"]
+    assert compression is not None and compression["why"], summary["gate"]
+    names = {v["name"] for v in compression["variants"]}
+    assert names == {"pruned", "float16", "int8", "distilled"}
+    for variant in compression["variants"]:
+        assert variant.get("error") or "size_ratio" in variant, variant
+    served = str(summary["deployment"]["registry_version"])
+    candidate = str(summary["model"]["registry_version"])
+    assert summary["lineage"]["registry_version"] == served
+    if compression["chosen"] is None:
+        assert served == candidate
+    else:
+        chosen = next(v for v in compression["variants"] if v["name"] == compression["chosen"])
+        assert chosen["clears"] and not chosen["reasons"]
+        version = mlc.get_model_version("chicago_taxi", served)
+        assert version.tags["aimass.variant"] == compression["chosen"]
+        assert version.tags["aimass.compressed_from"] == candidate
+        assert version.run_id == summary["model"]["mlflow_run_id"]
+    return served
 
 
 def _check_batch_predict(
@@ -215,7 +243,9 @@ def _check_batch_predict(
 ) -> None:
     """aimass_batch_predict refuses a version that does not exist before any work, then
     scores the day with the champion: every clean row, with lineage, as the server does."""
+    import pyarrow as pa
     import pyarrow.dataset as pads
+    from testkit import spark_xxhash64
 
     from aimass.data.spec import load_spec
     from aimass.serving.client import ServingClient
@@ -239,10 +269,15 @@ def _check_batch_predict(
     assert scored.num_rows == clean_rows
     assert set(scored.column("model_version").to_pylist()) == {champion}
     spec = load_spec("chicago_taxi", settings.conf_dir)
+    # The predictions carry row_id, Spark's xxhash64 of the key: the inputs are the clean
+    # rows with that hash.
+    clean = pads.dataset(clean_dir, format="parquet").to_table()
+    at = {h: i for i, h in enumerate(spark_xxhash64(clean, list(spec.dedupe_key)).tolist())}
     sample = scored.slice(0, 64)
+    rows = clean.take(pa.array([at[h] for h in sample.column("row_id").to_pylist()]))
     sc = ServingClient(settings.serving_grpc_target, settings.serving_rest_url)
     try:
-        online = sc.predict_grpc("chicago_taxi", feature_arrays(spec, sample), label="stable")
+        online = sc.predict_grpc("chicago_taxi", feature_arrays(spec, rows), label="stable")
     finally:
         sc.close()
     np.testing.assert_allclose(

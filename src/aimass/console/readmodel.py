@@ -268,7 +268,8 @@ class ReadModel:
                     (
                         when,
                         Champion(
-                            v.registry_version,
+                            # what deployed: a compressed variant's own version, or this one
+                            v.deployment.registry_version,
                             v.deployment.serving_version,
                             when,
                             f"{how} by run {v.run_id}",

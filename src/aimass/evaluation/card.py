@@ -291,3 +291,19 @@ def write_card(out_dir: Path, card: dict[str, Any], analysis: dict[str, Any]) ->
     paths["json"].write_text(json.dumps(safe, indent=2, allow_nan=False), encoding="utf-8")
     paths["html"].write_text(render_html(safe), encoding="utf-8")
     return paths
+
+
+def add_compression(out_dir: Path, compression: dict[str, Any]) -> dict[str, Path] | None:
+    """Add the compression stage's choice to the card in ``out_dir`` and draw it again.
+
+    Returns the card's paths, or None when the run has no card (its writing failed earlier).
+    """
+    path = out_dir / CARD_JSON
+    if not path.exists():
+        return None
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["compression"] = compression
+    safe = json_safe(card)
+    path.write_text(json.dumps(safe, indent=2, allow_nan=False), encoding="utf-8")
+    (out_dir / CARD_HTML).write_text(render_html(safe), encoding="utf-8")
+    return {"json": path, "html": out_dir / CARD_HTML}

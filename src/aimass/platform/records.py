@@ -275,6 +275,23 @@ class GateDecision(Record):
     report_json: str | None = None
     report_html: str | None = None
     approval_md: str = ""
+    # compress_candidate's choice and every variant's figures (None: no compression stage).
+    compression: dict[str, Any] | None = None
+
+
+class CompressionResult(Record):
+    """Compressed variants of the candidate, their figures against it and what deploys."""
+
+    kind: ClassVar[str] = "compression"
+    enabled: bool = True
+    candidate_version: str
+    chosen: str | None = None  # the variant deployed; None: the uncompressed candidate
+    why: str = ""
+    registry_version: str  # what deploy_model rolls out: the variant's version or the candidate's
+    saved_model_dir: str
+    candidate: dict[str, Any] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
+    bars: dict[str, Any] = Field(default_factory=dict)
 
 
 class Deployment(Record):
@@ -323,7 +340,8 @@ class Lineage(Record):
             dag_run=run.run_key,
             mlflow_run_id=None if trained is None else trained.mlflow_run_id,
             mlflow_run_url=None if trained is None else trained.mlflow_run_url,
-            registry_version=None if trained is None else trained.registry_version,
+            # What serves: a compressed variant's own version when one was deployed.
+            registry_version=next((r.registry_version for r in (deployed, trained) if r), None),
             serving_version=None if deployed is None else deployed.serving_version,
         )
 
@@ -452,6 +470,7 @@ KINDS: dict[str, type[Record]] = {
         DriftResult,
         TrainingResult,
         GateDecision,
+        CompressionResult,
         Deployment,
         RunSummary,
         RollbackRecord,

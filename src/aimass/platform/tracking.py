@@ -22,6 +22,11 @@ CHAMPION = "champion"
 PREVIOUS = "previous"
 RUN_KEY_TAG = "aimass.run_key"
 SERVING_VERSION_TAG = "aimass.serving_version"
+# A compressed variant's version: its run key (not RUN_KEY_TAG, which names the candidate of a
+# run), its variant and the candidate version it was made from.
+VARIANT_KEY_TAG = "aimass.variant_key"
+VARIANT_TAG = "aimass.variant"
+COMPRESSED_FROM_TAG = "aimass.compressed_from"
 MODEL_ARTIFACT = "saved_model"
 # The training data profile each version keeps, that drift checks compare new data with.
 REFERENCE_ARTIFACT = "reference"
@@ -100,6 +105,37 @@ def register_version(
     )
     log.info(
         "registry: registered %s version %s from run %s (%s)", name, mv.version, run_id, source
+    )
+    return str(mv.version)
+
+
+def register_variant(
+    settings: Settings,
+    name: str,
+    *,
+    run_id: str,
+    artifact_path: str,
+    variant_key: str,
+    tags: dict[str, str],
+) -> str:
+    """Register the SavedModel at ``artifact_path`` of run ``run_id`` (the candidate's training
+    run, so the version keeps its reference profile and metrics) as a new version, or return
+    the version this ``variant_key`` (run key and variant) already made (a retried task)."""
+    mlc = client(settings)
+    existing = [
+        v
+        for v in mlc.search_model_versions(f"name='{name}'")
+        if v.tags.get(VARIANT_KEY_TAG) == variant_key
+    ]
+    if existing:
+        return str(max(int(v.version) for v in existing))
+    ensure_registered_model(settings, name)
+    source = f"{mlc.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    mv = mlc.create_model_version(
+        name, source=source, run_id=run_id, tags={**tags, VARIANT_KEY_TAG: variant_key}
+    )
+    log.info(
+        "registry: registered %s version %s (%s) from %s", name, mv.version, variant_key, source
     )
     return str(mv.version)
 

@@ -2,8 +2,8 @@
 returns its own (``aimass.platform.records``), written to the run's ``records/`` folder.
 
 ``prepare_run`` → (clean job) → ``validate_quality`` → ``check_drift`` → ``train_model`` →
-``evaluate_candidate`` → ``deploy_model`` or ``reject_candidate`` → ``publish_summary``
-(``aimass.stages.summary``).
+``evaluate_candidate`` → (``compress_candidate``, ``aimass.stages.compress``) → ``deploy_model``
+or ``reject_candidate`` → ``publish_summary`` (``aimass.stages.summary``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from aimass.platform.errors import StageError
 from aimass.platform.records import (
     CleanResult,
+    CompressionResult,
     DataChecks,
     Deployment,
     DriftResult,
@@ -439,9 +440,12 @@ def reject_candidate(decision: GateDecision | Mapping[str, Any]) -> dict[str, An
 
 
 def deploy_model(
-    run: RunRequest | Mapping[str, Any], model: TrainingResult | Mapping[str, Any]
+    run: RunRequest | Mapping[str, Any],
+    model: TrainingResult | Mapping[str, Any],
+    compression: CompressionResult | Mapping[str, Any] | None = None,
 ) -> Deployment:
-    """Roll the candidate out to the model server as the next version and make it champion."""
+    """Roll out what ``compression`` chose (a variant's own registry version, else the
+    candidate) to the model server as the next version and make that version champion."""
     from aimass.data.spec import load_spec
     from aimass.platform import tracking
     from aimass.serving.client import ServingClient
@@ -450,6 +454,9 @@ def deploy_model(
     from models.tabular.inputs import load_arrays
 
     run, model = RunRequest.of(run), TrainingResult.of(model)
+    chosen = None if compression is None else CompressionResult.of(compression)
+    version = model.registry_version if chosen is None else chosen.registry_version
+    saved_model = model.saved_model_dir if chosen is None else chosen.saved_model_dir
     settings = Settings.from_env()
     spec = load_spec(run.dataset, settings.conf_dir)
     features, _ = load_arrays(run.training_data, spec, "holdout")
@@ -460,8 +467,8 @@ def deploy_model(
             settings,
             client,
             model_name=spec.name,
-            saved_model_dir=Path(model.saved_model_dir),
-            registry_version=model.registry_version,
+            saved_model_dir=Path(saved_model),
+            registry_version=version,
             sample=smoke_sample(features),
             canary_rows=canary_rows(settings, spec, features, policy.requests),
             policy=policy,
@@ -475,15 +482,12 @@ def deploy_model(
         )
     finally:
         client.close()
-    previous = tracking.promote(settings, spec.name, model.registry_version)
+    previous = tracking.promote(settings, spec.name, version)
     tracking.tag_version(
-        settings,
-        spec.name,
-        model.registry_version,
-        {tracking.SERVING_VERSION_TAG: str(result["serving_version"])},
+        settings, spec.name, version, {tracking.SERVING_VERSION_TAG: str(result["serving_version"])}
     )
     deployment = Deployment.of(
-        {**result, "registry_version": model.registry_version, "previous_champion": previous}
+        {**result, "registry_version": version, "previous_champion": previous}
     )
     deployment.write(run.records_dir)
     return deployment

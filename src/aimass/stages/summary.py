@@ -83,6 +83,7 @@ def publish_summary(
             "force_reason": gate.force_reason,
             "forced_by": gate.forced_by,
             "report_html": gate.report_html,
+            "compression": gate.compression,
         },
         deployment=deployed,
         approval=None

@@ -104,6 +104,7 @@ def _summary(run: RunRequest, outcome: str = "deployed") -> RunSummary:
             "task": "binary",
             "primary_metric": "auc",
             "checks": ["auc 0.8123 >= 0.6"],
+            "compression": {"chosen": None, "why": "no variant clears the compression bars"},
         },
         deployment=deployment,
         lineage=Lineage(registry_version="4", serving_version=3),
@@ -143,6 +144,7 @@ def test_runs_show_prints_the_demo_summary_of_the_newest_or_the_named_run(
     )
     assert "gate     PASSED against champion v3 (auc 0.8000)" in out
     assert "input    /landing/processed/ds=2026-11-25 (the newest landed day)" in out
+    assert "compress no variant clears the compression bars" in out
     assert "card     model card (importance, calibration, slices): /reports/model_card.html" in out
     assert "deploy   serving version 3 is 'stable' (previous 2)" in out
     # Without --predict the model server is not asked; the example row is shown.

@@ -22,6 +22,7 @@ from aimass.evaluation.card import (
     ANALYSIS_JSON,
     CARD_HTML,
     CARD_JSON,
+    add_compression,
     build_card,
     render_html,
     split_text,
@@ -164,6 +165,38 @@ def test_json_round_trips_into_the_same_page(tmp_path: Path) -> None:
     assert loaded == card
     assert render_html(loaded) == paths["html"].read_text()
     assert json.loads(paths["analysis"].read_text())["importance"] == card["importance"]
+
+
+def test_the_compression_choice_is_added_to_the_card_and_drawn(tmp_path: Path) -> None:
+    spec = load_spec(SPECS / "chicago_taxi.yaml")
+    run, model, gate = _records(spec, tmp_path)
+    analysis = _analysis(spec)
+    card = build_card(
+        spec, run=run, model=model, gate=gate, analysis=analysis, rows={"train": 1, "holdout": 2}
+    )
+    out = tmp_path / "out"
+    write_card(out, card, analysis)
+    assert "Compression" not in (out / CARD_HTML).read_text()
+    variant = {
+        "name": "int8",
+        "size_ratio": 0.66,
+        "disk_ratio": 0.97,
+        "latency_ratio": 1.04,
+        "deltas": {"auc": 0.0002},
+        "clears": True,
+        "reasons": [],
+    }
+    missed = {**variant, "name": "distilled", "clears": False, "reasons": ["auc loses 0.03"]}
+    failed = {"name": "pruned", "error": "ValueError: boom"}
+    comp = {"chosen": "int8", "registry_version": "7", "why": "int8 is the smallest"}
+    paths = add_compression(out, {**comp, "variants": [variant, missed, failed]})
+    assert paths is not None
+    assert json.loads(paths["json"].read_text())["compression"]["chosen"] == "int8"
+    html = paths["html"].read_text()
+    assert "<b>int8</b> (registry version 7)" in html and "int8 is the smallest" in html
+    assert "auc loses 0.03" in html and "failed: ValueError: boom" in html
+    assert "0.66×" in html and "auc +0.0002" in html
+    assert add_compression(tmp_path / "no-card", comp) is None
 
 
 def test_a_card_without_its_analysis_says_what_is_missing(tmp_path: Path) -> None:

@@ -67,7 +67,12 @@ def model_card(request: Request, dataset: str, version: str, user: UserName) -> 
     """One version's card: data, features, metrics, gate decision and lineage."""
     console = state(request)
     known_dataset(console, dataset)
-    found = [v for v in console.read.versions(dataset) if v.registry_version == version]
+    # A compressed variant's version shows the card of the candidate it was made from.
+    found = [
+        v
+        for v in console.read.versions(dataset)
+        if version in (v.registry_version, v.deployment and v.deployment.registry_version)
+    ]
     if not found:
         raise HTTPException(404, f"{dataset} has no registry version {version!r}")
     view = found[0]

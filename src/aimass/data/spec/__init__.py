@@ -7,6 +7,7 @@ centers. Its modules, each importable on its own:
 - ``sections``: the small sections (rules, derived columns, split, quality, training, drift);
 - ``expr``: the feature language derived features are written in (compiled to Spark and TF);
 - ``tuning`` and ``gate``: the hyperparameter search and the bars a candidate must clear;
+- ``compression``: the compressed variants of a candidate and the bars one must clear;
 - ``dataset``: :class:`DatasetSpec`, the checks across sections and the YAML mapping;
 - ``load``: :func:`load_spec`, a spec by name or path.
 
@@ -27,6 +28,7 @@ from aimass.data.spec.base import (
     SOURCE_FORMATS,
     TASKS,
 )
+from aimass.data.spec.compression import COMPRESSION_FIELDS, VARIANT_KINDS, CompressionSpec
 from aimass.data.spec.dataset import DatasetSpec
 from aimass.data.spec.expr import ExpressionError
 from aimass.data.spec.gate import (
@@ -65,6 +67,7 @@ __all__ = [
     "BINARY",
     "CASES",
     "CLASSIFICATION_METRICS",
+    "COMPRESSION_FIELDS",
     "DEFAULT_MIN_SLICE_ROWS",
     "DRIFT_ACTIONS",
     "DTYPES",
@@ -81,7 +84,9 @@ __all__ = [
     "TUNABLE",
     "TUNING_ALGORITHMS",
     "TUNING_OBJECTIVE",
+    "VARIANT_KINDS",
     "Bars",
+    "CompressionSpec",
     "ConfigError",
     "DatasetSpec",
     "Derived",

@@ -22,6 +22,7 @@ from aimass.data.spec.base import (
     SOURCE_FORMATS,
     TASKS,
 )
+from aimass.data.spec.compression import CompressionSpec
 from aimass.data.spec.gate import GATE_BARS, GateSpec
 from aimass.data.spec.sections import (
     CASES,
@@ -64,6 +65,7 @@ class DatasetSpec:
     gate: GateSpec = field(default_factory=GateSpec)
     drift: DriftSpec = field(default_factory=DriftSpec)
     tuning: TuningSpec = field(default_factory=TuningSpec)
+    compression: CompressionSpec = field(default_factory=CompressionSpec)
     # The schema column the label is read from (``label.column``), when it is not an expression.
     label_column: str | None = None
     # Multiclass: the class values in model output order; rows with other values are quarantined.
@@ -172,6 +174,12 @@ class DatasetSpec:
                 f"{where}: tuning.objective '{self.tuning.objective}' is not a {self.task} "
                 f"metric; use one of {sorted(allowed)}"
             )
+        for metric in self.compression.losses():
+            if metric not in allowed:
+                raise ConfigError(
+                    f"{where}: compression.max_metric_loss.{metric} is not a {self.task} "
+                    f"metric; use some of {sorted(allowed)}"
+                )
         for feat in (*self.numeric_features, *self.categorical_features):
             if feat not in clean_columns:
                 raise ConfigError(

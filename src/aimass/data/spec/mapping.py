@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aimass.data.spec.base import BINARY, DTYPES
+from aimass.data.spec.compression import CompressionSpec
 from aimass.data.spec.gate import GateSpec
 from aimass.data.spec.sections import (
     Derived,
@@ -83,6 +84,7 @@ def spec_to_dict(self: Any) -> dict[str, Any]:
         "gate": self.gate.to_dict(),
         "drift": asdict(self.drift),
         "tuning": self.tuning.to_dict(),
+        "compression": self.compression.to_dict(),
     }
 
 
@@ -180,6 +182,9 @@ def spec_from_dict(cls: Any, raw: dict[str, Any], origin: str = "<dict>") -> Any
             tuning=TuningSpec()
             if raw.get("tuning") is None
             else TuningSpec.from_dict(raw["tuning"], where),
+            compression=CompressionSpec()
+            if raw.get("compression") is None
+            else CompressionSpec.from_dict(raw["compression"], where),
             label_column=None if column is None else str(column),
             label_classes=tuple(str(c) for c in classes),
             null_values=tuple(str(v) for v in null_values),
