@@ -55,7 +55,7 @@ with DAG(
     # The alias aimass_retrain's validate_quality adds each validated clean batch to.
     schedule=[AssetAlias("aimass_clean_partition")] if _SETTINGS.batch_predict_on_clean else None,
     catchup=False,
-    max_active_runs=2,
+    max_active_runs=1,
     on_failure_callback=notify_failed_run,
     tags=["aimass", "inference"],
     default_args={"owner": "aimass", "retries": 1, "retry_delay": timedelta(seconds=30)},

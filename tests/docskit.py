@@ -175,6 +175,11 @@ CLASSES: tuple[Class, ...] = (
     Class(_TRIGGER + r"aimass_tune ", RUN, expect="new run aimass_tune"),
     Class(_TRIGGER + r"aimass_rollback ", RUN, expect="new run aimass_rollback"),
     Class(
+        _TRIGGER + r"aimass_batch_predict ",
+        COVERED,
+        "tests/e2e/test_retrain_dag.py::test_two_runs_deploy_then_gate_against_the_champion",
+    ),
+    Class(
         r"\.venv/bin/aimass airflow backfill create --dag-id aimass_retrain ",
         COVERED,
         # The e2e stack runs without the nightly schedule, where Airflow refuses backfills.
