@@ -10,18 +10,15 @@ size. Nothing of production is touched.
 from __future__ import annotations
 
 import logging
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from aimass.platform.errors import ServingError
 from aimass.serving.client import ServingClient
@@ -41,7 +38,7 @@ def sandbox(
     Raises:
         ServingError: a version did not become AVAILABLE in ``timeout_s`` (log tail included).
     """
-    from aimass.platform.ports import free_ports
+    from aimass.serving.sandbox import sandbox_server, wait_until
 
     root = Path(tempfile.mkdtemp(prefix=f"aimass-latency-{model_name}-"))
     base = root / model_name
@@ -52,63 +49,29 @@ def sandbox(
     config = write_config(
         root / "models.config", server_config([model_config(model_name, base, versions)])
     )
-    grpc_port, rest_port = free_ports(2)
-    log_path = root / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "aimass.serving.server",
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_config_file={config}",
-        "--file_system_poll_wait_seconds=0",
-    ]
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
+    with sandbox_server(root, [f"--model_config_file={config}"]) as box:
 
-    def tail() -> str:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(lines[-12:])
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise ServingError(
-                f"latency sandbox exited ({proc.returncode}) loading {model_name}:\n{tail()}"
-            )
-        try:
-            states = client.model_status(model_name)
-        except ServingError:  # still importing TensorFlow
-            return False
-        available = {s["version"] for s in states if s.get("state") == "AVAILABLE"}
-        return available >= set(versions)
-
-    def gave_up(_: object) -> bool:
-        raise ServingError(
-            f"latency sandbox: {model_name} versions {versions} not AVAILABLE after "
-            f"{timeout_s:.0f} s:\n{tail()}"
-        )
-
-    try:
-        Retrying(
-            stop=stop_after_delay(timeout_s),
-            wait=wait_fixed(POLL_S),
-            retry=retry_if_result(lambda ok: not ok),
-            retry_error_callback=gave_up,
-        )(ready)
-        yield client
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.terminate()
+        def ready() -> bool:
+            if box.proc.poll() is not None:
+                raise ServingError(
+                    f"latency sandbox exited ({box.proc.returncode}) loading {model_name}:\n"
+                    f"{box.tail()}"
+                )
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
+                states = box.client.model_status(model_name)
+            except ServingError:  # still importing TensorFlow
+                return False
+            available = {s["version"] for s in states if s.get("state") == "AVAILABLE"}
+            return available >= set(versions)
+
+        def gave_up() -> NoReturn:
+            raise ServingError(
+                f"latency sandbox: {model_name} versions {versions} not AVAILABLE after "
+                f"{timeout_s:.0f} s:\n{box.tail()}"
+            )
+
+        wait_until(ready, timeout_s=timeout_s, poll_s=POLL_S, on_timeout=gave_up)
+        yield box.client
 
 
 def batch_of(rows: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

@@ -13,15 +13,12 @@ import json
 import logging
 import math
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from aimass.platform.errors import ServingError
 from aimass.serving.config import list_versions, next_version
@@ -225,82 +222,45 @@ def infra_validate(
     Raises:
         ServingError: the SavedModel did not load or answer; the sandbox log tail is included.
     """
-    from aimass.platform.ports import free_ports
-    from aimass.serving.client import ServingClient
+    from aimass.serving.sandbox import sandbox_server, wait_until
 
     sandbox = Path(tempfile.mkdtemp(prefix=f"aimass-infra-{model_name}-"))
     (sandbox / model_name).mkdir()
     (sandbox / model_name / "1").symlink_to(staged.resolve(), target_is_directory=True)
-    grpc_port, rest_port = free_ports(2)
-    log_path = sandbox / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "aimass.serving.server",
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={model_name}",
-        f"--model_base_path={sandbox / model_name}",
-        "--file_system_poll_wait_seconds=0",
-    ]
     started = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    client = ServingClient(f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{rest_port}")
+    args = [f"--model_name={model_name}", f"--model_base_path={sandbox / model_name}"]
+    with sandbox_server(sandbox, args) as box:
 
-    def tail() -> str:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        # TensorFlow's start-up chatter (absl/C++ lines) says nothing about the model.
-        noise = ("WARNING: All log messages", "I0000", "W0000", "E0000")
-        return "\n".join([line for line in lines if not line.startswith(noise)][-12:])
+        def available() -> bool:
+            """One look at the sandbox; a server that exited rejects the candidate at once."""
+            if box.proc.poll() is not None:
+                raise CandidateRejected(
+                    f"infra validation: the sandbox server could not load {staged} (exit "
+                    f"code {box.proc.returncode}); the SavedModel is rejected. Sandbox log:\n"
+                    f"{box.tail()}"
+                )
+            try:
+                states = box.client.model_status(model_name, 1)
+            except ServingError:  # the sandbox is still importing TensorFlow
+                return False
+            return bool(states) and states[0].get("state") == "AVAILABLE"
 
-    def available() -> bool:
-        """One look at the sandbox; a server that exited rejects the candidate at once."""
-        if proc.poll() is not None:
+        def not_available() -> NoReturn:
             raise CandidateRejected(
-                f"infra validation: the sandbox server could not load {staged} "
-                f"(exit code {proc.returncode}); the SavedModel is rejected. Sandbox log:\n{tail()}"
+                f"infra validation: {staged} was not AVAILABLE in the sandbox after "
+                f"{timeout_s:.0f} s; the SavedModel is rejected. Sandbox log:\n{box.tail()}"
             )
-        try:
-            states = client.model_status(model_name, 1)
-        except ServingError:  # the sandbox is still importing TensorFlow
-            return False
-        return bool(states) and states[0].get("state") == "AVAILABLE"
 
-    def not_available(_: RetryCallState) -> NoReturn:
-        raise CandidateRejected(
-            f"infra validation: {staged} was not AVAILABLE in the sandbox after "
-            f"{timeout_s:.0f} s; the SavedModel is rejected. Sandbox log:\n{tail()}"
-        )
-
-    try:
         # A CandidateRejected from available() is not retried: it ends the wait as raised.
-        Retrying(
-            stop=stop_after_delay(timeout_s),
-            wait=wait_fixed(SANDBOX_POLL_S),
-            retry=retry_if_result(lambda ready: not ready),
-            retry_error_callback=not_available,
-        )(available)
+        wait_until(available, timeout_s=timeout_s, poll_s=SANDBOX_POLL_S, on_timeout=not_available)
         try:
-            answer = smoke(client, model_name, sample, version=1)
+            answer = smoke(box.client, model_name, sample, version=1)
         except ServingError as exc:
             raise CandidateRejected(
                 f"infra validation: {staged} loaded but did not answer: {exc}; rejected"
             ) from exc
         seconds = round(time.monotonic() - started, 1)
         log.info(
-            "infra validation of %s passed in %.1f s (sandbox %s)", model_name, seconds, command
+            "infra validation of %s passed in %.1f s (sandbox %s)", model_name, seconds, box.command
         )
         return {"seconds": seconds, "output": answer["output"]}
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(sandbox, ignore_errors=True)
